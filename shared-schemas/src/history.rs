@@ -1,0 +1,88 @@
+//! The recorded history of a workflow run: what workflow code commanded and which results it
+//! saw at each workflow task. Replaying code against it reproduces the same decisions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CommandId, Failure, Payload, Timestamp};
+
+/// What workflow code asked for at one position. Append-only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandSpec {
+    /// Call a method of a service.
+    ServiceTask {
+        /// Service name.
+        service: String,
+        /// Method name.
+        method: String,
+        /// Arguments (a JSON array by default).
+        args: Payload,
+    },
+    /// Wait until an instant (durations are resolved against the workflow task's logical time).
+    Timer {
+        /// When the timer fires.
+        due: Timestamp,
+    },
+    /// A side effect executed once inside workflow code; its result is recorded.
+    Inline {
+        /// The recorded result.
+        result: Payload,
+    },
+}
+
+impl CommandSpec {
+    /// A short description for errors and status output, e.g. `Payment.charge`.
+    pub fn describe(&self) -> String {
+        match self {
+            CommandSpec::ServiceTask { service, method, .. } => format!("task {service}.{method}"),
+            CommandSpec::Timer { .. } => "timer".to_string(),
+            CommandSpec::Inline { .. } => "inline".to_string(),
+        }
+    }
+}
+
+/// A command together with its identity in the run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedCommand {
+    /// Position in the run (0-based, in the order the code made its calls).
+    pub position: u32,
+    /// Deterministic id of the command.
+    pub command_id: CommandId,
+    /// What was asked.
+    pub spec: CommandSpec,
+}
+
+/// How a command ended. Append-only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Success with a value.
+    Completed(Payload),
+    /// Failure (after retries for tasks).
+    Failed(Failure),
+}
+
+/// One entry of a run's history. Append-only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HistoryEvent {
+    /// Workflow task `index` started at logical time `at`; results recorded before this event
+    /// were visible to it.
+    WorkflowTaskStarted {
+        /// 1-based index of the workflow task (the run's logical clock).
+        index: u32,
+        /// The workflow's notion of "now" during that task.
+        at: Timestamp,
+    },
+    /// Workflow task `task_index` made this command.
+    CommandRecorded {
+        /// The workflow task that made it.
+        task_index: u32,
+        /// The command.
+        command: RecordedCommand,
+    },
+    /// A command's result reached the workflow.
+    ResultDelivered {
+        /// The command it completes.
+        command_id: CommandId,
+        /// The result.
+        outcome: Outcome,
+    },
+}

@@ -1,0 +1,27 @@
+//! Every message that crosses a Baton topic, the id types, topic naming and the wire codec.
+//!
+//! This crate is the root of the workspace graph: it depends on no other Baton crate and on no
+//! broker or storage client. Components exchange only the types defined here, encoded with
+//! [`codec::encode`] and decoded with [`codec::decode`]; nothing outside this crate names bincode.
+//!
+//! Evolution rule: enum variants and struct fields are only ever appended. Golden fixtures of every
+//! message live in `tests/fixtures/` and must decode forever.
+
+pub mod codec;
+pub mod envelope;
+pub mod failure;
+pub mod history;
+pub mod ids;
+pub mod messages;
+pub mod payload;
+pub mod time;
+pub mod topics;
+
+pub use codec::{CodecError, decode, encode};
+pub use envelope::{Envelope, SCHEMA_VERSION, TraceContext};
+pub use failure::{AttemptFailure, Failure, FailureKind};
+pub use history::{CommandSpec, HistoryEvent, Outcome, RecordedCommand};
+pub use ids::{ClientId, CommandId, MessageId, MethodRunId, RequestId, TaskId, TimerId, WorkflowId, WorkflowTaskId};
+pub use payload::{Payload, PayloadCodec, PayloadError};
+pub use time::Timestamp;
+pub use topics::{Topic, TopicMessage};

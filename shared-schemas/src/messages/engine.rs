@@ -1,0 +1,161 @@
+//! Messages consumed by the workflow engine (`workflow-cmd:{Workflow}` and
+//! `workflow-engine:{Workflow}`), keyed by workflow id.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ClientId, CommandId, Failure, Payload, RecordedCommand, RequestId, TaskId, TimerId, WorkflowId,
+    WorkflowTaskId,
+};
+
+/// Start a workflow instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartWorkflow {
+    /// Id of the new instance (chosen by the client).
+    pub workflow_id: WorkflowId,
+    /// Workflow name.
+    pub workflow_name: String,
+    /// Input of the main run.
+    pub input: Payload,
+    /// Tags of the instance.
+    pub tags: Vec<String>,
+    /// Free-form metadata.
+    pub meta: BTreeMap<String, String>,
+    /// A client to notify when the instance ends.
+    pub reply_to: Option<ClientId>,
+}
+
+/// How a run ended, as reported by a workflow task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunCompletion {
+    /// The workflow function returned `Ok`.
+    Completed(Payload),
+    /// The workflow function returned `Err`.
+    Failed(Failure),
+}
+
+/// The result of one workflow task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowTaskCompleted {
+    /// The instance.
+    pub workflow_id: WorkflowId,
+    /// The workflow task that produced this result.
+    pub task_id: WorkflowTaskId,
+    /// The code version that ran; the instance is pinned to it.
+    pub workflow_version: u32,
+    /// Commands made for the first time by this task, in position order.
+    pub new_commands: Vec<RecordedCommand>,
+    /// Commands the code is now waiting on: a result for any of them warrants a new task.
+    pub waiting_on: Vec<CommandId>,
+    /// Set when the workflow function returned.
+    pub completion: Option<RunCompletion>,
+}
+
+/// Messages for the workflow engine. Append-only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkflowEngineMessage {
+    /// Start an instance (idempotent per workflow id).
+    Start(StartWorkflow),
+    /// Notify `client` when the instance ends (at once if it already has).
+    Await {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// Who waits.
+        client: ClientId,
+    },
+    /// Reply to `client` with the instance's status.
+    GetStatus {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// Who asks.
+        client: ClientId,
+        /// Correlates the reply.
+        request_id: RequestId,
+    },
+    /// Cancel the instance.
+    Cancel {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// Why, for status and waiting clients.
+        reason: String,
+        /// Who asks, to be told if the instance is unknown.
+        client: Option<ClientId>,
+    },
+    /// A workflow task finished normally.
+    WorkflowTaskCompleted(WorkflowTaskCompleted),
+    /// A workflow task could not run the code (non-determinism, panic, unknown workflow).
+    WorkflowTaskFailed {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// The failed workflow task.
+        task_id: WorkflowTaskId,
+        /// Why.
+        failure: Failure,
+    },
+    /// A service task succeeded.
+    TaskCompleted {
+        /// The instance that called it.
+        workflow_id: WorkflowId,
+        /// The task (equal to the command id).
+        task_id: TaskId,
+        /// The returned value.
+        output: Payload,
+    },
+    /// A service task failed for good (retries exhausted, non-retryable error, dead letter).
+    TaskFailed {
+        /// The instance that called it.
+        workflow_id: WorkflowId,
+        /// The task.
+        task_id: TaskId,
+        /// Why, with the chain of earlier attempts.
+        failure: Failure,
+    },
+    /// A workflow timer fired.
+    TimerFired {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// The timer (equal to the command id).
+        timer_id: TimerId,
+    },
+    /// The retention of a completed instance has ended: remove its record.
+    Expire {
+        /// The instance.
+        workflow_id: WorkflowId,
+    },
+}
+
+impl WorkflowEngineMessage {
+    /// The instance the message is about (its routing key).
+    pub fn workflow_id(&self) -> WorkflowId {
+        match self {
+            Self::Start(m) => m.workflow_id,
+            Self::WorkflowTaskCompleted(m) => m.workflow_id,
+            Self::Await { workflow_id, .. }
+            | Self::GetStatus { workflow_id, .. }
+            | Self::Cancel { workflow_id, .. }
+            | Self::WorkflowTaskFailed { workflow_id, .. }
+            | Self::TaskCompleted { workflow_id, .. }
+            | Self::TaskFailed { workflow_id, .. }
+            | Self::TimerFired { workflow_id, .. }
+            | Self::Expire { workflow_id } => *workflow_id,
+        }
+    }
+
+    /// Short name of the variant, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Start(_) => "Start",
+            Self::Await { .. } => "Await",
+            Self::GetStatus { .. } => "GetStatus",
+            Self::Cancel { .. } => "Cancel",
+            Self::WorkflowTaskCompleted(_) => "WorkflowTaskCompleted",
+            Self::WorkflowTaskFailed { .. } => "WorkflowTaskFailed",
+            Self::TaskCompleted { .. } => "TaskCompleted",
+            Self::TaskFailed { .. } => "TaskFailed",
+            Self::TimerFired { .. } => "TimerFired",
+            Self::Expire { .. } => "Expire",
+        }
+    }
+}

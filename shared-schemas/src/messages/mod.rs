@@ -1,0 +1,13 @@
+//! One message enum per consuming component. All enums are append-only.
+
+pub mod client;
+pub mod engine;
+pub mod service_task;
+pub mod timer;
+pub mod workflow_task;
+
+pub use client::{ClientMessage, WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
+pub use engine::{RunCompletion, StartWorkflow, WorkflowEngineMessage, WorkflowTaskCompleted};
+pub use service_task::{ExecuteTask, ServiceTaskMessage};
+pub use timer::{ScheduledMessage, TimerMessage};
+pub use workflow_task::{ExecuteWorkflowTask, WorkflowTaskMessage};
