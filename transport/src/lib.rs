@@ -1,1 +1,128 @@
-//! placeholder
+//! The message transport boundary.
+//!
+//! A [`Transport`] publishes bytes to named topics with a routing key and headers, and opens
+//! subscriptions of three kinds ([`SubscriptionKind`]): keyed (per-key order, one consumer per
+//! key at a time), shared (competing consumers) and exclusive (one consumer). Delivery is
+//! at-least-once: a [`Delivery`] is acknowledged after its effects are durable; a nack or a
+//! consumer that goes away redelivers it; after `max_redeliveries` it moves to the topic's
+//! dead-letter topic with the reason in its headers.
+//!
+//! Backends live in one module each behind a cargo feature (`in-memory` here). The
+//! [`conformance`] suite (feature `conformance`) is the contract every backend runs.
+//! This crate knows the wire codec only through `shared-schemas`; it has no storage.
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod delivery;
+#[cfg(feature = "in-memory")]
+pub mod memory;
+mod typed;
+
+use std::sync::Arc;
+
+pub use delivery::{Acknowledger, Delivery, headers};
+#[cfg(feature = "in-memory")]
+pub use memory::{InMemoryTransport, MemoryConfig};
+pub use typed::{EncodedMessage, Publisher, decode_delivery};
+
+/// A transport operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The transport was closed.
+    #[error("transport closed")]
+    Closed,
+    /// An exclusive subscription already has a consumer.
+    #[error("subscription {subscription} on {topic} is exclusive and already has a consumer")]
+    SubscriptionBusy {
+        /// Topic.
+        topic: String,
+        /// Subscription name.
+        subscription: String,
+    },
+    /// The same subscription name was opened with another kind.
+    #[error("subscription {subscription} on {topic} exists with another kind")]
+    KindMismatch {
+        /// Topic.
+        topic: String,
+        /// Subscription name.
+        subscription: String,
+    },
+    /// A message could not be encoded for publishing.
+    #[error("cannot encode message for {topic}: {reason}")]
+    Encode {
+        /// Target topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// The broker rejected or failed an operation.
+    #[error("broker error on {topic}: {reason}")]
+    Broker {
+        /// Topic involved.
+        topic: String,
+        /// What the broker said.
+        reason: String,
+    },
+}
+
+/// Result alias for transport operations.
+pub type Result<T, E = TransportError> = std::result::Result<T, E>;
+
+/// How a subscription shares its messages among consumers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SubscriptionKind {
+    /// Same key → same consumer, in publish order.
+    Keyed,
+    /// Competing consumers, no ordering.
+    Shared,
+    /// A single consumer.
+    Exclusive,
+}
+
+/// A message to publish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Routing key.
+    pub key: String,
+    /// Encoded envelope.
+    pub payload: Vec<u8>,
+    /// Transport headers (dead-letter reasons and the like).
+    pub headers: Vec<(String, String)>,
+}
+
+impl OutgoingMessage {
+    /// A message without headers.
+    pub fn new(key: impl Into<String>, payload: Vec<u8>) -> Self {
+        Self { key: key.into(), payload, headers: Vec::new() }
+    }
+}
+
+/// A broker connection.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Publishes one message; returns once the broker has it.
+    async fn publish(&self, topic: &str, message: OutgoingMessage) -> Result<()>;
+
+    /// Publishes several messages, in order per topic and key.
+    async fn publish_all(&self, messages: Vec<(String, OutgoingMessage)>) -> Result<()> {
+        for (topic, message) in messages {
+            self.publish(&topic, message).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens a consumer on `subscription` of `topic`. Creating the subscription makes it
+    /// receive every message published to the topic from then on, and its first consumer also
+    /// receives what was published before any subscription existed.
+    async fn subscribe(&self, topic: &str, subscription: &str, kind: SubscriptionKind) -> Result<Box<dyn Subscription>>;
+}
+
+/// One consumer of a subscription. Dropping it hands its unacknowledged messages to others.
+#[async_trait::async_trait]
+pub trait Subscription: Send {
+    /// Waits for the next message.
+    async fn next(&mut self) -> Result<Delivery>;
+}
+
+/// Shared handle to a transport.
+pub type SharedTransport = Arc<dyn Transport>;

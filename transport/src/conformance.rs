@@ -1,0 +1,264 @@
+//! The transport contract as executable checks. Each backend instantiates the whole suite with
+//! [`transport_conformance_tests!`](crate::transport_conformance_tests), giving a factory for a
+//! connected transport whose `max_redeliveries` is 3. Every check uses fresh topic names, so one
+//! broker can serve all of them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Delivery, OutgoingMessage, Subscription, SubscriptionKind, Transport, headers};
+
+/// Redeliveries the factory's transport must be configured with.
+pub const MAX_REDELIVERIES: u32 = 3;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn unique(name: &str) -> String {
+    format!("conformance-{name}-{}", baton_shared_schemas::MessageId::new())
+}
+
+async fn next(sub: &mut Box<dyn Subscription>) -> Delivery {
+    match tokio::time::timeout(WAIT, sub.next()).await {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => panic!("subscription failed: {e}"),
+        Err(_) => panic!("no message within {WAIT:?}"),
+    }
+}
+
+async fn nothing_within(sub: &mut Box<dyn Subscription>, wait: Duration) {
+    if let Ok(Ok(d)) = tokio::time::timeout(wait, sub.next()).await {
+        panic!("unexpected delivery {d:?} ({:?})", String::from_utf8_lossy(&d.payload));
+    }
+}
+
+async fn publish(t: &dyn Transport, topic: &str, key: &str, body: String) {
+    t.publish(topic, OutgoingMessage::new(key, body.into_bytes())).await.expect("publish");
+}
+
+fn text(d: &Delivery) -> String {
+    String::from_utf8_lossy(&d.payload).into_owned()
+}
+
+/// Messages of one key reach one consumer in publish order, across several consumers.
+pub async fn keyed_preserves_order_per_key(t: Arc<dyn Transport>) {
+    let topic = unique("keyed");
+    let mut a = t.subscribe(&topic, "s", SubscriptionKind::Keyed).await.expect("subscribe");
+    let mut b = t.subscribe(&topic, "s", SubscriptionKind::Keyed).await.expect("subscribe");
+    let keys = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
+    let per_key = 30;
+    for i in 0..per_key {
+        for k in keys {
+            publish(t.as_ref(), &topic, k, format!("{k}:{i}")).await;
+        }
+    }
+    let total = keys.len() * per_key;
+    let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut consumer_of: HashMap<String, usize> = HashMap::new();
+    let mut received = 0;
+    let mut turn = 0usize;
+    while received < total {
+        turn += 1;
+        let (which, sub) = if turn % 2 == 0 { (0, &mut a) } else { (1, &mut b) };
+        let d = match tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => panic!("subscription failed: {e}"),
+            Err(_) => {
+                assert!(turn < 10_000, "only {received} of {total} messages arrived");
+                continue;
+            }
+        };
+        let body = text(&d);
+        let (k, i) = body.split_once(':').expect("body");
+        assert_eq!(d.key, k);
+        if let Some(prev) = consumer_of.insert(k.to_string(), which) {
+            assert_eq!(prev, which, "key {k} moved between consumers without a rebalance");
+        }
+        seen.entry(k.to_string()).or_default().push(i.parse().expect("index"));
+        d.ack().await;
+        received += 1;
+    }
+    for k in keys {
+        let got = &seen[k];
+        assert_eq!(got, &(0..per_key).collect::<Vec<_>>(), "order of key {k}");
+    }
+}
+
+/// Shared consumers compete: every message is delivered to exactly one of them.
+pub async fn shared_delivers_each_message_once(t: Arc<dyn Transport>) {
+    let topic = unique("shared");
+    let mut a = t.subscribe(&topic, "s", SubscriptionKind::Shared).await.expect("subscribe");
+    let mut b = t.subscribe(&topic, "s", SubscriptionKind::Shared).await.expect("subscribe");
+    let n = 100;
+    for i in 0..n {
+        publish(t.as_ref(), &topic, &format!("k{}", i % 7), format!("{i}")).await;
+    }
+    let mut seen = vec![0u32; n];
+    let mut from_a = 0;
+    let mut got = 0;
+    let mut rounds = 0;
+    while got < n {
+        rounds += 1;
+        assert!(rounds < 10_000, "only {got} of {n} messages arrived");
+        let (is_a, sub) = if rounds % 2 == 0 { (true, &mut a) } else { (false, &mut b) };
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
+            seen[text(&d).parse::<usize>().expect("index")] += 1;
+            from_a += usize::from(is_a);
+            got += 1;
+            d.ack().await;
+        }
+    }
+    assert!(seen.iter().all(|&c| c == 1), "each message exactly once: {seen:?}");
+    nothing_within(&mut a, Duration::from_millis(200)).await;
+    nothing_within(&mut b, Duration::from_millis(200)).await;
+    assert!(from_a > 0 && from_a < n, "both consumers received work ({from_a} of {n} went to one)");
+}
+
+/// Two subscriptions of one topic each receive every message.
+pub async fn subscriptions_each_receive_every_message(t: Arc<dyn Transport>) {
+    let topic = unique("fanout");
+    let mut a = t.subscribe(&topic, "one", SubscriptionKind::Shared).await.expect("subscribe");
+    let mut b = t.subscribe(&topic, "two", SubscriptionKind::Keyed).await.expect("subscribe");
+    publish(t.as_ref(), &topic, "k", "hello".into()).await;
+    let da = next(&mut a).await;
+    let db = next(&mut b).await;
+    assert_eq!((text(&da), text(&db)), ("hello".to_string(), "hello".to_string()));
+    da.ack().await;
+    db.ack().await;
+}
+
+/// The first subscription of a topic receives what was published before it existed.
+pub async fn first_subscription_receives_earlier_messages(t: Arc<dyn Transport>) {
+    let topic = unique("backlog");
+    publish(t.as_ref(), &topic, "k", "early".into()).await;
+    let mut s = t.subscribe(&topic, "s", SubscriptionKind::Keyed).await.expect("subscribe");
+    let d = next(&mut s).await;
+    assert_eq!(text(&d), "early");
+    d.ack().await;
+}
+
+/// A nacked message comes back with its redelivery count raised.
+pub async fn nack_redelivers(t: Arc<dyn Transport>) {
+    let topic = unique("nack");
+    let mut s = t.subscribe(&topic, "s", SubscriptionKind::Shared).await.expect("subscribe");
+    publish(t.as_ref(), &topic, "k", "again".into()).await;
+    let d = next(&mut s).await;
+    assert_eq!(d.redeliveries, 0);
+    d.nack("try later").await;
+    let d = next(&mut s).await;
+    assert_eq!((text(&d), d.redeliveries), ("again".to_string(), 1));
+    d.ack().await;
+    nothing_within(&mut s, Duration::from_millis(300)).await;
+}
+
+/// After `MAX_REDELIVERIES` redeliveries a message moves to `dlq:{topic}` with the reason.
+pub async fn exhausted_redeliveries_go_to_dead_letter_topic(t: Arc<dyn Transport>) {
+    let topic = unique("dlq");
+    let dlq_topic = baton_shared_schemas::topics::dead_letter_topic(&topic);
+    let mut dlq = t.subscribe(&dlq_topic, "ops", SubscriptionKind::Shared).await.expect("subscribe dlq");
+    let mut s = t.subscribe(&topic, "s", SubscriptionKind::Keyed).await.expect("subscribe");
+    publish(t.as_ref(), &topic, "k", "poison".into()).await;
+    for attempt in 0..=MAX_REDELIVERIES {
+        let d = next(&mut s).await;
+        assert_eq!(d.redeliveries, attempt);
+        d.nack("handler failed").await;
+    }
+    let dead = next(&mut dlq).await;
+    assert_eq!(text(&dead), "poison");
+    assert_eq!(dead.key, "k");
+    let reason = dead.header(headers::DEAD_LETTER_REASON).expect("reason header");
+    assert!(reason.contains("handler failed"), "{reason}");
+    assert_eq!(dead.header(headers::ORIGINAL_TOPIC), Some(topic.as_str()));
+    dead.ack().await;
+    nothing_within(&mut s, Duration::from_millis(300)).await;
+}
+
+/// A message the consumer knows it can never process goes to the dead-letter topic at once.
+pub async fn explicit_dead_letter(t: Arc<dyn Transport>) {
+    let topic = unique("poison");
+    let dlq_topic = baton_shared_schemas::topics::dead_letter_topic(&topic);
+    let mut dlq = t.subscribe(&dlq_topic, "ops", SubscriptionKind::Shared).await.expect("subscribe dlq");
+    let mut s = t.subscribe(&topic, "s", SubscriptionKind::Shared).await.expect("subscribe");
+    publish(t.as_ref(), &topic, "k", "garbage".into()).await;
+    publish(t.as_ref(), &topic, "k", "fine".into()).await;
+    let d = next(&mut s).await;
+    assert_eq!(text(&d), "garbage");
+    d.dead_letter("malformed envelope").await;
+    let d = next(&mut s).await;
+    assert_eq!(text(&d), "fine", "the consumer carries on after a dead letter");
+    d.ack().await;
+    let dead = next(&mut dlq).await;
+    assert_eq!(dead.header(headers::DEAD_LETTER_REASON), Some("malformed envelope"));
+    dead.ack().await;
+}
+
+/// Messages a consumer received but did not acknowledge are redelivered to the next consumer
+/// after it goes away; acknowledged ones are not.
+pub async fn no_loss_across_consumer_restart(t: Arc<dyn Transport>) {
+    for kind in [SubscriptionKind::Keyed, SubscriptionKind::Shared] {
+        let topic = unique("restart");
+        let mut first = t.subscribe(&topic, "s", kind).await.expect("subscribe");
+        for i in 0..10 {
+            publish(t.as_ref(), &topic, "same-key", format!("{i}")).await;
+        }
+        for i in 0..4 {
+            let d = next(&mut first).await;
+            assert_eq!(text(&d), i.to_string());
+            if i < 2 {
+                d.ack().await;
+            }
+        }
+        drop(first);
+        let mut second = t.subscribe(&topic, "s", kind).await.expect("resubscribe");
+        let mut rest = Vec::new();
+        for _ in 2..10 {
+            let d = next(&mut second).await;
+            rest.push(text(&d));
+            d.ack().await;
+        }
+        rest.sort_by_key(|s| s.parse::<u32>().unwrap_or(u32::MAX));
+        assert_eq!(rest, (2..10).map(|i| i.to_string()).collect::<Vec<_>>(), "{kind:?}");
+        nothing_within(&mut second, Duration::from_millis(300)).await;
+    }
+}
+
+/// An exclusive subscription refuses a second live consumer and accepts one after the first left.
+pub async fn exclusive_has_one_consumer(t: Arc<dyn Transport>) {
+    let topic = unique("exclusive");
+    let first = t.subscribe(&topic, "s", SubscriptionKind::Exclusive).await.expect("subscribe");
+    assert!(t.subscribe(&topic, "s", SubscriptionKind::Exclusive).await.is_err());
+    drop(first);
+    let mut again = t.subscribe(&topic, "s", SubscriptionKind::Exclusive).await.expect("resubscribe");
+    publish(t.as_ref(), &topic, "k", "only".into()).await;
+    let d = next(&mut again).await;
+    assert_eq!(text(&d), "only");
+    d.ack().await;
+}
+
+/// Instantiates every conformance check as a `#[tokio::test]`, given an expression that
+/// evaluates to an async factory `|| async { Arc<dyn Transport> }`.
+#[macro_export]
+macro_rules! transport_conformance_tests {
+    ($factory:expr) => {
+        $crate::transport_conformance_tests!(@cases $factory;
+            keyed_preserves_order_per_key,
+            shared_delivers_each_message_once,
+            subscriptions_each_receive_every_message,
+            first_subscription_receives_earlier_messages,
+            nack_redelivers,
+            exhausted_redeliveries_go_to_dead_letter_topic,
+            explicit_dead_letter,
+            no_loss_across_consumer_restart,
+            exclusive_has_one_consumer,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let factory = $factory;
+                $crate::conformance::$case(factory().await).await;
+            }
+        )*
+    };
+}
