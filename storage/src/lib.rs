@@ -1,1 +1,133 @@
-//! placeholder
+//! Storage boundaries: workflow state with compare-and-set on a version, key sets (tags), and
+//! timers claimed with a lease.
+//!
+//! A workflow's stored form is a small *head* plus an append-only *history* of encoded entries,
+//! so a transition writes what changed rather than the whole record. Backends live in one module
+//! each behind a cargo feature (`in-memory` here); the [`conformance`] suite (feature
+//! `conformance`) is the contract each one runs. This crate stores bytes and knows no message
+//! types beyond ids.
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "in-memory")]
+pub mod memory;
+
+use std::time::Duration;
+
+use baton_shared_schemas::{TimerId, Timestamp, WorkflowId};
+
+#[cfg(feature = "in-memory")]
+pub use memory::InMemoryStore;
+
+/// A storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The compare-and-set lost: the record is not at the expected version.
+    #[error("workflow {id} was changed concurrently (expected {expected:?})")]
+    Conflict {
+        /// The record.
+        id: WorkflowId,
+        /// What the writer expected.
+        expected: Expected,
+    },
+    /// The backend failed; the operation may be retried.
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+/// Result alias for storage operations.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// What a compare-and-set expects to find.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// No record.
+    Absent,
+    /// A record at this version.
+    Version(u64),
+}
+
+/// A workflow record as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredWorkflow {
+    /// Incremented by every successful save.
+    pub version: u64,
+    /// The encoded head (everything but the history).
+    pub head: Vec<u8>,
+    /// Encoded history entries, oldest first.
+    pub history: Vec<Vec<u8>>,
+}
+
+/// How a save changes the history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HistoryWrite {
+    /// Append entries (possibly none).
+    Append(Vec<Vec<u8>>),
+    /// Replace the whole history (completion, continue-as-new).
+    Replace(Vec<Vec<u8>>),
+}
+
+/// Workflow state storage.
+#[async_trait::async_trait]
+pub trait WorkflowStore: Send + Sync + 'static {
+    /// Loads a record.
+    async fn load(&self, id: WorkflowId) -> Result<Option<StoredWorkflow>>;
+
+    /// Writes `head` and the history change if the record is as `expected`; returns the new
+    /// version, or [`StorageError::Conflict`].
+    async fn save(&self, id: WorkflowId, expected: Expected, head: Vec<u8>, history: HistoryWrite) -> Result<u64>;
+
+    /// Deletes a record if it is at `version`; deleting a missing record succeeds.
+    async fn delete(&self, id: WorkflowId, version: u64) -> Result<()>;
+}
+
+/// One page of a key set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SetPage {
+    /// Members, in a stable order.
+    pub members: Vec<String>,
+    /// Pass to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Sets of strings under keys (tag → ids).
+#[async_trait::async_trait]
+pub trait KeySetStore: Send + Sync + 'static {
+    /// Adds a member (idempotent).
+    async fn add(&self, key: &str, member: &str) -> Result<()>;
+    /// Removes a member (idempotent).
+    async fn remove(&self, key: &str, member: &str) -> Result<()>;
+    /// Members after `cursor`, at most `limit`.
+    async fn page(&self, key: &str, cursor: Option<&str>, limit: usize) -> Result<SetPage>;
+}
+
+/// A stored timer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTimer {
+    /// The timer.
+    pub id: TimerId,
+    /// When it is due.
+    pub due: Timestamp,
+    /// What to do when due (an encoded scheduled message).
+    pub payload: Vec<u8>,
+}
+
+/// Durable timers, claimed with a lease so a claimer that dies does not lose them.
+#[async_trait::async_trait]
+pub trait TimerStore: Send + Sync + 'static {
+    /// Stores a timer; a timer with the same id is kept as it is. Returns whether it was new.
+    async fn add(&self, timer: StoredTimer) -> Result<bool>;
+
+    /// Claims up to `limit` timers due at `now` that are not under another claim's lease. A
+    /// claimed timer becomes claimable again at `now + lease` unless completed first.
+    async fn claim_due(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<StoredTimer>>;
+
+    /// Removes a fired timer.
+    async fn complete(&self, id: TimerId) -> Result<()>;
+
+    /// Removes a timer that has not fired; returns whether it existed.
+    async fn cancel(&self, id: TimerId) -> Result<bool>;
+
+    /// The earliest instant at which some timer becomes claimable.
+    async fn next_due(&self) -> Result<Option<Timestamp>>;
+}
