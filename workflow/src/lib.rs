@@ -1,1 +1,20 @@
-//! placeholder
+//! Workflow as code: the [`WorkflowContext`] that workflow functions are written against, the
+//! [`Deferred`] handles and combinators they await, and the deterministic replay executor that
+//! runs a workflow task ([`replay::execute`]).
+//!
+//! A workflow is an `async fn` over a context. Every call through the context is numbered by
+//! position; a workflow task replays the function against the recorded history, resolving calls
+//! whose results are recorded and collecting new ones as commands. The executor polls on the
+//! calling thread with a no-op waker, so no tokio, real clock or randomness reaches workflow
+//! code except through the context. Pure: no I/O, no async runtime.
+
+mod context;
+mod definition;
+mod deferred;
+mod error;
+pub mod replay;
+
+pub use context::{CheckMode, WorkflowContext};
+pub use deferred::{Deferred, Either, ServiceCall, Timer, all_of, any_of, race};
+pub use definition::{ErasedWorkflow, Registry, RegistryError, ServiceStub, Workflow, erase};
+pub use error::CallError;
