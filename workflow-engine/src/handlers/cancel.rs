@@ -1,0 +1,36 @@
+//! `Cancel`: end a running instance as cancelled.
+
+use baton_shared_schemas::messages::{ClientMessage, WorkflowOutcome};
+use baton_shared_schemas::{ClientId, Topic, WorkflowId};
+
+use super::{Step, finish, keep, write};
+use crate::EngineError;
+use crate::state::{Record, WorkflowState};
+use crate::transition::Out;
+
+pub(crate) fn cancel(
+    state: Option<WorkflowState>,
+    id: WorkflowId,
+    reason: &str,
+    client: Option<ClientId>,
+    out: &mut Out<'_>,
+) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        if let Some(client) = client {
+            out.emit(&Topic::client(client), ClientMessage::WorkflowUnknown { workflow_id: id, request_id: None })?;
+        }
+        return keep("cancel of an unknown instance");
+    };
+    match &mut state.head.record {
+        Record::Completed(_) => keep("cancel of an ended instance"),
+        Record::Running(r) => {
+            if let Some(client) = client {
+                if !r.waiting_clients.contains(&client) {
+                    r.waiting_clients.push(client);
+                }
+            }
+            finish(&mut state, WorkflowOutcome::Cancelled { reason: reason.to_string() }, out)?;
+            write(state, "cancelled")
+        }
+    }
+}

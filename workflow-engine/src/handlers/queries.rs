@@ -1,0 +1,50 @@
+//! `Await`, `GetStatus` and `Expire`: reads, and removal of an expired record.
+
+use baton_shared_schemas::messages::ClientMessage;
+use baton_shared_schemas::{ClientId, RequestId, Topic, WorkflowId};
+
+use super::{Step, keep, reply_outcome, write};
+use crate::EngineError;
+use crate::state::{Record, WorkflowState};
+use crate::transition::{Next, Out};
+
+pub(crate) fn await_result(state: Option<WorkflowState>, id: WorkflowId, client: ClientId, out: &mut Out<'_>) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        out.emit(&Topic::client(client), ClientMessage::WorkflowUnknown { workflow_id: id, request_id: None })?;
+        return keep("await of an unknown instance");
+    };
+    match &mut state.head.record {
+        Record::Running(r) if r.waiting_clients.contains(&client) => keep("duplicate await"),
+        Record::Running(r) => {
+            r.waiting_clients.push(client);
+            write(state, "client waits")
+        }
+        Record::Completed(c) => {
+            reply_outcome(client, id, c.outcome.clone(), out)?;
+            keep("await of an ended instance")
+        }
+    }
+}
+
+pub(crate) fn status(
+    state: Option<WorkflowState>,
+    id: WorkflowId,
+    client: ClientId,
+    request_id: RequestId,
+    out: &mut Out<'_>,
+) -> Result<Step, EngineError> {
+    let reply = match &state {
+        Some(s) => ClientMessage::Status { request_id, workflow_id: id, status: s.status_view() },
+        None => ClientMessage::WorkflowUnknown { workflow_id: id, request_id: Some(request_id) },
+    };
+    out.emit(&Topic::client(client), reply)?;
+    keep("status")
+}
+
+pub(crate) fn expire(state: Option<WorkflowState>, out: &mut Out<'_>) -> Result<Step, EngineError> {
+    match state.as_ref().map(|s| &s.head.record) {
+        Some(Record::Completed(c)) if c.expires_at <= out.ctx.now => Ok((Next::Delete, "expired")),
+        Some(_) => keep("not expired"),
+        None => keep("already removed"),
+    }
+}

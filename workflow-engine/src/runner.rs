@@ -1,0 +1,257 @@
+//! The engine loop: consume, load, apply, save with compare-and-set, publish, acknowledge.
+//!
+//! Both engine topics of every configured workflow are consumed with keyed subscriptions and
+//! routed by workflow id to a fixed set of shard tasks, so one instance is handled by one task
+//! at a time in this process; across processes the broker's key affinity and the storage
+//! compare-and-set keep one writer. Each shard caches the states it owns.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_runtime::{CancellationToken, Clock};
+use baton_shared_schemas::messages::WorkflowEngineMessage;
+use baton_shared_schemas::{Envelope, Topic, WorkflowId};
+use baton_storage::{Expected, StorageError, WorkflowStore};
+use baton_transport::{Delivery, OutgoingMessage, Subscription, SubscriptionKind, Transport, decode_delivery};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::EngineError;
+use crate::state::{OutboxMessage, WorkflowState};
+use crate::transition::{Next, TransitionContext, apply};
+
+/// Subscription name the engine consumes with.
+pub const SUBSCRIPTION: &str = "workflow-engine";
+
+/// Engine settings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Workflow names whose topics this engine consumes.
+    pub workflows: Vec<String>,
+    /// Shard tasks (instances are spread over them by id).
+    pub shards: usize,
+    /// States cached per shard.
+    pub cache_per_shard: usize,
+    /// How long completed instances are kept.
+    pub retention: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { workflows: Vec::new(), shards: 8, cache_per_shard: 4_096, retention: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+struct Cached {
+    state: WorkflowState,
+    version: u64,
+    /// Whether this process published the stored outbox; if not (state loaded from storage),
+    /// it is republished before the next transition in case the writer crashed before publishing.
+    outbox_published: bool,
+}
+
+struct Shard {
+    transport: Arc<dyn Transport>,
+    store: Arc<dyn WorkflowStore>,
+    clock: Arc<dyn Clock>,
+    retention: Duration,
+    capacity: usize,
+    cache: HashMap<WorkflowId, Cached>,
+}
+
+const CAS_ATTEMPTS: usize = 16;
+
+impl Shard {
+    async fn handle(&mut self, delivery: Delivery) {
+        let envelope: Envelope<WorkflowEngineMessage> = match decode_delivery(&delivery) {
+            Ok(e) => e,
+            Err(e) => {
+                let reason = format!("undecodable workflow engine message: {e}");
+                tracing::warn!(topic = %delivery.topic, key = %delivery.key, %reason, "dead-lettering");
+                delivery.dead_letter(&reason).await;
+                return;
+            }
+        };
+        match self.process(&envelope).await {
+            Ok(()) => delivery.ack().await,
+            Err(e) => {
+                tracing::warn!(workflow = %envelope.body.workflow_id(), kind = envelope.body.kind(), error = %e, "engine message failed; redelivering");
+                delivery.nack(&e.to_string()).await;
+            }
+        }
+    }
+
+    async fn load(&mut self, id: WorkflowId) -> Result<Option<&mut Cached>, EngineError> {
+        if !self.cache.contains_key(&id) {
+            let Some(stored) = self.store.load(id).await? else { return Ok(None) };
+            let state = WorkflowState::decode(id, &stored).map_err(|source| EngineError::CorruptState { id, source })?;
+            let published = state.head.outbox.is_empty();
+            if self.cache.len() >= self.capacity {
+                if let Some(evict) = self.cache.keys().next().copied() {
+                    self.cache.remove(&evict);
+                }
+            }
+            self.cache.insert(id, Cached { state, version: stored.version, outbox_published: published });
+        }
+        Ok(self.cache.get_mut(&id))
+    }
+
+    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), EngineError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let batch = messages.iter().map(|m| (m.topic.clone(), OutgoingMessage::new(m.key.clone(), m.bytes.clone()))).collect();
+        self.transport.publish_all(batch).await?;
+        Ok(())
+    }
+
+    async fn process(&mut self, envelope: &Envelope<WorkflowEngineMessage>) -> Result<(), EngineError> {
+        let id = envelope.body.workflow_id();
+        for _ in 0..CAS_ATTEMPTS {
+            let (state, expected) = match self.load(id).await? {
+                Some(cached) => {
+                    if !cached.outbox_published {
+                        let outbox = cached.state.head.outbox.clone();
+                        let version = cached.version;
+                        self.publish(&outbox).await?;
+                        if let Some(c) = self.cache.get_mut(&id).filter(|c| c.version == version) {
+                            c.outbox_published = true;
+                        }
+                    }
+                    let cached = self.cache.get(&id).ok_or(EngineError::Contended(id))?;
+                    (Some(cached.state.clone()), Expected::Version(cached.version))
+                }
+                None => (None, Expected::Absent),
+            };
+            let ctx = TransitionContext { now: self.clock.now(), retention: self.retention };
+            let decision = apply(state, envelope, &ctx)?;
+            tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
+            match decision.next {
+                Next::Keep => {
+                    self.publish(&decision.publish).await?;
+                    return Ok(());
+                }
+                Next::Write(mut state) => {
+                    let (head, history) = state.encode_for_save().map_err(EngineError::Encode)?;
+                    match self.store.save(id, expected, head, history).await {
+                        Ok(version) => {
+                            state.mark_saved();
+                            let ended = matches!(state.head.record, crate::state::Record::Completed(_));
+                            self.cache.insert(id, Cached { state: *state, version, outbox_published: false });
+                            self.publish(&decision.publish).await?;
+                            if ended {
+                                // Ended instances are rarely touched again; the record stays in storage.
+                                self.cache.remove(&id);
+                            } else if let Some(c) = self.cache.get_mut(&id) {
+                                c.outbox_published = true;
+                            }
+                            return Ok(());
+                        }
+                        Err(StorageError::Conflict { .. }) => {
+                            tracing::debug!(workflow = %id, "lost compare-and-set; reloading");
+                            self.cache.remove(&id);
+                        }
+                        Err(e) => {
+                            self.cache.remove(&id);
+                            return Err(e.into());
+                        }
+                    }
+                }
+                Next::Delete => {
+                    if let Expected::Version(version) = expected {
+                        match self.store.delete(id, version).await {
+                            Ok(()) => {}
+                            Err(StorageError::Conflict { .. }) => {
+                                self.cache.remove(&id);
+                                continue;
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    self.cache.remove(&id);
+                    self.publish(&decision.publish).await?;
+                    return Ok(());
+                }
+            }
+        }
+        Err(EngineError::Contended(id))
+    }
+}
+
+fn shard_of(key: &str, shards: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+async fn read(mut subscription: Box<dyn Subscription>, shards: Vec<mpsc::Sender<Delivery>>, shutdown: CancellationToken) -> Result<(), EngineError> {
+    loop {
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            next = subscription.next() => next?,
+        };
+        let shard = shard_of(&delivery.key, shards.len());
+        if shards[shard].send(delivery).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs the engine until `shutdown` is cancelled; then stops consuming, finishes the messages
+/// already routed to shards, and returns.
+pub async fn run(
+    config: EngineConfig,
+    transport: Arc<dyn Transport>,
+    store: Arc<dyn WorkflowStore>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) -> Result<(), EngineError> {
+    let shard_count = config.shards.max(1);
+    let mut senders = Vec::with_capacity(shard_count);
+    let mut tasks = JoinSet::new();
+    for _ in 0..shard_count {
+        let (tx, mut rx) = mpsc::channel::<Delivery>(256);
+        senders.push(tx);
+        let mut shard = Shard {
+            transport: transport.clone(),
+            store: store.clone(),
+            clock: clock.clone(),
+            retention: config.retention,
+            capacity: config.cache_per_shard.max(1),
+            cache: HashMap::new(),
+        };
+        tasks.spawn(async move {
+            while let Some(delivery) = rx.recv().await {
+                shard.handle(delivery).await;
+            }
+            Ok::<(), EngineError>(())
+        });
+    }
+    for workflow in &config.workflows {
+        // Events first: results and workflow-task outcomes unblock instances.
+        for topic in [Topic::workflow_engine(workflow), Topic::workflow_cmd(workflow)] {
+            let subscription = transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Keyed).await?;
+            tasks.spawn(read(subscription, senders.clone(), shutdown.clone()));
+        }
+    }
+    drop(senders);
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "engine task failed");
+                shutdown.cancel();
+                result = Err(e);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "engine task panicked");
+                shutdown.cancel();
+            }
+        }
+    }
+    result
+}

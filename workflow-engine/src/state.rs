@@ -1,0 +1,195 @@
+//! The state the engine keeps per instance, and its stored form: a small head plus the
+//! append-only history of the main run, so a transition writes only what changed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use baton_shared_schemas::messages::{WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
+use baton_shared_schemas::{
+    ClientId, CodecError, CommandId, Failure, HistoryEvent, MethodRunId, Payload, Timestamp, WorkflowId, WorkflowTaskId, codec,
+};
+use baton_storage::{HistoryWrite, StoredWorkflow};
+use serde::{Deserialize, Serialize};
+
+/// A message the engine must publish; kept in the state until published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    /// Target topic.
+    pub topic: String,
+    /// Routing key.
+    pub key: String,
+    /// Encoded envelope.
+    pub bytes: Vec<u8>,
+}
+
+/// A command issued by the workflow and not yet completed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCommand {
+    /// Position in the run.
+    pub position: u32,
+    /// What it is (for status output and cancellation).
+    pub description: String,
+    /// Whether it is a timer (cancelled at the timer service when the workflow ends).
+    pub is_timer: bool,
+}
+
+/// A running instance (everything but its history).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningWorkflow {
+    /// Workflow name.
+    pub workflow_name: String,
+    /// Pinned code version (set by the first workflow task).
+    pub workflow_version: Option<u32>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// Input of the main run.
+    pub input: Payload,
+    /// The main run.
+    pub run_id: MethodRunId,
+    /// Index of the last workflow task dispatched.
+    pub task_index: u32,
+    /// The workflow task in flight, if any.
+    pub running_task: Option<WorkflowTaskId>,
+    /// Commands issued and not yet completed.
+    pub pending: BTreeMap<CommandId, PendingCommand>,
+    /// Commands the code waits on (from the last workflow task).
+    pub waiting_on: BTreeSet<CommandId>,
+    /// Results that arrived while a workflow task was in flight (or failed), in arrival order.
+    pub buffered: Vec<HistoryEvent>,
+    /// Set while the last workflow task failed (non-determinism, panic, …) until retried.
+    pub workflow_task_failure: Option<Failure>,
+    /// Clients to notify when the instance ends.
+    pub waiting_clients: Vec<ClientId>,
+}
+
+/// What remains of an instance once it ended, kept for the retention period.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompletedRecord {
+    /// Workflow name.
+    pub workflow_name: String,
+    /// Code version it ran.
+    pub workflow_version: Option<u32>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub ended_at: Timestamp,
+    /// When the record is removed.
+    pub expires_at: Timestamp,
+    /// Workflow tasks it ran.
+    pub workflow_tasks: u32,
+    /// How it ended.
+    pub outcome: WorkflowOutcome,
+}
+
+/// The record of an instance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// Still running.
+    Running(RunningWorkflow),
+    /// Ended; kept for its retention.
+    Completed(CompletedRecord),
+}
+
+/// The stored head of an instance: its record and the outbox of the last transition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    /// Layout version of the head.
+    pub layout: u16,
+    /// The record.
+    pub record: Record,
+    /// Messages emitted by the last transition (republished after a crash).
+    pub outbox: Vec<OutboxMessage>,
+}
+
+const HEAD_LAYOUT: u16 = 1;
+
+/// An instance's whole state as the engine works on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkflowState {
+    /// The instance.
+    pub id: WorkflowId,
+    /// Record and outbox.
+    pub head: Head,
+    /// History of the main run.
+    pub history: Vec<HistoryEvent>,
+    /// How many history entries are already stored.
+    pub stored_history: usize,
+    /// Set when the stored history must be replaced rather than appended to.
+    pub replace_history: bool,
+}
+
+impl WorkflowState {
+    /// A fresh running instance.
+    pub fn new(id: WorkflowId, running: RunningWorkflow) -> Self {
+        Self {
+            id,
+            head: Head { layout: HEAD_LAYOUT, record: Record::Running(running), outbox: Vec::new() },
+            history: Vec::new(),
+            stored_history: 0,
+            replace_history: false,
+        }
+    }
+
+    /// Decodes a stored record.
+    pub fn decode(id: WorkflowId, stored: &StoredWorkflow) -> Result<Self, CodecError> {
+        let head: Head = codec::decode(&stored.head)?;
+        let history = stored.history.iter().map(|e| codec::decode(e)).collect::<Result<Vec<HistoryEvent>, _>>()?;
+        Ok(Self { id, head, stored_history: history.len(), history, replace_history: false })
+    }
+
+    /// Encodes what a save must write: the head and the history change.
+    pub fn encode_for_save(&self) -> Result<(Vec<u8>, HistoryWrite), CodecError> {
+        let head = codec::encode(&self.head)?;
+        let history = if self.replace_history {
+            HistoryWrite::Replace(self.history.iter().map(codec::encode).collect::<Result<_, _>>()?)
+        } else {
+            HistoryWrite::Append(self.history[self.stored_history.min(self.history.len())..].iter().map(codec::encode).collect::<Result<_, _>>()?)
+        };
+        Ok((head, history))
+    }
+
+    /// Marks the current history as stored (after a successful save).
+    pub fn mark_saved(&mut self) {
+        self.stored_history = self.history.len();
+        self.replace_history = false;
+    }
+
+    /// A status snapshot for clients.
+    pub fn status_view(&self) -> WorkflowStatusView {
+        match &self.head.record {
+            Record::Running(r) => WorkflowStatusView {
+                workflow_name: r.workflow_name.clone(),
+                workflow_version: r.workflow_version,
+                status: WorkflowStatus::Running,
+                started_at: r.started_at,
+                ended_at: None,
+                tags: r.tags.clone(),
+                pending_commands: u32::try_from(r.pending.len()).unwrap_or(u32::MAX),
+                workflow_tasks: r.task_index,
+                workflow_task_failure: r.workflow_task_failure.clone(),
+                outcome: None,
+            },
+            Record::Completed(c) => WorkflowStatusView {
+                workflow_name: c.workflow_name.clone(),
+                workflow_version: c.workflow_version,
+                status: match c.outcome {
+                    WorkflowOutcome::Completed(_) => WorkflowStatus::Completed,
+                    WorkflowOutcome::Failed(_) => WorkflowStatus::Failed,
+                    WorkflowOutcome::Cancelled { .. } => WorkflowStatus::Cancelled,
+                },
+                started_at: c.started_at,
+                ended_at: Some(c.ended_at),
+                tags: c.tags.clone(),
+                pending_commands: 0,
+                workflow_tasks: c.workflow_tasks,
+                workflow_task_failure: None,
+                outcome: Some(c.outcome.clone()),
+            },
+        }
+    }
+}
