@@ -1,1 +1,320 @@
-//! placeholder
+//! The Baton client: start workflows, await their typed results (also after they ended),
+//! query their status and cancel them.
+//!
+//! A client publishes commands on `workflow-cmd:{Workflow}` and receives replies on its own
+//! exclusive `client:{id}` topic. It needs only a transport: no storage, no user code.
+
+use std::collections::{BTreeMap, HashMap};
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use baton_runtime::{CancellationToken, Clock, SystemClock};
+use baton_shared_schemas::messages::{ClientMessage, StartWorkflow, WorkflowEngineMessage, WorkflowOutcome, WorkflowStatusView};
+use baton_shared_schemas::{ClientId, Envelope, Failure, FailureKind, Payload, PayloadError, RequestId, Topic, WorkflowId};
+use baton_transport::{Publisher, SubscriptionKind, Transport, decode_delivery};
+use baton_workflow::Workflow;
+use tokio::sync::oneshot;
+
+/// A client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] baton_transport::TransportError),
+    /// The instance does not exist (never started, or its retention ended).
+    #[error("workflow {0} is unknown (never started, or its record expired)")]
+    UnknownWorkflow(WorkflowId),
+    /// Input could not be encoded, or a result decoded.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// No reply arrived in time.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The client was closed.
+    #[error("client closed")]
+    Closed,
+}
+
+/// Why a workflow did not produce its output.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError<E> {
+    /// The workflow returned its own error.
+    #[error("workflow failed: {0}")]
+    Failed(E),
+    /// The workflow failed otherwise (its error could not be decoded, or it did not run).
+    #[error("workflow failed: {0}")]
+    Failure(Failure),
+    /// The workflow was cancelled.
+    #[error("workflow cancelled: {reason}")]
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+    /// The client could not get the outcome.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// Options of a start.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Use this id instead of a fresh one (starting twice with one id starts once).
+    pub id: Option<WorkflowId>,
+    /// Tags of the instance.
+    pub tags: Vec<String>,
+    /// Metadata of the instance.
+    pub meta: BTreeMap<String, String>,
+}
+
+enum ResultSlot {
+    Waiting(Vec<oneshot::Sender<Result<WorkflowOutcome, ClientError>>>),
+    Done(WorkflowOutcome),
+}
+
+#[derive(Default)]
+struct Pending {
+    results: HashMap<WorkflowId, ResultSlot>,
+    statuses: HashMap<RequestId, oneshot::Sender<Result<WorkflowStatusView, ClientError>>>,
+}
+
+struct Inner {
+    id: ClientId,
+    publisher: Publisher,
+    clock: Arc<dyn Clock>,
+    pending: Mutex<Pending>,
+    reply_timeout: Duration,
+    stop: CancellationToken,
+}
+
+impl Inner {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn on_reply(&self, message: ClientMessage) {
+        let mut pending = self.pending();
+        match message {
+            ClientMessage::WorkflowResult { workflow_id, outcome } => {
+                let slot = pending.results.remove(&workflow_id);
+                match slot {
+                    Some(ResultSlot::Waiting(waiters)) if !waiters.is_empty() => {
+                        for w in waiters {
+                            let _ = w.send(Ok(outcome.clone()));
+                        }
+                    }
+                    _ => {
+                        pending.results.insert(workflow_id, ResultSlot::Done(outcome));
+                    }
+                }
+            }
+            ClientMessage::WorkflowUnknown { workflow_id, request_id } => {
+                if let Some(tx) = request_id.and_then(|r| pending.statuses.remove(&r)) {
+                    let _ = tx.send(Err(ClientError::UnknownWorkflow(workflow_id)));
+                }
+                if let Some(ResultSlot::Waiting(waiters)) = pending.results.remove(&workflow_id) {
+                    for w in waiters {
+                        let _ = w.send(Err(ClientError::UnknownWorkflow(workflow_id)));
+                    }
+                }
+            }
+            ClientMessage::Status { request_id, status, .. } => {
+                if let Some(tx) = pending.statuses.remove(&request_id) {
+                    let _ = tx.send(Ok(status));
+                }
+            }
+        }
+    }
+}
+
+/// A connection to Baton. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl Client {
+    /// Connects over a transport, with the system clock.
+    pub async fn connect(transport: Arc<dyn Transport>) -> Result<Self, ClientError> {
+        Self::connect_with(transport, Arc::new(SystemClock), Duration::from_secs(30)).await
+    }
+
+    /// Connects with a clock and a timeout for replies to queries.
+    pub async fn connect_with(transport: Arc<dyn Transport>, clock: Arc<dyn Clock>, reply_timeout: Duration) -> Result<Self, ClientError> {
+        let id = ClientId::new();
+        let mut replies = transport.subscribe(Topic::client(id).name(), "client", SubscriptionKind::Exclusive).await?;
+        let inner = Arc::new(Inner {
+            id,
+            publisher: Publisher::new(transport),
+            clock,
+            pending: Mutex::new(Pending::default()),
+            reply_timeout,
+            stop: CancellationToken::new(),
+        });
+        let reader = Arc::downgrade(&inner);
+        let stop = inner.stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let delivery = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    next = replies.next() => match next {
+                        Ok(d) => d,
+                        Err(_) => return,
+                    },
+                };
+                match decode_delivery::<ClientMessage>(&delivery) {
+                    Ok(Envelope { body, .. }) => {
+                        let Some(inner) = reader.upgrade() else { return };
+                        inner.on_reply(body);
+                        delivery.ack().await;
+                    }
+                    Err(e) => delivery.dead_letter(&format!("undecodable client message: {e}")).await,
+                }
+            }
+        });
+        Ok(Self { inner })
+    }
+
+    /// This client's id.
+    pub fn id(&self) -> ClientId {
+        self.inner.id
+    }
+
+    /// Starts a workflow; returns a handle to its result.
+    pub async fn start<W: Workflow>(&self, input: &W::Input) -> Result<WorkflowHandle<W>, ClientError> {
+        self.start_with::<W>(input, StartOptions::default()).await
+    }
+
+    /// Starts a workflow with options (custom id, tags, metadata).
+    pub async fn start_with<W: Workflow>(&self, input: &W::Input, options: StartOptions) -> Result<WorkflowHandle<W>, ClientError> {
+        let input = Payload::json(input)?;
+        let id = self.start_raw(W::NAME, input, options).await?;
+        Ok(self.handle(id))
+    }
+
+    /// Starts a workflow by name with an already-encoded input.
+    pub async fn start_raw(&self, workflow: &str, input: Payload, options: StartOptions) -> Result<WorkflowId, ClientError> {
+        let workflow_id = options.id.unwrap_or_default();
+        // Register interest first so a fast result is not missed.
+        self.inner.pending().results.entry(workflow_id).or_insert_with(|| ResultSlot::Waiting(Vec::new()));
+        let start = StartWorkflow {
+            workflow_id,
+            workflow_name: workflow.to_string(),
+            input,
+            tags: options.tags,
+            meta: options.meta,
+            reply_to: Some(self.inner.id),
+        };
+        self.send(workflow, WorkflowEngineMessage::Start(start)).await?;
+        Ok(workflow_id)
+    }
+
+    /// A handle to an instance started elsewhere (or earlier).
+    pub fn handle<W: Workflow>(&self, id: WorkflowId) -> WorkflowHandle<W> {
+        WorkflowHandle { client: self.clone(), id, _workflow: PhantomData }
+    }
+
+    async fn send(&self, workflow: &str, message: WorkflowEngineMessage) -> Result<(), ClientError> {
+        self.inner.publisher.publish(&Topic::workflow_cmd(workflow), message, self.inner.clock.now()).await?;
+        Ok(())
+    }
+
+    /// Waits for how an instance ends (immediately if it already has).
+    pub async fn outcome(&self, workflow: &str, id: WorkflowId) -> Result<WorkflowOutcome, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        let ask = {
+            let mut pending = self.inner.pending();
+            match pending.results.remove(&id) {
+                Some(ResultSlot::Done(outcome)) => return Ok(outcome),
+                Some(ResultSlot::Waiting(mut waiters)) => {
+                    // Started by this client: the engine already knows to reply here.
+                    let first = waiters.is_empty();
+                    waiters.push(tx);
+                    pending.results.insert(id, ResultSlot::Waiting(waiters));
+                    !first
+                }
+                None => {
+                    pending.results.insert(id, ResultSlot::Waiting(vec![tx]));
+                    true
+                }
+            }
+        };
+        if ask {
+            self.send(workflow, WorkflowEngineMessage::Await { workflow_id: id, client: self.inner.id }).await?;
+        }
+        rx.await.map_err(|_| ClientError::Closed)?
+    }
+
+    /// The status of an instance.
+    pub async fn status(&self, workflow: &str, id: WorkflowId) -> Result<WorkflowStatusView, ClientError> {
+        let request_id = RequestId::new();
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending().statuses.insert(request_id, tx);
+        self.send(workflow, WorkflowEngineMessage::GetStatus { workflow_id: id, client: self.inner.id, request_id }).await?;
+        match tokio::time::timeout(self.inner.reply_timeout, rx).await {
+            Ok(reply) => reply.map_err(|_| ClientError::Closed)?,
+            Err(_) => {
+                self.inner.pending().statuses.remove(&request_id);
+                Err(ClientError::Timeout(self.inner.reply_timeout))
+            }
+        }
+    }
+
+    /// Cancels an instance. Clients waiting on it get a cancelled outcome.
+    pub async fn cancel(&self, workflow: &str, id: WorkflowId, reason: &str) -> Result<(), ClientError> {
+        self.send(workflow, WorkflowEngineMessage::Cancel { workflow_id: id, reason: reason.to_string(), client: Some(self.inner.id) }).await
+    }
+
+    /// Stops receiving replies; waiting calls end with [`ClientError::Closed`].
+    pub fn close(&self) {
+        self.inner.stop.cancel();
+        let mut pending = self.inner.pending();
+        pending.results.clear();
+        pending.statuses.clear();
+    }
+}
+
+/// A typed handle to one instance of workflow `W`.
+pub struct WorkflowHandle<W> {
+    client: Client,
+    id: WorkflowId,
+    _workflow: PhantomData<fn() -> W>,
+}
+
+impl<W> Clone for WorkflowHandle<W> {
+    fn clone(&self) -> Self {
+        Self { client: self.client.clone(), id: self.id, _workflow: PhantomData }
+    }
+}
+
+impl<W: Workflow> WorkflowHandle<W> {
+    /// The instance's id.
+    pub fn id(&self) -> WorkflowId {
+        self.id
+    }
+
+    /// Waits for the typed result.
+    pub async fn result(&self) -> Result<W::Output, WorkflowError<W::Error>> {
+        match self.client.outcome(W::NAME, self.id).await? {
+            WorkflowOutcome::Completed(p) => Ok(p.decode().map_err(ClientError::from)?),
+            WorkflowOutcome::Failed(failure) => {
+                let typed = (failure.kind == FailureKind::WorkflowError).then(|| failure.error.as_ref().map(Payload::decode::<W::Error>));
+                match typed {
+                    Some(Some(Ok(e))) => Err(WorkflowError::Failed(e)),
+                    _ => Err(WorkflowError::Failure(failure)),
+                }
+            }
+            WorkflowOutcome::Cancelled { reason } => Err(WorkflowError::Cancelled { reason }),
+        }
+    }
+
+    /// The instance's status.
+    pub async fn status(&self) -> Result<WorkflowStatusView, ClientError> {
+        self.client.status(W::NAME, self.id).await
+    }
+
+    /// Cancels the instance.
+    pub async fn cancel(&self, reason: &str) -> Result<(), ClientError> {
+        self.client.cancel(W::NAME, self.id, reason).await
+    }
+}

@@ -1,0 +1,163 @@
+//! Embedded mode: the engine, the timer service and the user's workers in one process, on the
+//! in-memory transport and store, talking through the same topics and bincode messages as a
+//! distributed deployment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_client::Client;
+use baton_runtime::{CancellationToken, Clock, Supervisor, SystemClock};
+use baton_service_worker::{ServiceHandler, ServiceOptions, Worker, WorkerConfig, WorkerError};
+use baton_storage::InMemoryStore;
+use baton_timer_service::TimerConfig;
+use baton_transport::{InMemoryTransport, MemoryConfig, Transport};
+use baton_workflow::{CheckMode, Workflow, erase};
+use baton_workflow_engine::EngineConfig;
+
+/// Embedded mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// A service or workflow registration was invalid.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// The client could not connect.
+    #[error(transparent)]
+    Client(#[from] baton_client::ClientError),
+    /// Nothing to run.
+    #[error("register at least one workflow before starting")]
+    NoWorkflow,
+}
+
+/// Configures embedded mode.
+pub struct EmbeddedBuilder {
+    worker: Result<Worker, WorkerError>,
+    engine: EngineConfig,
+    timers: TimerConfig,
+    memory: MemoryConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl EmbeddedBuilder {
+    /// Hosts a service with default options.
+    pub fn service(self, handler: impl ServiceHandler) -> Self {
+        self.service_with(handler, ServiceOptions::default())
+    }
+
+    /// Hosts a service with options (timeouts, retry policy).
+    pub fn service_with(mut self, handler: impl ServiceHandler, options: ServiceOptions) -> Self {
+        self.worker = self.worker.and_then(|w| w.service_with(handler, options));
+        self
+    }
+
+    /// Hosts a workflow with the default (simple) check mode.
+    pub fn workflow<W: Workflow>(self) -> Self {
+        self.workflow_with::<W>(CheckMode::default())
+    }
+
+    /// Hosts a workflow with a check mode.
+    pub fn workflow_with<W: Workflow>(mut self, check_mode: CheckMode) -> Self {
+        self.worker = self.worker.and_then(|w| w.workflow(erase::<W>(), check_mode));
+        self
+    }
+
+    /// Worker settings (concurrency, drain timeout).
+    pub fn worker_config(mut self, config: WorkerConfig) -> Self {
+        self.worker = self.worker.map(|w| w.with_config(config));
+        self
+    }
+
+    /// Engine settings; its workflow list is filled in from the registered workflows.
+    pub fn engine_config(mut self, config: EngineConfig) -> Self {
+        self.engine = config;
+        self
+    }
+
+    /// Timer service settings.
+    pub fn timer_config(mut self, config: TimerConfig) -> Self {
+        self.timers = config;
+        self
+    }
+
+    /// In-memory transport settings.
+    pub fn transport_config(mut self, config: MemoryConfig) -> Self {
+        self.memory = config;
+        self
+    }
+
+    /// How long completed instances are kept.
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.engine.retention = retention;
+        self
+    }
+
+    /// Starts every component and connects a client.
+    pub async fn start(self) -> Result<Embedded, EmbeddedError> {
+        let worker = self.worker?;
+        let mut engine = self.engine;
+        engine.workflows = worker.workflow_names();
+        if engine.workflows.is_empty() {
+            return Err(EmbeddedError::NoWorkflow);
+        }
+        let transport = InMemoryTransport::new(self.memory);
+        let store = InMemoryStore::new();
+        let shared: Arc<dyn Transport> = Arc::new(transport.clone());
+        let mut supervisor = Supervisor::new(CancellationToken::new());
+        let token = supervisor.token().clone();
+        supervisor.spawn(
+            "workflow-engine",
+            baton_workflow_engine::run(engine, shared.clone(), Arc::new(store.clone()), self.clock.clone(), token.clone()),
+        );
+        supervisor.spawn(
+            "timer-service",
+            baton_timer_service::run(self.timers, shared.clone(), Arc::new(store.clone()), self.clock.clone(), token.clone()),
+        );
+        supervisor.spawn("service-worker", worker.run(shared.clone(), self.clock.clone(), token.clone()));
+        let client = Client::connect_with(shared, self.clock, Duration::from_secs(30)).await?;
+        Ok(Embedded { transport, store, supervisor, client })
+    }
+}
+
+/// Every Baton component running in this process.
+pub struct Embedded {
+    transport: InMemoryTransport,
+    store: InMemoryStore,
+    supervisor: Supervisor,
+    client: Client,
+}
+
+impl Embedded {
+    /// Starts configuring embedded mode.
+    pub fn builder() -> EmbeddedBuilder {
+        EmbeddedBuilder {
+            worker: Ok(Worker::new(WorkerConfig::default())),
+            engine: EngineConfig::default(),
+            timers: TimerConfig::default(),
+            memory: MemoryConfig::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// A client connected to the embedded components.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The in-memory transport (to publish or inspect messages directly).
+    pub fn transport(&self) -> &InMemoryTransport {
+        &self.transport
+    }
+
+    /// The in-memory store.
+    pub fn store(&self) -> &InMemoryStore {
+        &self.store
+    }
+
+    /// Stops every component: consumers stop, in-flight work drains, then tasks end.
+    pub async fn shutdown(self) {
+        self.client.close();
+        for failure in self.supervisor.shutdown(Duration::from_secs(30)).await {
+            tracing::error!(%failure, "component failed during shutdown");
+        }
+        self.transport.close();
+    }
+}

@@ -1,0 +1,319 @@
+//! The worker loop: consumes service tasks and workflow tasks with bounded concurrency.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_runtime::{CancellationToken, Clock};
+use baton_shared_schemas::messages::{
+    ExecuteTask, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowTaskMessage,
+};
+use baton_shared_schemas::{AttemptFailure, Envelope, Failure, FailureKind, TimerId, Topic};
+use baton_transport::{Delivery, EncodedMessage, Publisher, SubscriptionKind, Transport, decode_delivery};
+use baton_workflow::{CheckMode, ErasedWorkflow, Registry, RegistryError};
+use futures::FutureExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::context::TaskContext;
+use crate::retry::RetryDecision;
+use crate::service::{ServiceHandler, ServiceOptions};
+
+/// Subscription name workers consume with.
+pub const SUBSCRIPTION: &str = "service-worker";
+
+/// A worker failure.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] baton_transport::TransportError),
+    /// Two services with one name were registered.
+    #[error("service {0} is registered twice")]
+    DuplicateService(String),
+    /// A workflow registration failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+/// Worker settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Service task attempts run at once.
+    pub concurrency: usize,
+    /// Workflow tasks run at once.
+    pub workflow_concurrency: usize,
+    /// How long shutdown waits for in-flight attempts before cancelling them.
+    pub drain_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { concurrency: 64, workflow_concurrency: 16, drain_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Hosts services and workflows. Build it, then [`run`](Worker::run) it.
+#[derive(Default)]
+pub struct Worker {
+    config: WorkerConfig,
+    services: HashMap<String, (Arc<dyn ServiceHandler>, ServiceOptions)>,
+    registry: Registry,
+}
+
+impl Worker {
+    /// A worker with the given settings.
+    pub fn new(config: WorkerConfig) -> Self {
+        Self { config, ..Self::default() }
+    }
+
+    /// Replaces the worker settings.
+    pub fn with_config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Hosts a service with default options.
+    pub fn service(self, handler: impl ServiceHandler) -> Result<Self, WorkerError> {
+        self.service_with(handler, ServiceOptions::default())
+    }
+
+    /// Hosts a service with options (timeouts, retry policy).
+    pub fn service_with(mut self, handler: impl ServiceHandler, options: ServiceOptions) -> Result<Self, WorkerError> {
+        let name = handler.name().to_string();
+        if self.services.contains_key(&name) {
+            return Err(WorkerError::DuplicateService(name));
+        }
+        self.services.insert(name, (Arc::new(handler), options));
+        Ok(self)
+    }
+
+    /// Hosts a workflow version.
+    pub fn workflow(mut self, workflow: Arc<dyn ErasedWorkflow>, check_mode: CheckMode) -> Result<Self, WorkerError> {
+        self.registry.register(workflow, check_mode)?;
+        Ok(self)
+    }
+
+    /// Names of the hosted workflows.
+    pub fn workflow_names(&self) -> Vec<String> {
+        self.registry.names().map(str::to_string).collect()
+    }
+
+    /// Consumes tasks until `shutdown` is cancelled, then stops consuming, waits for in-flight
+    /// work (up to the drain timeout, after which attempts are cancelled and redelivered later)
+    /// and returns.
+    pub async fn run(self, transport: Arc<dyn Transport>, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let shared = Arc::new(Shared {
+            publisher: Publisher::new(transport.clone()),
+            clock,
+            registry: self.registry,
+            attempts: CancellationToken::new(),
+        });
+        let service_slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let workflow_slots = Arc::new(Semaphore::new(self.config.workflow_concurrency.max(1)));
+        let mut readers = JoinSet::new();
+        for (name, (handler, options)) in self.services {
+            let mut subscription = transport.subscribe(Topic::service_task(&name).name(), SUBSCRIPTION, SubscriptionKind::Shared).await?;
+            let (shared, slots, shutdown, options) = (shared.clone(), service_slots.clone(), shutdown.clone(), Arc::new(options));
+            readers.spawn(async move {
+                let mut running = JoinSet::new();
+                loop {
+                    let Some(permit) = acquire(&slots, &shutdown).await else { break };
+                    let delivery = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        next = subscription.next() => next?,
+                    };
+                    let (shared, handler, options) = (shared.clone(), handler.clone(), options.clone());
+                    running.spawn(async move {
+                        shared.execute_service_task(delivery, handler.as_ref(), &options).await;
+                        drop(permit);
+                    });
+                    while running.try_join_next().is_some() {}
+                }
+                while running.join_next().await.is_some() {}
+                Ok::<(), WorkerError>(())
+            });
+        }
+        for name in shared.registry.names().map(str::to_string).collect::<Vec<_>>() {
+            let mut subscription = transport.subscribe(Topic::workflow_task(&name).name(), SUBSCRIPTION, SubscriptionKind::Shared).await?;
+            let (shared, slots, shutdown) = (shared.clone(), workflow_slots.clone(), shutdown.clone());
+            readers.spawn(async move {
+                let mut running = JoinSet::new();
+                loop {
+                    let Some(permit) = acquire(&slots, &shutdown).await else { break };
+                    let delivery = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        next = subscription.next() => next?,
+                    };
+                    let shared = shared.clone();
+                    running.spawn(async move {
+                        shared.execute_workflow_task(delivery).await;
+                        drop(permit);
+                    });
+                    while running.try_join_next().is_some() {}
+                }
+                while running.join_next().await.is_some() {}
+                Ok::<(), WorkerError>(())
+            });
+        }
+
+        let drained = async {
+            let mut result = Ok(());
+            while let Some(joined) = readers.join_next().await {
+                if let Ok(Err(e)) = joined {
+                    tracing::error!(error = %e, "worker consumer failed");
+                    shutdown.cancel();
+                    result = Err(e);
+                }
+            }
+            result
+        };
+        tokio::pin!(drained);
+        tokio::select! {
+            result = &mut drained => result,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(self.config.drain_timeout).await } => {
+                tracing::warn!("drain deadline reached; cancelling in-flight attempts");
+                shared.attempts.cancel();
+                drained.await
+            }
+        }
+    }
+}
+
+async fn acquire(slots: &Arc<Semaphore>, shutdown: &CancellationToken) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::select! {
+        _ = shutdown.cancelled() => None,
+        permit = slots.clone().acquire_owned() => permit.ok(),
+    }
+}
+
+struct Shared {
+    publisher: Publisher,
+    clock: Arc<dyn Clock>,
+    registry: Registry,
+    /// Cancelled at the drain deadline: running attempts are asked to stop.
+    attempts: CancellationToken,
+}
+
+/// A number in `[0, 1)` derived from the task and attempt, for retry jitter.
+fn unit_random(task: &ExecuteTask) -> f64 {
+    let mut x = task.task_id.0.as_u128() as u64 ^ u64::from(task.attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Shared {
+    async fn execute_service_task(&self, delivery: Delivery, handler: &dyn ServiceHandler, options: &ServiceOptions) {
+        let envelope: Envelope<ServiceTaskMessage> = match decode_delivery(&delivery) {
+            Ok(e) => e,
+            Err(e) => {
+                delivery.dead_letter(&format!("undecodable service task: {e}")).await;
+                return;
+            }
+        };
+        let ServiceTaskMessage::Execute(task) = envelope.body;
+        let method = options.for_method(&task.method);
+        let cancellation = self.attempts.child_token();
+        let context = TaskContext {
+            task_id: task.task_id,
+            attempt: task.attempt,
+            workflow_id: task.workflow_id,
+            workflow_name: task.workflow_name.clone(),
+            service: task.service.clone(),
+            method: task.method.clone(),
+            tags: task.tags.clone(),
+            meta: task.meta.clone(),
+            cancellation: cancellation.clone(),
+        };
+        let call = AssertUnwindSafe(handler.call(&task.method, task.args.clone())).catch_unwind();
+        let outcome = tokio::select! {
+            r = context.scope(tokio::time::timeout(method.timeout, call)) => match r {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(Failure {
+                    retryable: true,
+                    ..Failure::new(FailureKind::Panic, format!("{}.{} panicked: {}", task.service, task.method, panic_text(panic.as_ref())))
+                }),
+                Err(_) => {
+                    cancellation.cancel();
+                    Err(Failure {
+                        retryable: true,
+                        ..Failure::new(FailureKind::ExecutionTimeout, format!("{}.{} ran longer than {:?}", task.service, task.method, method.timeout))
+                    })
+                }
+            },
+            _ = cancellation.cancelled() => {
+                // Worker shutdown deadline: leave the task unacknowledged so it is redelivered.
+                delivery.nack("worker shut down before the attempt finished").await;
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let engine = Topic::workflow_engine(&task.workflow_name);
+        let published = match outcome {
+            Ok(output) => {
+                let done = WorkflowEngineMessage::TaskCompleted { workflow_id: task.workflow_id, task_id: task.task_id, output };
+                self.publisher.publish(&engine, done, now).await
+            }
+            Err(failure) => match method.retry.decide(task.attempt, &failure, unit_random(&task)) {
+                RetryDecision::RetryAfter(delay) => {
+                    tracing::debug!(task = %task.task_id, attempt = task.attempt, ?delay, failure = %failure, "retrying later");
+                    let mut previous = task.previous_failures.clone();
+                    previous.push(AttemptFailure { attempt: task.attempt, at: now, kind: failure.kind, message: failure.message.clone() });
+                    let next = ExecuteTask { attempt: task.attempt + 1, previous_failures: previous, ..task.clone() };
+                    let timer_id = TimerId::for_retry(task.task_id, next.attempt);
+                    match EncodedMessage::encode(&Topic::service_task(&task.service), ServiceTaskMessage::Execute(next), now) {
+                        Ok(m) => {
+                            let message = baton_shared_schemas::messages::ScheduledMessage { topic: m.topic, key: m.key, bytes: m.bytes };
+                            let schedule = TimerMessage::Schedule { timer_id, due: now.saturating_add(delay), message };
+                            self.publisher.publish(&Topic::timers(), schedule, now).await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                RetryDecision::GiveUp => {
+                    let failure = Failure { previous_attempts: task.previous_failures.clone(), ..failure };
+                    let failed = WorkflowEngineMessage::TaskFailed { workflow_id: task.workflow_id, task_id: task.task_id, failure };
+                    self.publisher.publish(&engine, failed, now).await
+                }
+            },
+        };
+        match published {
+            Ok(()) => delivery.ack().await,
+            Err(e) => delivery.nack(&format!("cannot publish task outcome: {e}")).await,
+        }
+    }
+
+    async fn execute_workflow_task(&self, delivery: Delivery) {
+        let envelope: Envelope<WorkflowTaskMessage> = match decode_delivery(&delivery) {
+            Ok(e) => e,
+            Err(e) => {
+                delivery.dead_letter(&format!("undecodable workflow task: {e}")).await;
+                return;
+            }
+        };
+        let WorkflowTaskMessage::Execute(task) = envelope.body;
+        let result = baton_workflow::replay::execute(&self.registry, &task);
+        let message = match result {
+            Ok(done) => WorkflowEngineMessage::WorkflowTaskCompleted(done),
+            Err(failure) => {
+                tracing::warn!(workflow = %task.workflow_id, name = %task.workflow_name, failure = %failure, "workflow task failed; the instance waits for a fix");
+                WorkflowEngineMessage::WorkflowTaskFailed { workflow_id: task.workflow_id, task_id: task.task_id, failure }
+            }
+        };
+        match self.publisher.publish(&Topic::workflow_engine(&task.workflow_name), message, self.clock.now()).await {
+            Ok(()) => delivery.ack().await,
+            Err(e) => delivery.nack(&format!("cannot publish workflow task outcome: {e}")).await,
+        }
+    }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_string())
+}
