@@ -35,7 +35,11 @@ pub struct EmbeddedBuilder {
     timers: TimerConfig,
     memory: MemoryConfig,
     clock: Arc<dyn Clock>,
+    layer: Option<TransportLayer>,
 }
+
+/// Wraps the transport every component uses (fault injection, metrics, tracing).
+pub type TransportLayer = Box<dyn FnOnce(Arc<dyn Transport>) -> Arc<dyn Transport> + Send>;
 
 impl EmbeddedBuilder {
     /// Hosts a service with default options.
@@ -84,6 +88,12 @@ impl EmbeddedBuilder {
         self
     }
 
+    /// Wraps the transport that every component and the client use, e.g. to inject faults.
+    pub fn transport_layer(mut self, layer: impl FnOnce(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + 'static) -> Self {
+        self.layer = Some(Box::new(layer));
+        self
+    }
+
     /// How long completed instances are kept.
     pub fn retention(mut self, retention: Duration) -> Self {
         self.engine.retention = retention;
@@ -100,7 +110,10 @@ impl EmbeddedBuilder {
         }
         let transport = InMemoryTransport::new(self.memory);
         let store = InMemoryStore::new();
-        let shared: Arc<dyn Transport> = Arc::new(transport.clone());
+        let mut shared: Arc<dyn Transport> = Arc::new(transport.clone());
+        if let Some(layer) = self.layer {
+            shared = layer(shared);
+        }
         let mut supervisor = Supervisor::new(CancellationToken::new());
         let token = supervisor.token().clone();
         supervisor.spawn(
@@ -134,6 +147,7 @@ impl Embedded {
             timers: TimerConfig::default(),
             memory: MemoryConfig::default(),
             clock: Arc::new(SystemClock),
+            layer: None,
         }
     }
 

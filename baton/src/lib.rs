@@ -36,7 +36,7 @@ pub use baton_shared_schemas::{ClientId, Failure, FailureKind, Payload, TaskId, 
 pub use baton_workflow::{
     CallError, CheckMode, Deferred, Either, ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of, race,
 };
-pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError};
+pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, TransportLayer};
 
 /// Component crates, for programs that wire components themselves.
 pub mod components {

@@ -140,6 +140,14 @@ pub enum BookingOutcome {
     },
 }
 
+/// The reason a failed step gives: the service's own error when it has one.
+fn reason<E: std::fmt::Display>(error: &CallError<E>) -> String {
+    match error {
+        CallError::Service(e) => e.to_string(),
+        CallError::Failed(failure) => failure.to_string(),
+    }
+}
+
 /// The booking saga.
 pub struct Booking;
 
@@ -167,7 +175,7 @@ impl Workflow for Booking {
             Ok(ticket) => ticket,
             Err(e) => {
                 payment.refund(receipt).await.map_err(|e| format!("refund failed: {e}"))?;
-                return Ok(BookingOutcome::Compensated { reason: format!("flight: {e}") });
+                return Ok(BookingOutcome::Compensated { reason: format!("flight: {}", reason(&e)) });
             }
         };
 
@@ -176,7 +184,7 @@ impl Workflow for Booking {
             Err(e) => {
                 flights.cancel(ticket).await.map_err(|e| format!("flight cancellation failed: {e}"))?;
                 payment.refund(receipt).await.map_err(|e| format!("refund failed: {e}"))?;
-                return Ok(BookingOutcome::Compensated { reason: format!("hotel: {e}") });
+                return Ok(BookingOutcome::Compensated { reason: format!("hotel: {}", reason(&e)) });
             }
         };
 
