@@ -89,7 +89,10 @@ impl EmbeddedBuilder {
     }
 
     /// Wraps the transport that every component and the client use, e.g. to inject faults.
-    pub fn transport_layer(mut self, layer: impl FnOnce(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + 'static) -> Self {
+    pub fn transport_layer(
+        mut self,
+        layer: impl FnOnce(Arc<dyn Transport>) -> Arc<dyn Transport> + Send + 'static,
+    ) -> Self {
         self.layer = Some(Box::new(layer));
         self
     }
@@ -118,15 +121,35 @@ impl EmbeddedBuilder {
         let token = supervisor.token().clone();
         supervisor.spawn(
             "workflow-engine",
-            baton_workflow_engine::run(engine, shared.clone(), Arc::new(store.clone()), self.clock.clone(), token.clone()),
+            baton_workflow_engine::run(
+                engine,
+                shared.clone(),
+                Arc::new(store.clone()),
+                self.clock.clone(),
+                token.clone(),
+            ),
         );
         supervisor.spawn(
             "timer-service",
-            baton_timer_service::run(self.timers, shared.clone(), Arc::new(store.clone()), self.clock.clone(), token.clone()),
+            baton_timer_service::run(
+                self.timers,
+                shared.clone(),
+                Arc::new(store.clone()),
+                self.clock.clone(),
+                token.clone(),
+            ),
         );
-        supervisor.spawn("service-worker", worker.run(shared.clone(), self.clock.clone(), token.clone()));
+        supervisor.spawn(
+            "service-worker",
+            worker.run(shared.clone(), self.clock.clone(), token.clone()),
+        );
         let client = Client::connect_with(shared, self.clock, Duration::from_secs(30)).await?;
-        Ok(Embedded { transport, store, supervisor, client })
+        Ok(Embedded {
+            transport,
+            store,
+            supervisor,
+            client,
+        })
     }
 }
 

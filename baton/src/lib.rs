@@ -29,12 +29,14 @@ pub use baton_client::{Client, ClientError, StartOptions, WorkflowError, Workflo
 pub use baton_macros::service;
 pub use baton_runtime::{Clock, ManualClock, SystemClock};
 pub use baton_service_worker::{
-    MethodOptions, RetryPolicy, ServiceError, ServiceHandler, ServiceOptions, TaskContext, Worker, WorkerConfig, WorkerError,
+    MethodOptions, RetryPolicy, ServiceError, ServiceHandler, ServiceOptions, TaskContext, Worker, WorkerConfig,
+    WorkerError,
 };
 pub use baton_shared_schemas::messages::{WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
 pub use baton_shared_schemas::{ClientId, Failure, FailureKind, Payload, TaskId, Timestamp, WorkflowId};
 pub use baton_workflow::{
-    CallError, CheckMode, Deferred, Either, ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of, race,
+    CallError, CheckMode, Deferred, Either, ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of,
+    race,
 };
 pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, TransportLayer};
 

@@ -10,8 +10,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use baton_runtime::{CancellationToken, Clock, SystemClock};
-use baton_shared_schemas::messages::{ClientMessage, StartWorkflow, WorkflowEngineMessage, WorkflowOutcome, WorkflowStatusView};
-use baton_shared_schemas::{ClientId, Envelope, Failure, FailureKind, Payload, PayloadError, RequestId, Topic, WorkflowId};
+use baton_shared_schemas::messages::{
+    ClientMessage, StartWorkflow, WorkflowEngineMessage, WorkflowOutcome, WorkflowStatusView,
+};
+use baton_shared_schemas::{
+    ClientId, Envelope, Failure, FailureKind, Payload, PayloadError, RequestId, Topic, WorkflowId,
+};
 use baton_transport::{Publisher, SubscriptionKind, Transport, decode_delivery};
 use baton_workflow::Workflow;
 use tokio::sync::oneshot;
@@ -108,7 +112,10 @@ impl Inner {
                     }
                 }
             }
-            ClientMessage::WorkflowUnknown { workflow_id, request_id } => {
+            ClientMessage::WorkflowUnknown {
+                workflow_id,
+                request_id,
+            } => {
                 if let Some(tx) = request_id.and_then(|r| pending.statuses.remove(&r)) {
                     let _ = tx.send(Err(ClientError::UnknownWorkflow(workflow_id)));
                 }
@@ -140,9 +147,15 @@ impl Client {
     }
 
     /// Connects with a clock and a timeout for replies to queries.
-    pub async fn connect_with(transport: Arc<dyn Transport>, clock: Arc<dyn Clock>, reply_timeout: Duration) -> Result<Self, ClientError> {
+    pub async fn connect_with(
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        reply_timeout: Duration,
+    ) -> Result<Self, ClientError> {
         let id = ClientId::new();
-        let mut replies = transport.subscribe(Topic::client(id).name(), "client", SubscriptionKind::Exclusive).await?;
+        let mut replies = transport
+            .subscribe(Topic::client(id).name(), "client", SubscriptionKind::Exclusive)
+            .await?;
         let inner = Arc::new(Inner {
             id,
             publisher: Publisher::new(transport),
@@ -164,7 +177,9 @@ impl Client {
                 };
                 match decode_delivery::<ClientMessage>(&delivery) {
                     Ok(Envelope { body, .. }) => {
-                        let Some(inner) = reader.upgrade() else { return };
+                        let Some(inner) = reader.upgrade() else {
+                            return;
+                        };
                         inner.on_reply(body);
                         delivery.ack().await;
                     }
@@ -186,17 +201,30 @@ impl Client {
     }
 
     /// Starts a workflow with options (custom id, tags, metadata).
-    pub async fn start_with<W: Workflow>(&self, input: &W::Input, options: StartOptions) -> Result<WorkflowHandle<W>, ClientError> {
+    pub async fn start_with<W: Workflow>(
+        &self,
+        input: &W::Input,
+        options: StartOptions,
+    ) -> Result<WorkflowHandle<W>, ClientError> {
         let input = Payload::json(input)?;
         let id = self.start_raw(W::NAME, input, options).await?;
         Ok(self.handle(id))
     }
 
     /// Starts a workflow by name with an already-encoded input.
-    pub async fn start_raw(&self, workflow: &str, input: Payload, options: StartOptions) -> Result<WorkflowId, ClientError> {
+    pub async fn start_raw(
+        &self,
+        workflow: &str,
+        input: Payload,
+        options: StartOptions,
+    ) -> Result<WorkflowId, ClientError> {
         let workflow_id = options.id.unwrap_or_default();
         // Register interest first so a fast result is not missed.
-        self.inner.pending().results.entry(workflow_id).or_insert_with(|| ResultSlot::Waiting(Vec::new()));
+        self.inner
+            .pending()
+            .results
+            .entry(workflow_id)
+            .or_insert_with(|| ResultSlot::Waiting(Vec::new()));
         let start = StartWorkflow {
             workflow_id,
             workflow_name: workflow.to_string(),
@@ -211,11 +239,18 @@ impl Client {
 
     /// A handle to an instance started elsewhere (or earlier).
     pub fn handle<W: Workflow>(&self, id: WorkflowId) -> WorkflowHandle<W> {
-        WorkflowHandle { client: self.clone(), id, _workflow: PhantomData }
+        WorkflowHandle {
+            client: self.clone(),
+            id,
+            _workflow: PhantomData,
+        }
     }
 
     async fn send(&self, workflow: &str, message: WorkflowEngineMessage) -> Result<(), ClientError> {
-        self.inner.publisher.publish(&Topic::workflow_cmd(workflow), message, self.inner.clock.now()).await?;
+        self.inner
+            .publisher
+            .publish(&Topic::workflow_cmd(workflow), message, self.inner.clock.now())
+            .await?;
         Ok(())
     }
 
@@ -240,7 +275,14 @@ impl Client {
             }
         };
         if ask {
-            self.send(workflow, WorkflowEngineMessage::Await { workflow_id: id, client: self.inner.id }).await?;
+            self.send(
+                workflow,
+                WorkflowEngineMessage::Await {
+                    workflow_id: id,
+                    client: self.inner.id,
+                },
+            )
+            .await?;
         }
         rx.await.map_err(|_| ClientError::Closed)?
     }
@@ -250,7 +292,15 @@ impl Client {
         let request_id = RequestId::new();
         let (tx, rx) = oneshot::channel();
         self.inner.pending().statuses.insert(request_id, tx);
-        self.send(workflow, WorkflowEngineMessage::GetStatus { workflow_id: id, client: self.inner.id, request_id }).await?;
+        self.send(
+            workflow,
+            WorkflowEngineMessage::GetStatus {
+                workflow_id: id,
+                client: self.inner.id,
+                request_id,
+            },
+        )
+        .await?;
         match tokio::time::timeout(self.inner.reply_timeout, rx).await {
             Ok(reply) => reply.map_err(|_| ClientError::Closed)?,
             Err(_) => {
@@ -262,7 +312,15 @@ impl Client {
 
     /// Cancels an instance. Clients waiting on it get a cancelled outcome.
     pub async fn cancel(&self, workflow: &str, id: WorkflowId, reason: &str) -> Result<(), ClientError> {
-        self.send(workflow, WorkflowEngineMessage::Cancel { workflow_id: id, reason: reason.to_string(), client: Some(self.inner.id) }).await
+        self.send(
+            workflow,
+            WorkflowEngineMessage::Cancel {
+                workflow_id: id,
+                reason: reason.to_string(),
+                client: Some(self.inner.id),
+            },
+        )
+        .await
     }
 
     /// Stops receiving replies; waiting calls end with [`ClientError::Closed`].
@@ -283,7 +341,11 @@ pub struct WorkflowHandle<W> {
 
 impl<W> Clone for WorkflowHandle<W> {
     fn clone(&self) -> Self {
-        Self { client: self.client.clone(), id: self.id, _workflow: PhantomData }
+        Self {
+            client: self.client.clone(),
+            id: self.id,
+            _workflow: PhantomData,
+        }
     }
 }
 
@@ -298,7 +360,8 @@ impl<W: Workflow> WorkflowHandle<W> {
         match self.client.outcome(W::NAME, self.id).await? {
             WorkflowOutcome::Completed(p) => Ok(p.decode().map_err(ClientError::from)?),
             WorkflowOutcome::Failed(failure) => {
-                let typed = (failure.kind == FailureKind::WorkflowError).then(|| failure.error.as_ref().map(Payload::decode::<W::Error>));
+                let typed = (failure.kind == FailureKind::WorkflowError)
+                    .then(|| failure.error.as_ref().map(Payload::decode::<W::Error>));
                 match typed {
                     Some(Some(Ok(e))) => Err(WorkflowError::Failed(e)),
                     _ => Err(WorkflowError::Failure(failure)),

@@ -166,7 +166,9 @@ impl Workflow for Booking {
         let receipt = match payment.charge(request.clone()).await {
             Ok(receipt) => receipt,
             Err(CallError::Service(PaymentError::Declined(why))) => {
-                return Ok(BookingOutcome::Compensated { reason: format!("payment declined: {why}") });
+                return Ok(BookingOutcome::Compensated {
+                    reason: format!("payment declined: {why}"),
+                });
             }
             Err(e) => return Err(format!("payment failed: {e}")),
         };
@@ -174,24 +176,41 @@ impl Workflow for Booking {
         let ticket = match flights.book(request.clone()).await {
             Ok(ticket) => ticket,
             Err(e) => {
-                payment.refund(receipt).await.map_err(|e| format!("refund failed: {e}"))?;
-                return Ok(BookingOutcome::Compensated { reason: format!("flight: {}", reason(&e)) });
+                payment
+                    .refund(receipt)
+                    .await
+                    .map_err(|e| format!("refund failed: {e}"))?;
+                return Ok(BookingOutcome::Compensated {
+                    reason: format!("flight: {}", reason(&e)),
+                });
             }
         };
 
         let reservation = match hotels.book(request.clone()).await {
             Ok(reservation) => reservation,
             Err(e) => {
-                flights.cancel(ticket).await.map_err(|e| format!("flight cancellation failed: {e}"))?;
-                payment.refund(receipt).await.map_err(|e| format!("refund failed: {e}"))?;
-                return Ok(BookingOutcome::Compensated { reason: format!("hotel: {}", reason(&e)) });
+                flights
+                    .cancel(ticket)
+                    .await
+                    .map_err(|e| format!("flight cancellation failed: {e}"))?;
+                payment
+                    .refund(receipt)
+                    .await
+                    .map_err(|e| format!("refund failed: {e}"))?;
+                return Ok(BookingOutcome::Compensated {
+                    reason: format!("hotel: {}", reason(&e)),
+                });
             }
         };
 
         // A failed notification does not undo a trip; it is logged in the outcome's absence.
         let message = format!("booked {} and {}", request.flight, request.hotel);
         let _ = notifications.notify(request.customer.clone(), message).await;
-        Ok(BookingOutcome::Booked { receipt, ticket, reservation })
+        Ok(BookingOutcome::Booked {
+            receipt,
+            ticket,
+            reservation,
+        })
     }
 }
 
@@ -210,7 +229,12 @@ pub struct FailureRates {
 
 impl Default for FailureRates {
     fn default() -> Self {
-        Self { transient: 0.05, declined: 0.03, flight_sold_out: 0.03, hotel_sold_out: 0.03 }
+        Self {
+            transient: 0.05,
+            declined: 0.03,
+            flight_sold_out: 0.03,
+            hotel_sold_out: 0.03,
+        }
     }
 }
 
@@ -226,7 +250,9 @@ fn chance(seed: u64, parts: &[u64]) -> f64 {
 }
 
 fn text_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[derive(Default)]
@@ -271,7 +297,11 @@ pub struct Audit {
 impl Ledger {
     /// An empty ledger with the given failure rates; `seed` varies which bookings fail.
     pub fn new(rates: FailureRates, seed: u64) -> Self {
-        Self { books: Arc::default(), rates, seed }
+        Self {
+            books: Arc::default(),
+            rates,
+            seed,
+        }
     }
 
     fn books(&self) -> MutexGuard<'_, Books> {
@@ -362,8 +392,15 @@ impl Payment for Ledger {
             return Err(PaymentError::Declined("insufficient funds".into()));
         }
         // The task id is the idempotency key: a repeated attempt finds the charge it made.
-        self.books().charges.entry(key.clone()).or_insert((request.booking, request.amount_cents));
-        Ok(Receipt { booking: request.booking, charge_id: key, amount_cents: request.amount_cents })
+        self.books()
+            .charges
+            .entry(key.clone())
+            .or_insert((request.booking, request.amount_cents));
+        Ok(Receipt {
+            booking: request.booking,
+            charge_id: key,
+            amount_cents: request.amount_cents,
+        })
     }
 
     async fn refund(&self, receipt: Receipt) -> Result<(), PaymentError> {
@@ -371,7 +408,10 @@ impl Payment for Ledger {
         if transient {
             return Err(PaymentError::Unavailable);
         }
-        self.books().refunds.entry(receipt.charge_id).or_insert(receipt.amount_cents);
+        self.books()
+            .refunds
+            .entry(receipt.charge_id)
+            .or_insert(receipt.amount_cents);
         Ok(())
     }
 }
@@ -385,8 +425,14 @@ impl Flights for Ledger {
         if self.business(request.booking, 2, self.rates.flight_sold_out) {
             return Err(InventoryError::SoldOut);
         }
-        self.books().tickets.entry(key.clone()).or_insert((request.booking, false));
-        Ok(Ticket { booking: request.booking, ticket_id: key })
+        self.books()
+            .tickets
+            .entry(key.clone())
+            .or_insert((request.booking, false));
+        Ok(Ticket {
+            booking: request.booking,
+            ticket_id: key,
+        })
     }
 
     async fn cancel(&self, ticket: Ticket) -> Result<(), InventoryError> {
@@ -411,7 +457,10 @@ impl Hotels for Ledger {
             return Err(InventoryError::SoldOut);
         }
         self.books().reservations.entry(key.clone()).or_insert(request.booking);
-        Ok(Reservation { booking: request.booking, reservation_id: key })
+        Ok(Reservation {
+            booking: request.booking,
+            reservation_id: key,
+        })
     }
 }
 

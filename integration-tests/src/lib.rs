@@ -16,7 +16,10 @@ pub struct DuplicatingTransport {
 impl DuplicatingTransport {
     /// Wraps a transport.
     pub fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
-        Arc::new(Self { inner, duplicated: AtomicU64::new(0) })
+        Arc::new(Self {
+            inner,
+            duplicated: AtomicU64::new(0),
+        })
     }
 
     /// Messages published twice so far.
@@ -36,7 +39,12 @@ impl Transport for DuplicatingTransport {
         self.inner.publish(topic, message).await
     }
 
-    async fn subscribe(&self, topic: &str, subscription: &str, kind: SubscriptionKind) -> Result<Box<dyn Subscription>> {
+    async fn subscribe(
+        &self,
+        topic: &str,
+        subscription: &str,
+        kind: SubscriptionKind,
+    ) -> Result<Box<dyn Subscription>> {
         self.inner.subscribe(topic, subscription, kind).await
     }
 }

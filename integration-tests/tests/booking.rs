@@ -29,7 +29,12 @@ async fn run_bookings(baton: &Embedded, count: u64) -> Run {
             (n, outcome)
         });
     }
-    let mut run = Run { outcomes: HashMap::new(), completed: 0, compensated: 0, failed: Vec::new() };
+    let mut run = Run {
+        outcomes: HashMap::new(),
+        completed: 0,
+        compensated: 0,
+        failed: Vec::new(),
+    };
     while let Some(joined) = running.join_next().await {
         let (n, outcome) = joined.expect("booking task");
         match outcome {
@@ -50,13 +55,21 @@ async fn run_bookings(baton: &Embedded, count: u64) -> Run {
 }
 
 fn harsh_rates() -> FailureRates {
-    FailureRates { transient: 0.2, declined: 0.06, flight_sold_out: 0.06, hotel_sold_out: 0.06 }
+    FailureRates {
+        transient: 0.2,
+        declined: 0.06,
+        flight_sold_out: 0.06,
+        hotel_sold_out: 0.06,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_bookings_with_failures_balance_the_books_exactly() {
     let ledger = Ledger::new(harsh_rates(), 7);
-    let baton = booking::embedded(&ledger, Embedded::builder()).start().await.expect("start");
+    let baton = booking::embedded(&ledger, Embedded::builder())
+        .start()
+        .await
+        .expect("start");
     let run = run_bookings(&baton, 200).await;
     baton.shutdown().await;
 
@@ -64,10 +77,17 @@ async fn two_hundred_bookings_with_failures_balance_the_books_exactly() {
     assert_eq!(run.completed + run.compensated, 200);
     let audit = ledger.audit(&run.outcomes);
     assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
-    assert_eq!((audit.booked_ok, audit.compensated_ok), (run.completed, run.compensated));
+    assert_eq!(
+        (audit.booked_ok, audit.compensated_ok),
+        (run.completed, run.compensated)
+    );
     // The injected failures really happened, so the checks above had something to catch.
     assert!(run.compensated >= 10, "compensated only {}", run.compensated);
-    assert!(audit.transient_failures >= 50, "transient failures only {}", audit.transient_failures);
+    assert!(
+        audit.transient_failures >= 50,
+        "transient failures only {}",
+        audit.transient_failures
+    );
     let reasons: Vec<String> = run
         .outcomes
         .values()
@@ -77,7 +97,10 @@ async fn two_hundred_bookings_with_failures_balance_the_books_exactly() {
         })
         .collect();
     for step in ["payment declined", "flight: sold out", "hotel: sold out"] {
-        assert!(reasons.iter().any(|r| r.starts_with(step)), "no booking was compensated for `{step}`: {reasons:?}");
+        assert!(
+            reasons.iter().any(|r| r.starts_with(step)),
+            "no booking was compensated for `{step}`: {reasons:?}"
+        );
     }
 }
 
@@ -99,18 +122,29 @@ async fn every_message_delivered_twice_changes_nothing() {
     baton.shutdown().await;
 
     let dup = duplicator.get().expect("layer installed");
-    assert!(dup.duplicated() > 2_000, "only {} messages were duplicated", dup.duplicated());
+    assert!(
+        dup.duplicated() > 2_000,
+        "only {} messages were duplicated",
+        dup.duplicated()
+    );
     assert!(run.failed.is_empty(), "failed: {:?}", run.failed);
     assert_eq!(run.completed + run.compensated, 200);
     let audit = ledger.audit(&run.outcomes);
-    assert!(audit.problems.is_empty(), "duplicates leaked into effects: {:#?}", audit.problems);
+    assert!(
+        audit.problems.is_empty(),
+        "duplicates leaked into effects: {:#?}",
+        audit.problems
+    );
     assert!(run.compensated >= 10);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_seed_gives_the_same_outcomes_with_and_without_duplicates() {
     let plain_ledger = Ledger::new(harsh_rates(), 3);
-    let plain = booking::embedded(&plain_ledger, Embedded::builder()).start().await.expect("start");
+    let plain = booking::embedded(&plain_ledger, Embedded::builder())
+        .start()
+        .await
+        .expect("start");
     let a = run_bookings(&plain, 60).await;
     plain.shutdown().await;
 

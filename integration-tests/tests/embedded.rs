@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use baton::components::transport::{OutgoingMessage, SubscriptionKind, Transport, headers};
 use baton::{
-    CallError, Client, ClientError, Embedded, FailureKind, MethodOptions, RetryPolicy, ServiceOptions, StartOptions, TaskContext,
-    Workflow, WorkflowContext, WorkflowError, WorkflowId, WorkflowStatus,
+    CallError, Client, ClientError, Embedded, FailureKind, MethodOptions, RetryPolicy, ServiceOptions, StartOptions,
+    TaskContext, Workflow, WorkflowContext, WorkflowError, WorkflowId, WorkflowStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -47,7 +47,10 @@ struct FlakyImpl {
 
 impl Default for FlakyImpl {
     fn default() -> Self {
-        Self { attempts: AtomicU32::new(0), gate: tokio::sync::Semaphore::new(0) }
+        Self {
+            attempts: AtomicU32::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        }
     }
 }
 
@@ -59,7 +62,11 @@ impl Flaky for Arc<FlakyImpl> {
     async fn fail_until(&self, succeed_on_attempt: u32) -> Result<u32, FlakyError> {
         self.attempts.fetch_add(1, Ordering::SeqCst);
         let attempt = TaskContext::current().attempt;
-        if attempt < succeed_on_attempt { Err(FlakyError::Transient(attempt)) } else { Ok(attempt) }
+        if attempt < succeed_on_attempt {
+            Err(FlakyError::Transient(attempt))
+        } else {
+            Ok(attempt)
+        }
     }
 
     async fn fatal(&self) -> Result<(), FlakyError> {
@@ -72,7 +79,11 @@ impl Flaky for Arc<FlakyImpl> {
     }
 
     async fn gate(&self) -> Result<(), FlakyError> {
-        let permit = self.gate.acquire().await.map_err(|e| FlakyError::Fatal(e.to_string()))?;
+        let permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|e| FlakyError::Fatal(e.to_string()))?;
         permit.forget();
         Ok(())
     }
@@ -102,7 +113,10 @@ impl Workflow for Scenarios {
             Scenario::Sleep(ms) => {
                 let before = ctx.now();
                 ctx.sleep(Duration::from_millis(ms)).await;
-                Ok(format!("slept {}", ctx.now().saturating_duration_since(before).as_millis() >= u128::from(ms)))
+                Ok(format!(
+                    "slept {}",
+                    ctx.now().saturating_duration_since(before).as_millis() >= u128::from(ms)
+                ))
             }
             Scenario::Retry(n) => match flaky.fail_until(n).await {
                 Ok(attempt) => Ok(format!("succeeded on attempt {attempt}")),
@@ -114,7 +128,9 @@ impl Workflow for Scenarios {
                 other => Err(format!("unexpected {other:?}")),
             },
             Scenario::Slow(ms) => match flaky.slow(ms).await {
-                Err(CallError::Failed(f)) => Ok(format!("{:?} after {} attempts", f.kind, f.previous_attempts.len() + 1)),
+                Err(CallError::Failed(f)) => {
+                    Ok(format!("{:?} after {} attempts", f.kind, f.previous_attempts.len() + 1))
+                }
                 other => Err(format!("unexpected {other:?}")),
             },
             Scenario::FailWorkflow(why) => Err(why),
@@ -150,7 +166,17 @@ async fn start(flaky: Arc<FlakyImpl>) -> Embedded {
         max_delay: Duration::from_millis(20),
         ..RetryPolicy::default()
     })
-    .method("slow", MethodOptions { timeout: Duration::from_millis(50), retry: RetryPolicy { max_attempts: 2, initial_delay: Duration::from_millis(5), ..RetryPolicy::default() } });
+    .method(
+        "slow",
+        MethodOptions {
+            timeout: Duration::from_millis(50),
+            retry: RetryPolicy {
+                max_attempts: 2,
+                initial_delay: Duration::from_millis(5),
+                ..RetryPolicy::default()
+            },
+        },
+    );
     Embedded::builder()
         .service_with(FlakyService::new(flaky), options)
         .workflow::<Scenarios>()
@@ -161,17 +187,36 @@ async fn start(flaky: Arc<FlakyImpl>) -> Embedded {
 }
 
 async fn run(baton: &Embedded, scenario: Scenario) -> Result<String, WorkflowError<String>> {
-    baton.client().start::<Scenarios>(&scenario).await.expect("start").result().await
+    baton
+        .client()
+        .start::<Scenarios>(&scenario)
+        .await
+        .expect("start")
+        .result()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_is_returned_to_the_starter_and_to_later_clients() {
     let baton = start(Arc::default()).await;
-    let handle = baton.client().start::<Scenarios>(&Scenario::Echo("hello".into())).await.expect("start");
+    let handle = baton
+        .client()
+        .start::<Scenarios>(&Scenario::Echo("hello".into()))
+        .await
+        .expect("start");
     assert_eq!(handle.result().await.expect("result"), "hello");
     // A fresh client (as after a restart) asks for the result of the finished instance.
-    let later = Client::connect(Arc::new(baton.transport().clone())).await.expect("connect");
-    assert_eq!(later.handle::<Scenarios>(handle.id()).result().await.expect("result after completion"), "hello");
+    let later = Client::connect(Arc::new(baton.transport().clone()))
+        .await
+        .expect("connect");
+    assert_eq!(
+        later
+            .handle::<Scenarios>(handle.id())
+            .result()
+            .await
+            .expect("result after completion"),
+        "hello"
+    );
     let status = later.status("Scenarios", handle.id()).await.expect("status");
     assert_eq!(status.status, WorkflowStatus::Completed);
     assert!(status.ended_at.is_some() && status.workflow_tasks >= 2);
@@ -183,9 +228,20 @@ async fn starting_twice_with_one_id_runs_once() {
     let flaky = Arc::new(FlakyImpl::default());
     let baton = start(flaky.clone()).await;
     let id = WorkflowId::new();
-    let options = StartOptions { id: Some(id), ..StartOptions::default() };
-    let a = baton.client().start_with::<Scenarios>(&Scenario::Retry(1), options.clone()).await.expect("start");
-    let b = baton.client().start_with::<Scenarios>(&Scenario::Retry(1), options).await.expect("start again");
+    let options = StartOptions {
+        id: Some(id),
+        ..StartOptions::default()
+    };
+    let a = baton
+        .client()
+        .start_with::<Scenarios>(&Scenario::Retry(1), options.clone())
+        .await
+        .expect("start");
+    let b = baton
+        .client()
+        .start_with::<Scenarios>(&Scenario::Retry(1), options)
+        .await
+        .expect("start again");
     assert_eq!(a.result().await.expect("a"), "succeeded on attempt 1");
     assert_eq!(b.result().await.expect("b"), "succeeded on attempt 1");
     assert_eq!(flaky.attempts.load(Ordering::SeqCst), 1, "the task ran once");
@@ -196,7 +252,10 @@ async fn starting_twice_with_one_id_runs_once() {
 async fn transient_failures_are_retried_until_success() {
     let flaky = Arc::new(FlakyImpl::default());
     let baton = start(flaky.clone()).await;
-    assert_eq!(run(&baton, Scenario::Retry(3)).await.expect("result"), "succeeded on attempt 3");
+    assert_eq!(
+        run(&baton, Scenario::Retry(3)).await.expect("result"),
+        "succeeded on attempt 3"
+    );
     assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
     baton.shutdown().await;
 }
@@ -205,16 +264,26 @@ async fn transient_failures_are_retried_until_success() {
 async fn exhausted_retries_reach_the_workflow_as_the_typed_error() {
     let flaky = Arc::new(FlakyImpl::default());
     let baton = start(flaky.clone()).await;
-    assert_eq!(run(&baton, Scenario::Retry(100)).await.expect("result"), "gave up after attempt 4");
+    assert_eq!(
+        run(&baton, Scenario::Retry(100)).await.expect("result"),
+        "gave up after attempt 4"
+    );
     assert_eq!(flaky.attempts.load(Ordering::SeqCst), 4, "max_attempts = 4");
-    assert_eq!(run(&baton, Scenario::Fatal).await.expect("result"), "caught fatal: no way", "non-retryable errors are not retried");
+    assert_eq!(
+        run(&baton, Scenario::Fatal).await.expect("result"),
+        "caught fatal: no way",
+        "non-retryable errors are not retried"
+    );
     baton.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_over_its_execution_timeout_fails_and_is_retried() {
     let baton = start(Arc::default()).await;
-    assert_eq!(run(&baton, Scenario::Slow(2_000)).await.expect("result"), "ExecutionTimeout after 2 attempts");
+    assert_eq!(
+        run(&baton, Scenario::Slow(2_000)).await.expect("result"),
+        "ExecutionTimeout after 2 attempts"
+    );
     baton.shutdown().await;
 }
 
@@ -240,12 +309,18 @@ async fn a_workflow_error_reaches_the_client_typed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_waiting_workflow_ends_it_for_every_waiter() {
     let baton = start(Arc::default()).await;
-    let handle = baton.client().start::<Scenarios>(&Scenario::Sleep(3_600_000)).await.expect("start");
+    let handle = baton
+        .client()
+        .start::<Scenarios>(&Scenario::Sleep(3_600_000))
+        .await
+        .expect("start");
     let status = handle.status().await.expect("status");
     assert_eq!(status.status, WorkflowStatus::Running);
     handle.cancel("customer changed their mind").await.expect("cancel");
     match handle.result().await {
-        Err(WorkflowError::Cancelled { reason }) => assert_eq!(reason, "customer changed their mind"),
+        Err(WorkflowError::Cancelled { reason }) => {
+            assert_eq!(reason, "customer changed their mind")
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(handle.status().await.expect("status").status, WorkflowStatus::Cancelled);
@@ -260,7 +335,10 @@ async fn unknown_instances_are_reported_not_awaited_forever() {
         Err(WorkflowError::Client(ClientError::UnknownWorkflow(id))) => assert_eq!(id, ghost),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(baton.client().status("Scenarios", ghost).await, Err(ClientError::UnknownWorkflow(_))));
+    assert!(matches!(
+        baton.client().status("Scenarios", ghost).await,
+        Err(ClientError::UnknownWorkflow(_))
+    ));
     baton.shutdown().await;
 }
 
@@ -268,7 +346,11 @@ async fn wait_for_failure(client: &Client, name: &str, id: WorkflowId) -> baton:
     for _ in 0..400 {
         let status = client.status(name, id).await.expect("status");
         if let Some(f) = status.workflow_task_failure {
-            assert_eq!(status.status, WorkflowStatus::Running, "the instance is kept, waiting for a fix");
+            assert_eq!(
+                status.status,
+                WorkflowStatus::Running,
+                "the instance is kept, waiting for a fix"
+            );
             return f;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -294,9 +376,15 @@ async fn changed_code_under_a_running_instance_is_a_visible_non_determinism_erro
     flaky.gate.add_permits(1);
     let failure = wait_for_failure(baton.client(), "Changing", handle.id()).await;
     assert_eq!(failure.kind, FailureKind::NonDeterminism, "{failure}");
-    assert!(failure.message.contains("Flaky.gate") && failure.message.contains("Flaky.slow"), "{failure}");
+    assert!(
+        failure.message.contains("Flaky.gate") && failure.message.contains("Flaky.slow"),
+        "{failure}"
+    );
     // Other instances keep running meanwhile.
-    assert_eq!(run(&baton, Scenario::Echo("unaffected".into())).await.expect("result"), "unaffected");
+    assert_eq!(
+        run(&baton, Scenario::Echo("unaffected".into())).await.expect("result"),
+        "unaffected"
+    );
     SWITCH.store(false, Ordering::SeqCst);
     baton.shutdown().await;
 }
@@ -305,7 +393,11 @@ async fn changed_code_under_a_running_instance_is_a_visible_non_determinism_erro
 async fn input_that_does_not_fit_the_workflow_is_a_visible_failure() {
     let baton = start(Arc::default()).await;
     let bad = baton::Payload::json(&serde_json_like()).expect("payload");
-    let id = baton.client().start_raw("Scenarios", bad, StartOptions::default()).await.expect("start");
+    let id = baton
+        .client()
+        .start_raw("Scenarios", bad, StartOptions::default())
+        .await
+        .expect("start");
     let failure = wait_for_failure(baton.client(), "Scenarios", id).await;
     assert_eq!(failure.kind, FailureKind::InvalidArguments);
     assert!(failure.message.contains("Scenarios"), "{failure}");
@@ -320,22 +412,51 @@ fn serde_json_like() -> std::collections::BTreeMap<String, u32> {
 async fn malformed_messages_go_to_dead_letter_topics_and_components_carry_on() {
     let baton = start(Arc::default()).await;
     let transport = baton.transport().clone();
-    let topics = ["workflow-cmd:Scenarios", "workflow-engine:Scenarios", "workflow-task:Scenarios", "service-task:Flaky", "timers"];
+    let topics = [
+        "workflow-cmd:Scenarios",
+        "workflow-engine:Scenarios",
+        "workflow-task:Scenarios",
+        "service-task:Flaky",
+        "timers",
+    ];
     let mut dead_letters = Vec::new();
     for topic in topics {
-        dead_letters.push(transport.subscribe(&format!("dlq:{topic}"), "ops", SubscriptionKind::Shared).await.expect("dlq"));
-        transport.publish(topic, OutgoingMessage::new("garbage", b"\x01not bincode at all".to_vec())).await.expect("publish");
-        transport.publish(topic, OutgoingMessage::new("empty", Vec::new())).await.expect("publish");
+        dead_letters.push(
+            transport
+                .subscribe(&format!("dlq:{topic}"), "ops", SubscriptionKind::Shared)
+                .await
+                .expect("dlq"),
+        );
+        transport
+            .publish(
+                topic,
+                OutgoingMessage::new("garbage", b"\x01not bincode at all".to_vec()),
+            )
+            .await
+            .expect("publish");
+        transport
+            .publish(topic, OutgoingMessage::new("empty", Vec::new()))
+            .await
+            .expect("publish");
     }
     for (topic, dlq) in topics.iter().zip(dead_letters.iter_mut()) {
         for _ in 0..2 {
-            let dead = tokio::time::timeout(Duration::from_secs(10), dlq.next()).await.expect("dead-lettered in time").expect("delivery");
+            let dead = tokio::time::timeout(Duration::from_secs(10), dlq.next())
+                .await
+                .expect("dead-lettered in time")
+                .expect("delivery");
             let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
-            assert!(reason.contains("undecodable") || reason.contains("malformed") || reason.contains("empty"), "{topic}: {reason}");
+            assert!(
+                reason.contains("undecodable") || reason.contains("malformed") || reason.contains("empty"),
+                "{topic}: {reason}"
+            );
             assert_eq!(dead.header(headers::ORIGINAL_TOPIC), Some(*topic));
             dead.ack().await;
         }
     }
-    assert_eq!(run(&baton, Scenario::Echo("still alive".into())).await.expect("result"), "still alive");
+    assert_eq!(
+        run(&baton, Scenario::Echo("still alive".into())).await.expect("result"),
+        "still alive"
+    );
     baton.shutdown().await;
 }

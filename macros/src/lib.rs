@@ -45,22 +45,37 @@ fn parse_name(attr: proc_macro2::TokenStream) -> syn::Result<Option<String>> {
             return Err(Error::new(arg.path.span(), "unknown argument; expected `name = \"…\"`"));
         }
         match arg.value {
-            syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. }) => name = Some(s.value()),
-            other => return Err(Error::new(other.span(), "the service name must be a string literal")),
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s), ..
+            }) => name = Some(s.value()),
+            other => {
+                return Err(Error::new(other.span(), "the service name must be a string literal"));
+            }
         }
     }
     Ok(name)
 }
 
 fn result_types(ret: &ReturnType) -> syn::Result<(Type, Type)> {
-    let err = || Error::new(ret.span(), "a service method must return `Result<T, E>` where E implements `baton::ServiceError`");
-    let ReturnType::Type(_, ty) = ret else { return Err(err()) };
-    let Type::Path(path) = ty.as_ref() else { return Err(err()) };
+    let err = || {
+        Error::new(
+            ret.span(),
+            "a service method must return `Result<T, E>` where E implements `baton::ServiceError`",
+        )
+    };
+    let ReturnType::Type(_, ty) = ret else {
+        return Err(err());
+    };
+    let Type::Path(path) = ty.as_ref() else {
+        return Err(err());
+    };
     let last = path.path.segments.last().ok_or_else(err)?;
     if last.ident != "Result" {
         return Err(err());
     }
-    let PathArguments::AngleBracketed(args) = &last.arguments else { return Err(err()) };
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return Err(err());
+    };
     let mut types = args.args.iter().filter_map(|a| match a {
         GenericArgument::Type(t) => Some(t.clone()),
         _ => None,
@@ -93,15 +108,27 @@ fn parse_method(item: &TraitItem) -> syn::Result<Method> {
     let mut arg_names = Vec::new();
     let mut arg_types = Vec::new();
     for input in inputs {
-        let FnArg::Typed(pt) = input else { return Err(Error::new(input.span(), "unexpected receiver")) };
+        let FnArg::Typed(pt) = input else {
+            return Err(Error::new(input.span(), "unexpected receiver"));
+        };
         let Pat::Ident(ident) = pt.pat.as_ref() else {
-            return Err(Error::new(pt.pat.span(), "service method arguments must be plain names"));
+            return Err(Error::new(
+                pt.pat.span(),
+                "service method arguments must be plain names",
+            ));
         };
         arg_names.push(ident.ident.clone());
         arg_types.push((*pt.ty).clone());
     }
     let (ok, err) = result_types(&sig.output)?;
-    Ok(Method { ident: sig.ident.clone(), attrs: f.attrs.clone(), arg_names, arg_types, ok, err })
+    Ok(Method {
+        ident: sig.ident.clone(),
+        attrs: f.attrs.clone(),
+        arg_names,
+        arg_types,
+        ok,
+        err,
+    })
 }
 
 fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn::Result<proc_macro2::TokenStream> {
@@ -126,7 +153,14 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
         }
     });
     let stub_methods = methods.iter().map(|m| {
-        let Method { ident, attrs, arg_names, arg_types, ok, err } = m;
+        let Method {
+            ident,
+            attrs,
+            arg_names,
+            arg_types,
+            ok,
+            err,
+        } = m;
         let method_name = LitStr::new(&ident.to_string(), ident.span());
         quote! {
             #(#attrs)*
@@ -135,7 +169,10 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
             }
         }
     });
-    let method_names: Vec<LitStr> = methods.iter().map(|m| LitStr::new(&m.ident.to_string(), m.ident.span())).collect();
+    let method_names: Vec<LitStr> = methods
+        .iter()
+        .map(|m| LitStr::new(&m.ident.to_string(), m.ident.span()))
+        .collect();
     let dispatch_arms = methods.iter().zip(&method_names).map(|(m, method_name)| {
         let Method { ident, arg_names, arg_types, .. } = m;
         quote! {
@@ -146,7 +183,10 @@ fn expand(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> syn
         }
     });
 
-    let stub_doc = format!("Typed stub for calling the `{}` service from workflow code.", service_name.value());
+    let stub_doc = format!(
+        "Typed stub for calling the `{}` service from workflow code.",
+        service_name.value()
+    );
     let handler_doc = format!("Hosts an implementation of [`{trait_ident}`] on a worker.");
     Ok(quote! {
         #(#trait_attrs)*

@@ -26,7 +26,10 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor whose tasks stop when `token` is cancelled.
     pub fn new(token: CancellationToken) -> Self {
-        Self { token, tasks: JoinSet::new() }
+        Self {
+            token,
+            tasks: JoinSet::new(),
+        }
     }
 
     /// The token tasks watch for shutdown.
@@ -60,7 +63,10 @@ impl Supervisor {
                 match joined {
                     Ok((_, Ok(()))) => {}
                     Ok((name, Err(reason))) => failures.push(TaskFailed { name, reason }),
-                    Err(e) => failures.push(TaskFailed { name: "unknown".into(), reason: e.to_string() }),
+                    Err(e) => failures.push(TaskFailed {
+                        name: "unknown".into(),
+                        reason: e.to_string(),
+                    }),
                 }
             }
         })
@@ -68,7 +74,10 @@ impl Supervisor {
         if drained.is_err() {
             let left = self.tasks.len();
             self.tasks.abort_all();
-            failures.push(TaskFailed { name: "shutdown".into(), reason: format!("{left} tasks aborted at the deadline") });
+            failures.push(TaskFailed {
+                name: "shutdown".into(),
+                reason: format!("{left} tasks aborted at the deadline"),
+            });
         }
         failures
     }

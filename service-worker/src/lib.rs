@@ -16,7 +16,7 @@ mod worker;
 pub use context::TaskContext;
 pub use retry::{RetryDecision, RetryPolicy};
 pub use service::{
-    MethodOptions, ServiceError, ServiceHandler, ServiceOptions, TaskFuture, decode_arguments, encode_outcome, invalid_arguments,
-    unknown_method,
+    MethodOptions, ServiceError, ServiceHandler, ServiceOptions, TaskFuture, decode_arguments, encode_outcome,
+    invalid_arguments, unknown_method,
 };
 pub use worker::{Worker, WorkerConfig, WorkerError};

@@ -31,7 +31,11 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(60),
             multiplier: 2.0,
             jitter: 0.25,
-            non_retryable: vec![FailureKind::InvalidArguments, FailureKind::UnknownMethod, FailureKind::Serialization],
+            non_retryable: vec![
+                FailureKind::InvalidArguments,
+                FailureKind::UnknownMethod,
+                FailureKind::Serialization,
+            ],
         }
     }
 }
@@ -48,7 +52,10 @@ pub enum RetryDecision {
 impl RetryPolicy {
     /// A policy that never retries.
     pub fn never() -> Self {
-        Self { max_attempts: 1, ..Self::default() }
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
     }
 
     /// Decides what follows failed attempt `attempt` (1-based). `unit_random` in `[0, 1)`
@@ -72,12 +79,22 @@ mod tests {
     use super::*;
 
     fn transient() -> Failure {
-        Failure { retryable: true, ..Failure::new(FailureKind::ServiceError, "unavailable") }
+        Failure {
+            retryable: true,
+            ..Failure::new(FailureKind::ServiceError, "unavailable")
+        }
     }
 
     #[test]
     fn delays_grow_exponentially_up_to_the_cap() {
-        let p = RetryPolicy { max_attempts: 10, initial_delay: Duration::from_millis(100), max_delay: Duration::from_millis(700), multiplier: 2.0, jitter: 0.0, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(700),
+            multiplier: 2.0,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
         let delays: Vec<_> = (1..=5)
             .map(|a| match p.decide(a, &transient(), 0.5) {
                 RetryDecision::RetryAfter(d) => d.as_millis(),
@@ -89,16 +106,28 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_its_bounds() {
-        let p = RetryPolicy { jitter: 0.5, initial_delay: Duration::from_millis(1_000), ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            jitter: 0.5,
+            initial_delay: Duration::from_millis(1_000),
+            ..RetryPolicy::default()
+        };
         for r in [0.0, 0.25, 0.5, 0.99] {
-            let RetryDecision::RetryAfter(d) = p.decide(1, &transient(), r) else { panic!("retry") };
-            assert!(d >= Duration::from_millis(500) && d <= Duration::from_millis(1_500), "{d:?}");
+            let RetryDecision::RetryAfter(d) = p.decide(1, &transient(), r) else {
+                panic!("retry")
+            };
+            assert!(
+                d >= Duration::from_millis(500) && d <= Duration::from_millis(1_500),
+                "{d:?}"
+            );
         }
     }
 
     #[test]
     fn retry_then_give_up_after_max_attempts() {
-        let p = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
         assert!(matches!(p.decide(1, &transient(), 0.1), RetryDecision::RetryAfter(_)));
         assert!(matches!(p.decide(2, &transient(), 0.1), RetryDecision::RetryAfter(_)));
         assert_eq!(p.decide(3, &transient(), 0.1), RetryDecision::GiveUp);
@@ -109,7 +138,10 @@ mod tests {
         let p = RetryPolicy::default();
         let business = Failure::new(FailureKind::ServiceError, "card declined");
         assert_eq!(p.decide(1, &business, 0.1), RetryDecision::GiveUp);
-        let bad_args = Failure { retryable: true, ..Failure::new(FailureKind::InvalidArguments, "bad") };
+        let bad_args = Failure {
+            retryable: true,
+            ..Failure::new(FailureKind::InvalidArguments, "bad")
+        };
         assert_eq!(p.decide(1, &bad_args, 0.1), RetryDecision::GiveUp);
         assert_eq!(RetryPolicy::never().decide(1, &transient(), 0.1), RetryDecision::GiveUp);
     }

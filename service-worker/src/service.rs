@@ -48,7 +48,10 @@ pub struct MethodOptions {
 
 impl Default for MethodOptions {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(60), retry: RetryPolicy::default() }
+        Self {
+            timeout: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+        }
     }
 }
 
@@ -64,7 +67,13 @@ pub struct ServiceOptions {
 impl ServiceOptions {
     /// Options with the given retry policy for every method.
     pub fn with_retry(retry: RetryPolicy) -> Self {
-        Self { default: MethodOptions { retry, ..MethodOptions::default() }, methods: HashMap::new() }
+        Self {
+            default: MethodOptions {
+                retry,
+                ..MethodOptions::default()
+            },
+            methods: HashMap::new(),
+        }
     }
 
     /// Sets the execution timeout of every method.
@@ -88,7 +97,8 @@ impl ServiceOptions {
 /// Encodes a method's result for the wire (used by generated dispatchers).
 pub fn encode_outcome<T: Serialize, E: ServiceError>(result: Result<T, E>) -> Result<Payload, Failure> {
     match result {
-        Ok(value) => Payload::json(&value).map_err(|e| Failure::new(FailureKind::Serialization, format!("cannot encode result: {e}"))),
+        Ok(value) => Payload::json(&value)
+            .map_err(|e| Failure::new(FailureKind::Serialization, format!("cannot encode result: {e}"))),
         Err(error) => Err(Failure {
             kind: FailureKind::ServiceError,
             message: error.to_string(),
@@ -101,12 +111,18 @@ pub fn encode_outcome<T: Serialize, E: ServiceError>(result: Result<T, E>) -> Re
 
 /// The failure for arguments that do not decode (used by generated dispatchers).
 pub fn invalid_arguments(service: &str, method: &str, error: impl std::fmt::Display) -> Failure {
-    Failure::new(FailureKind::InvalidArguments, format!("arguments of {service}.{method}: {error}"))
+    Failure::new(
+        FailureKind::InvalidArguments,
+        format!("arguments of {service}.{method}: {error}"),
+    )
 }
 
 /// The failure for a method the service does not have (used by generated dispatchers).
 pub fn unknown_method(service: &str, method: &str) -> Failure {
-    Failure::new(FailureKind::UnknownMethod, format!("service {service} has no method {method}"))
+    Failure::new(
+        FailureKind::UnknownMethod,
+        format!("service {service} has no method {method}"),
+    )
 }
 
 /// Decodes a JSON argument tuple (used by generated dispatchers).

@@ -50,7 +50,11 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { concurrency: 64, workflow_concurrency: 16, drain_timeout: Duration::from_secs(30) }
+        Self {
+            concurrency: 64,
+            workflow_concurrency: 16,
+            drain_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -65,7 +69,10 @@ pub struct Worker {
 impl Worker {
     /// A worker with the given settings.
     pub fn new(config: WorkerConfig) -> Self {
-        Self { config, ..Self::default() }
+        Self {
+            config,
+            ..Self::default()
+        }
     }
 
     /// Replaces the worker settings.
@@ -103,7 +110,12 @@ impl Worker {
     /// Consumes tasks until `shutdown` is cancelled, then stops consuming, waits for in-flight
     /// work (up to the drain timeout, after which attempts are cancelled and redelivered later)
     /// and returns.
-    pub async fn run(self, transport: Arc<dyn Transport>, clock: Arc<dyn Clock>, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    pub async fn run(
+        self,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+    ) -> Result<(), WorkerError> {
         let shared = Arc::new(Shared {
             publisher: Publisher::new(transport.clone()),
             clock,
@@ -114,12 +126,25 @@ impl Worker {
         let workflow_slots = Arc::new(Semaphore::new(self.config.workflow_concurrency.max(1)));
         let mut readers = JoinSet::new();
         for (name, (handler, options)) in self.services {
-            let mut subscription = transport.subscribe(Topic::service_task(&name).name(), SUBSCRIPTION, SubscriptionKind::Shared).await?;
-            let (shared, slots, shutdown, options) = (shared.clone(), service_slots.clone(), shutdown.clone(), Arc::new(options));
+            let mut subscription = transport
+                .subscribe(
+                    Topic::service_task(&name).name(),
+                    SUBSCRIPTION,
+                    SubscriptionKind::Shared,
+                )
+                .await?;
+            let (shared, slots, shutdown, options) = (
+                shared.clone(),
+                service_slots.clone(),
+                shutdown.clone(),
+                Arc::new(options),
+            );
             readers.spawn(async move {
                 let mut running = JoinSet::new();
                 loop {
-                    let Some(permit) = acquire(&slots, &shutdown).await else { break };
+                    let Some(permit) = acquire(&slots, &shutdown).await else {
+                        break;
+                    };
                     let delivery = tokio::select! {
                         _ = shutdown.cancelled() => break,
                         next = subscription.next() => next?,
@@ -136,12 +161,20 @@ impl Worker {
             });
         }
         for name in shared.registry.names().map(str::to_string).collect::<Vec<_>>() {
-            let mut subscription = transport.subscribe(Topic::workflow_task(&name).name(), SUBSCRIPTION, SubscriptionKind::Shared).await?;
+            let mut subscription = transport
+                .subscribe(
+                    Topic::workflow_task(&name).name(),
+                    SUBSCRIPTION,
+                    SubscriptionKind::Shared,
+                )
+                .await?;
             let (shared, slots, shutdown) = (shared.clone(), workflow_slots.clone(), shutdown.clone());
             readers.spawn(async move {
                 let mut running = JoinSet::new();
                 loop {
-                    let Some(permit) = acquire(&slots, &shutdown).await else { break };
+                    let Some(permit) = acquire(&slots, &shutdown).await else {
+                        break;
+                    };
                     let delivery = tokio::select! {
                         _ = shutdown.cancelled() => break,
                         next = subscription.next() => next?,
@@ -254,28 +287,60 @@ impl Shared {
         let engine = Topic::workflow_engine(&task.workflow_name);
         let published = match outcome {
             Ok(output) => {
-                let done = WorkflowEngineMessage::TaskCompleted { workflow_id: task.workflow_id, task_id: task.task_id, output };
+                let done = WorkflowEngineMessage::TaskCompleted {
+                    workflow_id: task.workflow_id,
+                    task_id: task.task_id,
+                    output,
+                };
                 self.publisher.publish(&engine, done, now).await
             }
             Err(failure) => match method.retry.decide(task.attempt, &failure, unit_random(&task)) {
                 RetryDecision::RetryAfter(delay) => {
                     tracing::debug!(task = %task.task_id, attempt = task.attempt, ?delay, failure = %failure, "retrying later");
                     let mut previous = task.previous_failures.clone();
-                    previous.push(AttemptFailure { attempt: task.attempt, at: now, kind: failure.kind, message: failure.message.clone() });
-                    let next = ExecuteTask { attempt: task.attempt + 1, previous_failures: previous, ..task.clone() };
+                    previous.push(AttemptFailure {
+                        attempt: task.attempt,
+                        at: now,
+                        kind: failure.kind,
+                        message: failure.message.clone(),
+                    });
+                    let next = ExecuteTask {
+                        attempt: task.attempt + 1,
+                        previous_failures: previous,
+                        ..task.clone()
+                    };
                     let timer_id = TimerId::for_retry(task.task_id, next.attempt);
-                    match EncodedMessage::encode(&Topic::service_task(&task.service), ServiceTaskMessage::Execute(next), now) {
+                    match EncodedMessage::encode(
+                        &Topic::service_task(&task.service),
+                        ServiceTaskMessage::Execute(next),
+                        now,
+                    ) {
                         Ok(m) => {
-                            let message = baton_shared_schemas::messages::ScheduledMessage { topic: m.topic, key: m.key, bytes: m.bytes };
-                            let schedule = TimerMessage::Schedule { timer_id, due: now.saturating_add(delay), message };
+                            let message = baton_shared_schemas::messages::ScheduledMessage {
+                                topic: m.topic,
+                                key: m.key,
+                                bytes: m.bytes,
+                            };
+                            let schedule = TimerMessage::Schedule {
+                                timer_id,
+                                due: now.saturating_add(delay),
+                                message,
+                            };
                             self.publisher.publish(&Topic::timers(), schedule, now).await
                         }
                         Err(e) => Err(e),
                     }
                 }
                 RetryDecision::GiveUp => {
-                    let failure = Failure { previous_attempts: task.previous_failures.clone(), ..failure };
-                    let failed = WorkflowEngineMessage::TaskFailed { workflow_id: task.workflow_id, task_id: task.task_id, failure };
+                    let failure = Failure {
+                        previous_attempts: task.previous_failures.clone(),
+                        ..failure
+                    };
+                    let failed = WorkflowEngineMessage::TaskFailed {
+                        workflow_id: task.workflow_id,
+                        task_id: task.task_id,
+                        failure,
+                    };
                     self.publisher.publish(&engine, failed, now).await
                 }
             },
@@ -300,12 +365,24 @@ impl Shared {
             Ok(done) => WorkflowEngineMessage::WorkflowTaskCompleted(done),
             Err(failure) => {
                 tracing::warn!(workflow = %task.workflow_id, name = %task.workflow_name, failure = %failure, "workflow task failed; the instance waits for a fix");
-                WorkflowEngineMessage::WorkflowTaskFailed { workflow_id: task.workflow_id, task_id: task.task_id, failure }
+                WorkflowEngineMessage::WorkflowTaskFailed {
+                    workflow_id: task.workflow_id,
+                    task_id: task.task_id,
+                    failure,
+                }
             }
         };
-        match self.publisher.publish(&Topic::workflow_engine(&task.workflow_name), message, self.clock.now()).await {
+        match self
+            .publisher
+            .publish(&Topic::workflow_engine(&task.workflow_name), message, self.clock.now())
+            .await
+        {
             Ok(()) => delivery.ack().await,
-            Err(e) => delivery.nack(&format!("cannot publish workflow task outcome: {e}")).await,
+            Err(e) => {
+                delivery
+                    .nack(&format!("cannot publish workflow task outcome: {e}"))
+                    .await
+            }
         }
     }
 }

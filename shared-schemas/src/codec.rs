@@ -48,8 +48,7 @@ pub enum CodecError {
 /// Encodes a value for the wire.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = vec![CODEC_BINCODE2];
-    bincode::serde::encode_into_std_write(value, &mut out, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out)
 }
 
@@ -60,10 +59,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     if codec != CODEC_BINCODE2 {
         return Err(CodecError::UnknownCodec(codec));
     }
-    let (value, read) = bincode::serde::decode_from_slice(body, config())
-        .map_err(|e| CodecError::Malformed { type_name, reason: e.to_string() })?;
+    let (value, read) = bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Malformed {
+        type_name,
+        reason: e.to_string(),
+    })?;
     if read != body.len() {
-        return Err(CodecError::TrailingBytes { type_name, extra: body.len() - read });
+        return Err(CodecError::TrailingBytes {
+            type_name,
+            extra: body.len() - read,
+        });
     }
     Ok(value)
 }

@@ -60,7 +60,13 @@ pub struct Failure {
 impl Failure {
     /// A failure without a typed error value.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into(), error: None, retryable: false, previous_attempts: Vec::new() }
+        Self {
+            kind,
+            message: message.into(),
+            error: None,
+            retryable: false,
+            previous_attempts: Vec::new(),
+        }
     }
 }
 

@@ -41,20 +41,27 @@ impl Payload {
     /// Encodes a value as JSON.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, PayloadError> {
         serde_json::to_vec(value)
-            .map(|bytes| Self { codec: PayloadCodec::Json, bytes })
+            .map(|bytes| Self {
+                codec: PayloadCodec::Json,
+                bytes,
+            })
             .map_err(PayloadError::Encode)
     }
 
     /// The JSON `null` payload (unit results).
     pub fn null() -> Self {
-        Self { codec: PayloadCodec::Json, bytes: b"null".to_vec() }
+        Self {
+            codec: PayloadCodec::Json,
+            bytes: b"null".to_vec(),
+        }
     }
 
     /// Decodes the payload into `T`.
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, PayloadError> {
         match self.codec {
-            PayloadCodec::Json => serde_json::from_slice(&self.bytes).map_err(|source| {
-                PayloadError::Decode { type_name: std::any::type_name::<T>(), source }
+            PayloadCodec::Json => serde_json::from_slice(&self.bytes).map_err(|source| PayloadError::Decode {
+                type_name: std::any::type_name::<T>(),
+                source,
             }),
         }
     }

@@ -7,9 +7,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::messages::{
-    ClientMessage, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowTaskMessage,
-};
+use crate::messages::{ClientMessage, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowTaskMessage};
 use crate::{ClientId, TimerId};
 
 /// Number of shards that timer keys are spread over.
@@ -74,7 +72,10 @@ pub struct Topic<M> {
 
 impl<M> Clone for Topic<M> {
     fn clone(&self) -> Self {
-        Self { name: self.name.clone(), _message: PhantomData }
+        Self {
+            name: self.name.clone(),
+            _message: PhantomData,
+        }
     }
 }
 
@@ -86,7 +87,10 @@ impl<M> std::fmt::Debug for Topic<M> {
 
 impl<M> Topic<M> {
     fn named(name: String) -> Self {
-        Self { name, _message: PhantomData }
+        Self {
+            name,
+            _message: PhantomData,
+        }
     }
 
     /// The topic's logical name.

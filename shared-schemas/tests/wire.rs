@@ -33,7 +33,10 @@ fn failure() -> Failure {
     Failure {
         kind: FailureKind::ServiceError,
         message: "card declined".into(),
-        error: Some(Payload { codec: PayloadCodec::Json, bytes: br#"{"Declined":"insufficient funds"}"#.to_vec() }),
+        error: Some(Payload {
+            codec: PayloadCodec::Json,
+            bytes: br#"{"Declined":"insufficient funds"}"#.to_vec(),
+        }),
         retryable: false,
         previous_attempts: vec![AttemptFailure {
             attempt: 1,
@@ -45,7 +48,10 @@ fn failure() -> Failure {
 }
 
 fn payload() -> Payload {
-    Payload { codec: PayloadCodec::Json, bytes: br#"{"amount":120}"#.to_vec() }
+    Payload {
+        codec: PayloadCodec::Json,
+        bytes: br#"{"amount":120}"#.to_vec(),
+    }
 }
 
 fn meta() -> BTreeMap<String, String> {
@@ -54,26 +60,50 @@ fn meta() -> BTreeMap<String, String> {
 
 fn history() -> Vec<HistoryEvent> {
     vec![
-        HistoryEvent::WorkflowTaskStarted { index: 1, at: Timestamp(1_700_000_000_000) },
+        HistoryEvent::WorkflowTaskStarted {
+            index: 1,
+            at: Timestamp(1_700_000_000_000),
+        },
         HistoryEvent::CommandRecorded {
             task_index: 1,
             command: RecordedCommand {
                 position: 0,
                 command_id: CommandId(uuid(3)),
-                spec: CommandSpec::ServiceTask { service: "Payment".into(), method: "charge".into(), args: payload() },
+                spec: CommandSpec::ServiceTask {
+                    service: "Payment".into(),
+                    method: "charge".into(),
+                    args: payload(),
+                },
             },
         },
         HistoryEvent::CommandRecorded {
             task_index: 1,
-            command: RecordedCommand { position: 1, command_id: CommandId(uuid(4)), spec: CommandSpec::Timer { due: Timestamp(5) } },
+            command: RecordedCommand {
+                position: 1,
+                command_id: CommandId(uuid(4)),
+                spec: CommandSpec::Timer { due: Timestamp(5) },
+            },
         },
         HistoryEvent::CommandRecorded {
             task_index: 1,
-            command: RecordedCommand { position: 2, command_id: CommandId(uuid(5)), spec: CommandSpec::Inline { result: payload() } },
+            command: RecordedCommand {
+                position: 2,
+                command_id: CommandId(uuid(5)),
+                spec: CommandSpec::Inline { result: payload() },
+            },
         },
-        HistoryEvent::ResultDelivered { command_id: CommandId(uuid(3)), outcome: Outcome::Completed(payload()) },
-        HistoryEvent::ResultDelivered { command_id: CommandId(uuid(4)), outcome: Outcome::Failed(failure()) },
-        HistoryEvent::WorkflowTaskStarted { index: 2, at: Timestamp(1_700_000_000_900) },
+        HistoryEvent::ResultDelivered {
+            command_id: CommandId(uuid(3)),
+            outcome: Outcome::Completed(payload()),
+        },
+        HistoryEvent::ResultDelivered {
+            command_id: CommandId(uuid(4)),
+            outcome: Outcome::Failed(failure()),
+        },
+        HistoryEvent::WorkflowTaskStarted {
+            index: 2,
+            at: Timestamp(1_700_000_000_900),
+        },
     ]
 }
 
@@ -91,14 +121,28 @@ fn engine_messages() -> Vec<(&'static str, WorkflowEngineMessage)> {
                 reply_to: Some(ClientId(uuid(2))),
             }),
         ),
-        ("engine_await", WorkflowEngineMessage::Await { workflow_id: wf, client: ClientId(uuid(2)) }),
+        (
+            "engine_await",
+            WorkflowEngineMessage::Await {
+                workflow_id: wf,
+                client: ClientId(uuid(2)),
+            },
+        ),
         (
             "engine_get_status",
-            WorkflowEngineMessage::GetStatus { workflow_id: wf, client: ClientId(uuid(2)), request_id: RequestId(uuid(9)) },
+            WorkflowEngineMessage::GetStatus {
+                workflow_id: wf,
+                client: ClientId(uuid(2)),
+                request_id: RequestId(uuid(9)),
+            },
         ),
         (
             "engine_cancel",
-            WorkflowEngineMessage::Cancel { workflow_id: wf, reason: "operator".into(), client: None },
+            WorkflowEngineMessage::Cancel {
+                workflow_id: wf,
+                reason: "operator".into(),
+                client: None,
+            },
         ),
         (
             "engine_workflow_task_completed",
@@ -128,17 +172,35 @@ fn engine_messages() -> Vec<(&'static str, WorkflowEngineMessage)> {
         ),
         (
             "engine_workflow_task_failed",
-            WorkflowEngineMessage::WorkflowTaskFailed { workflow_id: wf, task_id: WorkflowTaskId(uuid(6)), failure: failure() },
+            WorkflowEngineMessage::WorkflowTaskFailed {
+                workflow_id: wf,
+                task_id: WorkflowTaskId(uuid(6)),
+                failure: failure(),
+            },
         ),
         (
             "engine_task_completed",
-            WorkflowEngineMessage::TaskCompleted { workflow_id: wf, task_id: TaskId(uuid(3)), output: payload() },
+            WorkflowEngineMessage::TaskCompleted {
+                workflow_id: wf,
+                task_id: TaskId(uuid(3)),
+                output: payload(),
+            },
         ),
         (
             "engine_task_failed",
-            WorkflowEngineMessage::TaskFailed { workflow_id: wf, task_id: TaskId(uuid(3)), failure: failure() },
+            WorkflowEngineMessage::TaskFailed {
+                workflow_id: wf,
+                task_id: TaskId(uuid(3)),
+                failure: failure(),
+            },
         ),
-        ("engine_timer_fired", WorkflowEngineMessage::TimerFired { workflow_id: wf, timer_id: TimerId(uuid(4)) }),
+        (
+            "engine_timer_fired",
+            WorkflowEngineMessage::TimerFired {
+                workflow_id: wf,
+                timer_id: TimerId(uuid(4)),
+            },
+        ),
         ("engine_expire", WorkflowEngineMessage::Expire { workflow_id: wf }),
     ]
 }
@@ -187,23 +249,55 @@ fn timer_messages() -> Vec<(&'static str, TimerMessage)> {
             TimerMessage::Schedule {
                 timer_id: TimerId(uuid(4)),
                 due: Timestamp(1_700_000_060_000),
-                message: ScheduledMessage { topic: "workflow-engine:Booking".into(), key: "k".into(), bytes: vec![1, 2, 3] },
+                message: ScheduledMessage {
+                    topic: "workflow-engine:Booking".into(),
+                    key: "k".into(),
+                    bytes: vec![1, 2, 3],
+                },
             },
         ),
-        ("timer_cancel", TimerMessage::Cancel { timer_id: TimerId(uuid(4)) }),
+        (
+            "timer_cancel",
+            TimerMessage::Cancel {
+                timer_id: TimerId(uuid(4)),
+            },
+        ),
     ]
 }
 
 fn client_messages() -> Vec<(&'static str, ClientMessage)> {
     let wf = WorkflowId(uuid(1));
     vec![
-        ("client_result_completed", ClientMessage::WorkflowResult { workflow_id: wf, outcome: WorkflowOutcome::Completed(payload()) }),
-        ("client_result_failed", ClientMessage::WorkflowResult { workflow_id: wf, outcome: WorkflowOutcome::Failed(failure()) }),
+        (
+            "client_result_completed",
+            ClientMessage::WorkflowResult {
+                workflow_id: wf,
+                outcome: WorkflowOutcome::Completed(payload()),
+            },
+        ),
+        (
+            "client_result_failed",
+            ClientMessage::WorkflowResult {
+                workflow_id: wf,
+                outcome: WorkflowOutcome::Failed(failure()),
+            },
+        ),
         (
             "client_result_cancelled",
-            ClientMessage::WorkflowResult { workflow_id: wf, outcome: WorkflowOutcome::Cancelled { reason: "operator".into() } },
+            ClientMessage::WorkflowResult {
+                workflow_id: wf,
+                outcome: WorkflowOutcome::Cancelled {
+                    reason: "operator".into(),
+                },
+            },
         ),
-        ("client_unknown", ClientMessage::WorkflowUnknown { workflow_id: wf, request_id: Some(RequestId(uuid(9))) }),
+        (
+            "client_unknown",
+            ClientMessage::WorkflowUnknown {
+                workflow_id: wf,
+                request_id: Some(RequestId(uuid(9))),
+            },
+        ),
         (
             "client_status",
             ClientMessage::Status {
@@ -255,7 +349,10 @@ where
                 std::fs::write(&path, &bytes).expect("write fixture");
                 checked += 1;
             }
-            Err(e) => panic!("missing golden fixture {} ({e}); run with BATON_BLESS=1 to create it", path.display()),
+            Err(e) => panic!(
+                "missing golden fixture {} ({e}); run with BATON_BLESS=1 to create it",
+                path.display()
+            ),
         }
     }
     checked
@@ -276,9 +373,15 @@ fn every_message_round_trips_and_matches_its_golden_fixture() {
 fn decoder_rejects_unknown_codec_and_trailing_bytes() {
     let mut bytes = encode(&envelope(timer_messages().remove(1).1)).expect("encodes");
     bytes.push(0);
-    assert!(matches!(decode::<Envelope<TimerMessage>>(&bytes), Err(CodecError::TrailingBytes { .. })));
+    assert!(matches!(
+        decode::<Envelope<TimerMessage>>(&bytes),
+        Err(CodecError::TrailingBytes { .. })
+    ));
     bytes[0] = 99;
-    assert!(matches!(decode::<Envelope<TimerMessage>>(&bytes), Err(CodecError::UnknownCodec(99))));
+    assert!(matches!(
+        decode::<Envelope<TimerMessage>>(&bytes),
+        Err(CodecError::UnknownCodec(99))
+    ));
     assert!(matches!(decode::<Envelope<TimerMessage>>(&[]), Err(CodecError::Empty)));
 }
 

@@ -16,28 +16,66 @@ fn entries(items: &[&str]) -> Vec<Vec<u8>> {
 pub async fn workflow_compare_and_set(store: &dyn WorkflowStore) {
     let id = WorkflowId::new();
     assert_eq!(store.load(id).await.expect("load"), None);
-    let v1 = store.save(id, Expected::Absent, b"h1".to_vec(), HistoryWrite::Append(entries(&["a"]))).await.expect("create");
+    let v1 = store
+        .save(
+            id,
+            Expected::Absent,
+            b"h1".to_vec(),
+            HistoryWrite::Append(entries(&["a"])),
+        )
+        .await
+        .expect("create");
     assert!(matches!(
-        store.save(id, Expected::Absent, b"again".to_vec(), HistoryWrite::Append(vec![])).await,
+        store
+            .save(id, Expected::Absent, b"again".to_vec(), HistoryWrite::Append(vec![]))
+            .await,
         Err(StorageError::Conflict { .. })
     ));
-    let v2 = store.save(id, Expected::Version(v1), b"h2".to_vec(), HistoryWrite::Append(entries(&["b", "c"]))).await.expect("cas");
+    let v2 = store
+        .save(
+            id,
+            Expected::Version(v1),
+            b"h2".to_vec(),
+            HistoryWrite::Append(entries(&["b", "c"])),
+        )
+        .await
+        .expect("cas");
     assert!(v2 > v1);
     assert!(matches!(
-        store.save(id, Expected::Version(v1), b"stale".to_vec(), HistoryWrite::Append(entries(&["x"]))).await,
+        store
+            .save(
+                id,
+                Expected::Version(v1),
+                b"stale".to_vec(),
+                HistoryWrite::Append(entries(&["x"]))
+            )
+            .await,
         Err(StorageError::Conflict { .. })
     ));
     let loaded = store.load(id).await.expect("load").expect("exists");
     assert_eq!((loaded.version, loaded.head.as_slice()), (v2, &b"h2"[..]));
     assert_eq!(loaded.history, entries(&["a", "b", "c"]), "a lost CAS must not append");
-    let v3 = store.save(id, Expected::Version(v2), b"h3".to_vec(), HistoryWrite::Replace(entries(&["z"]))).await.expect("replace");
-    assert_eq!(store.load(id).await.expect("load").expect("exists").history, entries(&["z"]));
+    let v3 = store
+        .save(
+            id,
+            Expected::Version(v2),
+            b"h3".to_vec(),
+            HistoryWrite::Replace(entries(&["z"])),
+        )
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.load(id).await.expect("load").expect("exists").history,
+        entries(&["z"])
+    );
     assert!(matches!(store.delete(id, v2).await, Err(StorageError::Conflict { .. })));
     store.delete(id, v3).await.expect("delete");
     assert_eq!(store.load(id).await.expect("load"), None);
     store.delete(id, v3).await.expect("deleting a missing record succeeds");
     assert!(matches!(
-        store.save(id, Expected::Version(v3), b"h".to_vec(), HistoryWrite::Append(vec![])).await,
+        store
+            .save(id, Expected::Version(v3), b"h".to_vec(), HistoryWrite::Append(vec![]))
+            .await,
         Err(StorageError::Conflict { .. })
     ));
 }
@@ -45,7 +83,10 @@ pub async fn workflow_compare_and_set(store: &dyn WorkflowStore) {
 /// Several writers that all read one version: exactly one save wins, the others conflict.
 pub async fn workflow_cas_has_one_winner(store: &dyn WorkflowStore) {
     let id = WorkflowId::new();
-    let v = store.save(id, Expected::Absent, b"h".to_vec(), HistoryWrite::Append(vec![])).await.expect("create");
+    let v = store
+        .save(id, Expected::Absent, b"h".to_vec(), HistoryWrite::Append(vec![]))
+        .await
+        .expect("create");
     let writes = (0..8).map(|i| store.save(id, Expected::Version(v), vec![i], HistoryWrite::Append(vec![vec![i]])));
     let results = in_turn(writes).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
@@ -83,7 +124,14 @@ pub async fn key_sets_page_through_members(store: &dyn KeySetStore) {
     all.sort();
     let expected: Vec<String> = (0..25).filter(|i| *i != 4).map(|i| format!("member-{i:02}")).collect();
     assert_eq!(all, expected);
-    assert!(store.page("no-such-key", None, 10).await.expect("page").members.is_empty());
+    assert!(
+        store
+            .page("no-such-key", None, 10)
+            .await
+            .expect("page")
+            .members
+            .is_empty()
+    );
 }
 
 /// Timers: only due ones are claimed, a lease hides a claimed timer until it expires, complete
@@ -91,36 +139,77 @@ pub async fn key_sets_page_through_members(store: &dyn KeySetStore) {
 pub async fn timers_claim_with_lease(store: &dyn TimerStore) {
     // Far-future base so timers of other checks sharing the backend never interfere.
     let base = Timestamp(4_000_000_000_000 + (MessageId::new().0.as_u128() % 1_000_000_000) as u64 * 10_000);
-    let early = StoredTimer { id: TimerId::new(), due: base, payload: b"early".to_vec() };
-    let late = StoredTimer { id: TimerId::new(), due: Timestamp(base.0 + 1_000), payload: b"late".to_vec() };
+    let early = StoredTimer {
+        id: TimerId::new(),
+        due: base,
+        payload: b"early".to_vec(),
+    };
+    let late = StoredTimer {
+        id: TimerId::new(),
+        due: Timestamp(base.0 + 1_000),
+        payload: b"late".to_vec(),
+    };
     assert!(store.add(early.clone()).await.expect("add"));
-    assert!(!store.add(StoredTimer { payload: b"other".to_vec(), ..early.clone() }).await.expect("add again"));
+    assert!(
+        !store
+            .add(StoredTimer {
+                payload: b"other".to_vec(),
+                ..early.clone()
+            })
+            .await
+            .expect("add again")
+    );
     assert!(store.add(late.clone()).await.expect("add"));
 
-    let before = store.claim_due(Timestamp(base.0 - 1), Duration::from_secs(5), 100).await.expect("claim");
-    assert!(before.iter().all(|t| t.id != early.id && t.id != late.id), "nothing is due yet");
+    let before = store
+        .claim_due(Timestamp(base.0 - 1), Duration::from_secs(5), 100)
+        .await
+        .expect("claim");
+    assert!(
+        before.iter().all(|t| t.id != early.id && t.id != late.id),
+        "nothing is due yet"
+    );
 
-    let claimed = store.claim_due(base, Duration::from_millis(500), 100).await.expect("claim");
+    let claimed = store
+        .claim_due(base, Duration::from_millis(500), 100)
+        .await
+        .expect("claim");
     let mine: Vec<_> = claimed.iter().filter(|t| t.id == early.id || t.id == late.id).collect();
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0], &early, "the first stored payload is kept");
-    let again = store.claim_due(Timestamp(base.0 + 100), Duration::from_millis(500), 100).await.expect("claim");
-    assert!(again.iter().all(|t| t.id != early.id), "a leased timer is not claimed twice");
+    let again = store
+        .claim_due(Timestamp(base.0 + 100), Duration::from_millis(500), 100)
+        .await
+        .expect("claim");
+    assert!(
+        again.iter().all(|t| t.id != early.id),
+        "a leased timer is not claimed twice"
+    );
 
     // The claimer "died": after the lease the timer is claimable again.
-    let retaken = store.claim_due(Timestamp(base.0 + 1_000), Duration::from_secs(5), 100).await.expect("claim");
+    let retaken = store
+        .claim_due(Timestamp(base.0 + 1_000), Duration::from_secs(5), 100)
+        .await
+        .expect("claim");
     let ids: Vec<TimerId> = retaken.iter().map(|t| t.id).collect();
     assert!(ids.contains(&early.id) && ids.contains(&late.id), "{ids:?}");
     store.complete(early.id).await.expect("complete");
     assert!(store.cancel(late.id).await.expect("cancel"));
     assert!(!store.cancel(late.id).await.expect("cancel again"));
-    let after = store.claim_due(Timestamp(base.0 + 100_000), Duration::from_secs(5), 100).await.expect("claim");
+    let after = store
+        .claim_due(Timestamp(base.0 + 100_000), Duration::from_secs(5), 100)
+        .await
+        .expect("claim");
     assert!(after.iter().all(|t| t.id != early.id && t.id != late.id));
 }
 
 /// `next_due` reports the earliest claimable instant.
 pub async fn timers_report_next_due(store: &dyn TimerStore) {
-    let t = StoredTimer { id: TimerId::new(), due: Timestamp(1_000), payload: vec![] };
+    let t = StoredTimer {
+        id: TimerId::new(),
+        due: Timestamp(1_000),
+        payload: vec![],
+    };
     store.add(t.clone()).await.expect("add");
     let next = store.next_due().await.expect("next").expect("some timer");
     assert!(next <= t.due);

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use baton_shared_schemas::{TimerId, Timestamp, WorkflowId};
 
-use crate::{Expected, HistoryWrite, KeySetStore, Result, SetPage, StorageError, StoredTimer, StoredWorkflow, TimerStore, WorkflowStore};
+use crate::{
+    Expected, HistoryWrite, KeySetStore, Result, SetPage, StorageError, StoredTimer, StoredWorkflow, TimerStore,
+    WorkflowStore,
+};
 
 #[derive(Default)]
 struct Timers {
@@ -65,7 +68,14 @@ impl WorkflowStore for InMemoryStore {
                 let history = match history {
                     HistoryWrite::Append(h) | HistoryWrite::Replace(h) => h,
                 };
-                data.workflows.insert(id, StoredWorkflow { version: 1, head, history });
+                data.workflows.insert(
+                    id,
+                    StoredWorkflow {
+                        version: 1,
+                        head,
+                        history,
+                    },
+                );
                 Ok(1)
             }
             (Expected::Version(v), Some(record)) if record.version == v => {
@@ -84,7 +94,10 @@ impl WorkflowStore for InMemoryStore {
     async fn delete(&self, id: WorkflowId, version: u64) -> Result<()> {
         let mut data = self.lock();
         match data.workflows.get(&id) {
-            Some(record) if record.version != version => Err(StorageError::Conflict { id, expected: Expected::Version(version) }),
+            Some(record) if record.version != version => Err(StorageError::Conflict {
+                id,
+                expected: Expected::Version(version),
+            }),
             _ => {
                 data.workflows.remove(&id);
                 Ok(())
@@ -96,7 +109,11 @@ impl WorkflowStore for InMemoryStore {
 #[async_trait::async_trait]
 impl KeySetStore for InMemoryStore {
     async fn add(&self, key: &str, member: &str) -> Result<()> {
-        self.lock().sets.entry(key.to_string()).or_default().insert(member.to_string());
+        self.lock()
+            .sets
+            .entry(key.to_string())
+            .or_default()
+            .insert(member.to_string());
         Ok(())
     }
 
@@ -113,10 +130,16 @@ impl KeySetStore for InMemoryStore {
 
     async fn page(&self, key: &str, cursor: Option<&str>, limit: usize) -> Result<SetPage> {
         let data = self.lock();
-        let Some(set) = data.sets.get(key) else { return Ok(SetPage::default()) };
+        let Some(set) = data.sets.get(key) else {
+            return Ok(SetPage::default());
+        };
         let limit = limit.max(1);
         let mut members: Vec<String> = match cursor {
-            Some(c) => set.range::<str, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)).take(limit + 1).cloned().collect(),
+            Some(c) => set
+                .range::<str, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                .take(limit + 1)
+                .cloned()
+                .collect(),
             None => set.iter().take(limit + 1).cloned().collect(),
         };
         let next_cursor = if members.len() > limit {
@@ -144,7 +167,13 @@ impl TimerStore for InMemoryStore {
     async fn claim_due(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<StoredTimer>> {
         let mut data = self.lock();
         let timers = &mut data.timers;
-        let due: Vec<(Timestamp, TimerId)> = timers.queue.iter().take_while(|(at, _)| *at <= now).take(limit).copied().collect();
+        let due: Vec<(Timestamp, TimerId)> = timers
+            .queue
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .copied()
+            .collect();
         let until = now.saturating_add(lease.max(Duration::from_millis(1)));
         let mut claimed = Vec::with_capacity(due.len());
         for entry in due {

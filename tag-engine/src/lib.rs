@@ -1,1 +1,162 @@
-//! placeholder
+//! The tag engine: keeps, per workflow name, tag → set of workflow ids, so instances can be
+//! looked up and addressed by tag.
+//!
+//! This crate holds the [`TagIndex`], the storage-facing core of the tag engine. The consumer of
+//! the `workflow-tag:{Workflow}` topics (tag maintenance on start and completion, by-tag
+//! signal/cancel/retry fan-out, custom-id uniqueness) is built on it together with the tag
+//! messages in `shared-schemas`. Depends on the key-set storage trait only.
+
+use std::sync::Arc;
+
+use baton_shared_schemas::WorkflowId;
+use baton_storage::KeySetStore;
+
+/// A tag-index failure.
+#[derive(Debug, thiserror::Error)]
+pub enum TagError {
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] baton_storage::StorageError),
+    /// A stored member is not a workflow id (the set was written by something else).
+    #[error("tag set {key} holds `{member}`, which is not a workflow id")]
+    CorruptMember {
+        /// The set's key.
+        key: String,
+        /// The bad member.
+        member: String,
+    },
+    /// Tags must be non-empty and free of control characters.
+    #[error("invalid tag {0:?}: tags are non-empty text without control characters")]
+    InvalidTag(String),
+}
+
+/// One page of ids carrying a tag.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdPage {
+    /// Ids on this page.
+    pub ids: Vec<WorkflowId>,
+    /// Cursor of the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Tag → workflow-id sets, per workflow name, over a key-set store.
+#[derive(Clone)]
+pub struct TagIndex {
+    store: Arc<dyn KeySetStore>,
+}
+
+impl TagIndex {
+    /// An index over a store.
+    pub fn new(store: Arc<dyn KeySetStore>) -> Self {
+        Self { store }
+    }
+
+    /// The storage key of a tag's set. Workflow names and tags may contain `|`, so lengths
+    /// delimit the parts and two different pairs never share a key.
+    pub fn key(workflow: &str, tag: &str) -> String {
+        format!("workflow-tag:{}:{workflow}|{tag}", workflow.len())
+    }
+
+    fn check(tag: &str) -> Result<(), TagError> {
+        if tag.is_empty() || tag.chars().any(char::is_control) {
+            return Err(TagError::InvalidTag(tag.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Records that `id` carries `tag` (idempotent).
+    pub async fn add(&self, workflow: &str, tag: &str, id: WorkflowId) -> Result<(), TagError> {
+        Self::check(tag)?;
+        Ok(self.store.add(&Self::key(workflow, tag), &id.to_string()).await?)
+    }
+
+    /// Records that `id` no longer carries `tag` (idempotent).
+    pub async fn remove(&self, workflow: &str, tag: &str, id: WorkflowId) -> Result<(), TagError> {
+        Self::check(tag)?;
+        Ok(self.store.remove(&Self::key(workflow, tag), &id.to_string()).await?)
+    }
+
+    /// Ids carrying `tag`, a page at a time.
+    pub async fn ids(&self, workflow: &str, tag: &str, cursor: Option<&str>, limit: usize) -> Result<IdPage, TagError> {
+        Self::check(tag)?;
+        let key = Self::key(workflow, tag);
+        let page = self.store.page(&key, cursor, limit).await?;
+        let ids = page
+            .members
+            .into_iter()
+            .map(|m| {
+                m.parse::<WorkflowId>().map_err(|_| TagError::CorruptMember {
+                    key: key.clone(),
+                    member: m,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(IdPage {
+            ids,
+            next_cursor: page.next_cursor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use baton_storage::InMemoryStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn ids_are_kept_per_workflow_and_tag_and_paged() {
+        let index = TagIndex::new(Arc::new(InMemoryStore::new()));
+        let ids: Vec<WorkflowId> = (0..7).map(|_| WorkflowId::new()).collect();
+        for id in &ids {
+            index.add("Booking", "customer:42", *id).await.expect("add");
+        }
+        index
+            .add("Billing", "customer:42", WorkflowId::new())
+            .await
+            .expect("other workflow");
+        index.remove("Booking", "customer:42", ids[0]).await.expect("remove");
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = index
+                .ids("Booking", "customer:42", cursor.as_deref(), 3)
+                .await
+                .expect("page");
+            assert!(page.ids.len() <= 3);
+            seen.extend(page.ids);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        seen.sort();
+        let mut expected = ids[1..].to_vec();
+        expected.sort();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn keys_of_different_pairs_never_collide() {
+        assert_ne!(TagIndex::key("a|b", "c"), TagIndex::key("a", "b|c"));
+    }
+
+    #[tokio::test]
+    async fn invalid_tags_and_corrupt_members_are_errors() {
+        let store = Arc::new(InMemoryStore::new());
+        let index = TagIndex::new(store.clone());
+        assert!(matches!(
+            index.add("W", "", WorkflowId::new()).await,
+            Err(TagError::InvalidTag(_))
+        ));
+        assert!(matches!(
+            index.add("W", "bad\ntag", WorkflowId::new()).await,
+            Err(TagError::InvalidTag(_))
+        ));
+        store.add(&TagIndex::key("W", "t"), "not-an-id").await.expect("add");
+        assert!(matches!(
+            index.ids("W", "t", None, 10).await,
+            Err(TagError::CorruptMember { .. })
+        ));
+    }
+}

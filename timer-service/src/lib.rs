@@ -45,7 +45,11 @@ pub struct TimerConfig {
 
 impl Default for TimerConfig {
     fn default() -> Self {
-        Self { lease: Duration::from_secs(30), batch: 256, max_idle: Duration::from_millis(500) }
+        Self {
+            lease: Duration::from_secs(30),
+            batch: 256,
+            max_idle: Duration::from_millis(500),
+        }
     }
 }
 
@@ -68,9 +72,19 @@ impl Service {
         };
         let result = match envelope.body {
             TimerMessage::Schedule { timer_id, due, message } => match codec::encode(&message) {
-                Ok(payload) => self.store.add(StoredTimer { id: timer_id, due, payload }).await.map(|_| ()),
+                Ok(payload) => self
+                    .store
+                    .add(StoredTimer {
+                        id: timer_id,
+                        due,
+                        payload,
+                    })
+                    .await
+                    .map(|_| ()),
                 Err(e) => {
-                    delivery.dead_letter(&format!("cannot store timer {timer_id}: {e}")).await;
+                    delivery
+                        .dead_letter(&format!("cannot store timer {timer_id}: {e}"))
+                        .await;
                     return;
                 }
             },
@@ -87,13 +101,20 @@ impl Service {
 
     /// Claims and fires due timers; returns how many were claimed.
     async fn fire_due(&self) -> Result<usize, TimerError> {
-        let claimed = self.store.claim_due(self.clock.now(), self.config.lease, self.config.batch).await?;
+        let claimed = self
+            .store
+            .claim_due(self.clock.now(), self.config.lease, self.config.batch)
+            .await?;
         for timer in &claimed {
             match codec::decode::<ScheduledMessage>(&timer.payload) {
                 Ok(m) => {
-                    self.transport.publish(&m.topic, OutgoingMessage::new(m.key, m.bytes)).await?;
+                    self.transport
+                        .publish(&m.topic, OutgoingMessage::new(m.key, m.bytes))
+                        .await?;
                 }
-                Err(e) => tracing::error!(timer = %timer.id, error = %e, "stored timer is unreadable; dropping it"),
+                Err(e) => {
+                    tracing::error!(timer = %timer.id, error = %e, "stored timer is unreadable; dropping it")
+                }
             }
             self.store.complete(timer.id).await?;
         }
@@ -136,8 +157,16 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> Result<(), TimerError> {
-    let mut subscription = transport.subscribe(Topic::timers().name(), SUBSCRIPTION, SubscriptionKind::Keyed).await?;
-    let service = Arc::new(Service { config, transport, store, clock, wake: Notify::new() });
+    let mut subscription = transport
+        .subscribe(Topic::timers().name(), SUBSCRIPTION, SubscriptionKind::Keyed)
+        .await?;
+    let service = Arc::new(Service {
+        config,
+        transport,
+        store,
+        clock,
+        wake: Notify::new(),
+    });
     let firing = {
         let service = service.clone();
         let shutdown = shutdown.clone();

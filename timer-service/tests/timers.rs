@@ -24,8 +24,15 @@ async fn fixture() -> Fixture {
     let store = InMemoryStore::new();
     let clock = ManualClock::new(Timestamp(1_000_000));
     let shutdown = CancellationToken::new();
-    let target = transport.subscribe("target", "test", SubscriptionKind::Shared).await.expect("subscribe");
-    let config = TimerConfig { lease: Duration::from_secs(10), batch: 2, max_idle: Duration::from_millis(20) };
+    let target = transport
+        .subscribe("target", "test", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe");
+    let config = TimerConfig {
+        lease: Duration::from_secs(10),
+        batch: 2,
+        max_idle: Duration::from_millis(20),
+    };
     let service = tokio::spawn(run(
         config,
         Arc::new(transport.clone()),
@@ -33,13 +40,32 @@ async fn fixture() -> Fixture {
         Arc::new(clock.clone()),
         shutdown.clone(),
     ));
-    Fixture { transport, store, clock, shutdown, target, service }
+    Fixture {
+        transport,
+        store,
+        clock,
+        shutdown,
+        target,
+        service,
+    }
 }
 
 async fn schedule(f: &Fixture, id: TimerId, due: Timestamp, body: &str) {
-    let message = ScheduledMessage { topic: "target".into(), key: "k".into(), bytes: body.as_bytes().to_vec() };
+    let message = ScheduledMessage {
+        topic: "target".into(),
+        key: "k".into(),
+        bytes: body.as_bytes().to_vec(),
+    };
     Publisher::new(Arc::new(f.transport.clone()))
-        .publish(&Topic::timers(), TimerMessage::Schedule { timer_id: id, due, message }, f.clock.now())
+        .publish(
+            &Topic::timers(),
+            TimerMessage::Schedule {
+                timer_id: id,
+                due,
+                message,
+            },
+            f.clock.now(),
+        )
         .await
         .expect("publish");
 }
@@ -55,7 +81,10 @@ async fn stored(f: &Fixture, count: usize) {
 }
 
 async fn received(f: &mut Fixture) -> String {
-    let d = tokio::time::timeout(Duration::from_secs(5), f.target.next()).await.expect("fired in time").expect("delivery");
+    let d = tokio::time::timeout(Duration::from_secs(5), f.target.next())
+        .await
+        .expect("fired in time")
+        .expect("delivery");
     let body = String::from_utf8_lossy(&d.payload).into_owned();
     d.ack().await;
     body
@@ -69,11 +98,20 @@ async fn timers_fire_in_due_order_when_the_clock_reaches_them() {
     schedule(&f, TimerId::new(), Timestamp(base.0 + 1_000), "first").await;
     schedule(&f, TimerId::new(), Timestamp(base.0 + 2_000), "second").await;
     stored(&f, 3).await;
-    assert!(tokio::time::timeout(Duration::from_millis(100), f.target.next()).await.is_err(), "nothing fires early");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), f.target.next())
+            .await
+            .is_err(),
+        "nothing fires early"
+    );
     f.clock.advance(Duration::from_millis(2_500));
     assert_eq!(received(&mut f).await, "first");
     assert_eq!(received(&mut f).await, "second");
-    assert!(tokio::time::timeout(Duration::from_millis(100), f.target.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), f.target.next())
+            .await
+            .is_err()
+    );
     f.clock.advance(Duration::from_secs(1));
     assert_eq!(received(&mut f).await, "third");
     stored(&f, 0).await;
@@ -92,13 +130,21 @@ async fn a_timer_scheduled_twice_fires_once_and_a_cancelled_one_never() {
     schedule(&f, cancelled, due, "never").await;
     stored(&f, 2).await;
     Publisher::new(Arc::new(f.transport.clone()))
-        .publish(&Topic::timers(), TimerMessage::Cancel { timer_id: cancelled }, f.clock.now())
+        .publish(
+            &Topic::timers(),
+            TimerMessage::Cancel { timer_id: cancelled },
+            f.clock.now(),
+        )
         .await
         .expect("publish");
     stored(&f, 1).await;
     f.clock.advance(Duration::from_secs(1));
     assert_eq!(received(&mut f).await, "once");
-    assert!(tokio::time::timeout(Duration::from_millis(150), f.target.next()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(150), f.target.next())
+            .await
+            .is_err()
+    );
     f.shutdown.cancel();
     f.service.await.expect("join").expect("clean stop");
 }
@@ -107,14 +153,27 @@ async fn a_timer_scheduled_twice_fires_once_and_a_cancelled_one_never() {
 async fn a_timer_claimed_by_a_replica_that_died_fires_after_its_lease() {
     let mut f = fixture().await;
     let now = f.clock.now();
-    let message = ScheduledMessage { topic: "target".into(), key: "k".into(), bytes: b"survivor".to_vec() };
+    let message = ScheduledMessage {
+        topic: "target".into(),
+        key: "k".into(),
+        bytes: b"survivor".to_vec(),
+    };
     let payload = baton_shared_schemas::codec::encode(&message).expect("encode");
     let id = TimerId::new();
     f.store.add(StoredTimer { id, due: now, payload }).await.expect("add");
     // Another replica claims it and dies before publishing.
-    let claimed = f.store.claim_due(now, Duration::from_secs(10), 10).await.expect("claim");
+    let claimed = f
+        .store
+        .claim_due(now, Duration::from_secs(10), 10)
+        .await
+        .expect("claim");
     assert_eq!(claimed.len(), 1);
-    assert!(tokio::time::timeout(Duration::from_millis(100), f.target.next()).await.is_err(), "leased");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), f.target.next())
+            .await
+            .is_err(),
+        "leased"
+    );
     f.clock.advance(Duration::from_secs(11));
     assert_eq!(received(&mut f).await, "survivor");
     f.shutdown.cancel();
@@ -124,10 +183,27 @@ async fn a_timer_claimed_by_a_replica_that_died_fires_after_its_lease() {
 #[tokio::test]
 async fn a_malformed_timer_message_is_dead_lettered_and_the_service_carries_on() {
     let mut f = fixture().await;
-    let mut dlq = f.transport.subscribe("dlq:timers", "ops", SubscriptionKind::Shared).await.expect("subscribe");
-    f.transport.publish("timers", baton_transport::OutgoingMessage::new("shard-1", vec![1, 255, 255, 255])).await.expect("publish");
-    let dead = tokio::time::timeout(Duration::from_secs(5), dlq.next()).await.expect("dead letter").expect("delivery");
-    assert!(dead.header(baton_transport::headers::DEAD_LETTER_REASON).unwrap_or_default().contains("undecodable timer message"));
+    let mut dlq = f
+        .transport
+        .subscribe("dlq:timers", "ops", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe");
+    f.transport
+        .publish(
+            "timers",
+            baton_transport::OutgoingMessage::new("shard-1", vec![1, 255, 255, 255]),
+        )
+        .await
+        .expect("publish");
+    let dead = tokio::time::timeout(Duration::from_secs(5), dlq.next())
+        .await
+        .expect("dead letter")
+        .expect("delivery");
+    assert!(
+        dead.header(baton_transport::headers::DEAD_LETTER_REASON)
+            .unwrap_or_default()
+            .contains("undecodable timer message")
+    );
     schedule(&f, TimerId::new(), f.clock.now(), "still working").await;
     assert_eq!(received(&mut f).await, "still working");
     f.shutdown.cancel();

@@ -33,7 +33,9 @@ async fn nothing_within(sub: &mut Box<dyn Subscription>, wait: Duration) {
 }
 
 async fn publish(t: &dyn Transport, topic: &str, key: &str, body: String) {
-    t.publish(topic, OutgoingMessage::new(key, body.into_bytes())).await.expect("publish");
+    t.publish(topic, OutgoingMessage::new(key, body.into_bytes()))
+        .await
+        .expect("publish");
 }
 
 fn text(d: &Delivery) -> String {
@@ -43,8 +45,14 @@ fn text(d: &Delivery) -> String {
 /// Messages of one key reach one consumer in publish order, across several consumers.
 pub async fn keyed_preserves_order_per_key(t: Arc<dyn Transport>) {
     let topic = unique("keyed");
-    let mut a = t.subscribe(&topic, "s", SubscriptionKind::Keyed).await.expect("subscribe");
-    let mut b = t.subscribe(&topic, "s", SubscriptionKind::Keyed).await.expect("subscribe");
+    let mut a = t
+        .subscribe(&topic, "s", SubscriptionKind::Keyed)
+        .await
+        .expect("subscribe");
+    let mut b = t
+        .subscribe(&topic, "s", SubscriptionKind::Keyed)
+        .await
+        .expect("subscribe");
     let keys = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
     let per_key = 30;
     for i in 0..per_key {
@@ -87,8 +95,14 @@ pub async fn keyed_preserves_order_per_key(t: Arc<dyn Transport>) {
 /// Shared consumers compete: every message is delivered to exactly one of them.
 pub async fn shared_delivers_each_message_once(t: Arc<dyn Transport>) {
     let topic = unique("shared");
-    let mut a = t.subscribe(&topic, "s", SubscriptionKind::Shared).await.expect("subscribe");
-    let mut b = t.subscribe(&topic, "s", SubscriptionKind::Shared).await.expect("subscribe");
+    let mut a = t
+        .subscribe(&topic, "s", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe");
+    let mut b = t
+        .subscribe(&topic, "s", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe");
     let n = 100;
     for i in 0..n {
         publish(t.as_ref(), &topic, &format!("k{}", i % 7), format!("{i}")).await;
@@ -100,7 +114,11 @@ pub async fn shared_delivers_each_message_once(t: Arc<dyn Transport>) {
     while got < n {
         rounds += 1;
         assert!(rounds < 10_000, "only {got} of {n} messages arrived");
-        let (is_a, sub) = if rounds % 2 == 0 { (true, &mut a) } else { (false, &mut b) };
+        let (is_a, sub) = if rounds % 2 == 0 {
+            (true, &mut a)
+        } else {
+            (false, &mut b)
+        };
         if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
             seen[text(&d).parse::<usize>().expect("index")] += 1;
             from_a += usize::from(is_a);
@@ -111,14 +129,23 @@ pub async fn shared_delivers_each_message_once(t: Arc<dyn Transport>) {
     assert!(seen.iter().all(|&c| c == 1), "each message exactly once: {seen:?}");
     nothing_within(&mut a, Duration::from_millis(200)).await;
     nothing_within(&mut b, Duration::from_millis(200)).await;
-    assert!(from_a > 0 && from_a < n, "both consumers received work ({from_a} of {n} went to one)");
+    assert!(
+        from_a > 0 && from_a < n,
+        "both consumers received work ({from_a} of {n} went to one)"
+    );
 }
 
 /// Two subscriptions of one topic each receive every message.
 pub async fn subscriptions_each_receive_every_message(t: Arc<dyn Transport>) {
     let topic = unique("fanout");
-    let mut a = t.subscribe(&topic, "one", SubscriptionKind::Shared).await.expect("subscribe");
-    let mut b = t.subscribe(&topic, "two", SubscriptionKind::Keyed).await.expect("subscribe");
+    let mut a = t
+        .subscribe(&topic, "one", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe");
+    let mut b = t
+        .subscribe(&topic, "two", SubscriptionKind::Keyed)
+        .await
+        .expect("subscribe");
     publish(t.as_ref(), &topic, "k", "hello".into()).await;
     let da = next(&mut a).await;
     let db = next(&mut b).await;
@@ -131,7 +158,10 @@ pub async fn subscriptions_each_receive_every_message(t: Arc<dyn Transport>) {
 pub async fn first_subscription_receives_earlier_messages(t: Arc<dyn Transport>) {
     let topic = unique("backlog");
     publish(t.as_ref(), &topic, "k", "early".into()).await;
-    let mut s = t.subscribe(&topic, "s", SubscriptionKind::Keyed).await.expect("subscribe");
+    let mut s = t
+        .subscribe(&topic, "s", SubscriptionKind::Keyed)
+        .await
+        .expect("subscribe");
     let d = next(&mut s).await;
     assert_eq!(text(&d), "early");
     d.ack().await;
@@ -140,7 +170,10 @@ pub async fn first_subscription_receives_earlier_messages(t: Arc<dyn Transport>)
 /// A nacked message comes back with its redelivery count raised.
 pub async fn nack_redelivers(t: Arc<dyn Transport>) {
     let topic = unique("nack");
-    let mut s = t.subscribe(&topic, "s", SubscriptionKind::Shared).await.expect("subscribe");
+    let mut s = t
+        .subscribe(&topic, "s", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe");
     publish(t.as_ref(), &topic, "k", "again".into()).await;
     let d = next(&mut s).await;
     assert_eq!(d.redeliveries, 0);
@@ -155,8 +188,14 @@ pub async fn nack_redelivers(t: Arc<dyn Transport>) {
 pub async fn exhausted_redeliveries_go_to_dead_letter_topic(t: Arc<dyn Transport>) {
     let topic = unique("dlq");
     let dlq_topic = baton_shared_schemas::topics::dead_letter_topic(&topic);
-    let mut dlq = t.subscribe(&dlq_topic, "ops", SubscriptionKind::Shared).await.expect("subscribe dlq");
-    let mut s = t.subscribe(&topic, "s", SubscriptionKind::Keyed).await.expect("subscribe");
+    let mut dlq = t
+        .subscribe(&dlq_topic, "ops", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe dlq");
+    let mut s = t
+        .subscribe(&topic, "s", SubscriptionKind::Keyed)
+        .await
+        .expect("subscribe");
     publish(t.as_ref(), &topic, "k", "poison".into()).await;
     for attempt in 0..=MAX_REDELIVERIES {
         let d = next(&mut s).await;
@@ -177,8 +216,14 @@ pub async fn exhausted_redeliveries_go_to_dead_letter_topic(t: Arc<dyn Transport
 pub async fn explicit_dead_letter(t: Arc<dyn Transport>) {
     let topic = unique("poison");
     let dlq_topic = baton_shared_schemas::topics::dead_letter_topic(&topic);
-    let mut dlq = t.subscribe(&dlq_topic, "ops", SubscriptionKind::Shared).await.expect("subscribe dlq");
-    let mut s = t.subscribe(&topic, "s", SubscriptionKind::Shared).await.expect("subscribe");
+    let mut dlq = t
+        .subscribe(&dlq_topic, "ops", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe dlq");
+    let mut s = t
+        .subscribe(&topic, "s", SubscriptionKind::Shared)
+        .await
+        .expect("subscribe");
     publish(t.as_ref(), &topic, "k", "garbage".into()).await;
     publish(t.as_ref(), &topic, "k", "fine".into()).await;
     let d = next(&mut s).await;
@@ -225,10 +270,16 @@ pub async fn no_loss_across_consumer_restart(t: Arc<dyn Transport>) {
 /// An exclusive subscription refuses a second live consumer and accepts one after the first left.
 pub async fn exclusive_has_one_consumer(t: Arc<dyn Transport>) {
     let topic = unique("exclusive");
-    let first = t.subscribe(&topic, "s", SubscriptionKind::Exclusive).await.expect("subscribe");
+    let first = t
+        .subscribe(&topic, "s", SubscriptionKind::Exclusive)
+        .await
+        .expect("subscribe");
     assert!(t.subscribe(&topic, "s", SubscriptionKind::Exclusive).await.is_err());
     drop(first);
-    let mut again = t.subscribe(&topic, "s", SubscriptionKind::Exclusive).await.expect("resubscribe");
+    let mut again = t
+        .subscribe(&topic, "s", SubscriptionKind::Exclusive)
+        .await
+        .expect("resubscribe");
     publish(t.as_ref(), &topic, "k", "only".into()).await;
     let d = next(&mut again).await;
     assert_eq!(text(&d), "only");

@@ -63,7 +63,15 @@ impl Delivery {
         tag: u64,
         acker: Arc<dyn Acknowledger>,
     ) -> Self {
-        Self { topic, key, payload, headers, redeliveries, tag, acker }
+        Self {
+            topic,
+            key,
+            payload,
+            headers,
+            redeliveries,
+            tag,
+            acker,
+        }
     }
 
     /// The value of a header.

@@ -93,7 +93,11 @@ pub struct OutgoingMessage {
 impl OutgoingMessage {
     /// A message without headers.
     pub fn new(key: impl Into<String>, payload: Vec<u8>) -> Self {
-        Self { key: key.into(), payload, headers: Vec::new() }
+        Self {
+            key: key.into(),
+            payload,
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -114,7 +118,8 @@ pub trait Transport: Send + Sync + 'static {
     /// Opens a consumer on `subscription` of `topic`. Creating the subscription makes it
     /// receive every message published to the topic from then on, and its first consumer also
     /// receives what was published before any subscription existed.
-    async fn subscribe(&self, topic: &str, subscription: &str, kind: SubscriptionKind) -> Result<Box<dyn Subscription>>;
+    async fn subscribe(&self, topic: &str, subscription: &str, kind: SubscriptionKind)
+    -> Result<Box<dyn Subscription>>;
 }
 
 /// One consumer of a subscription. Dropping it hands its unacknowledged messages to others.

@@ -13,7 +13,9 @@ use baton_shared_schemas::topics::dead_letter_topic;
 use tokio::sync::Notify;
 
 use crate::delivery::headers;
-use crate::{Acknowledger, Delivery, OutgoingMessage, Result, Subscription, SubscriptionKind, Transport, TransportError};
+use crate::{
+    Acknowledger, Delivery, OutgoingMessage, Result, Subscription, SubscriptionKind, Transport, TransportError,
+};
 
 /// Settings of the in-memory transport.
 #[derive(Clone, Debug)]
@@ -28,7 +30,11 @@ pub struct MemoryConfig {
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        Self { max_redeliveries: 3, nack_delay: Duration::from_millis(20), partitions: 32 }
+        Self {
+            max_redeliveries: 3,
+            nack_delay: Duration::from_millis(20),
+            partitions: 32,
+        }
     }
 }
 
@@ -106,8 +112,17 @@ fn partition_of(key: &str, partitions: usize) -> usize {
 impl InMemoryTransport {
     /// A transport with the given settings.
     pub fn new(config: MemoryConfig) -> Self {
-        let config = MemoryConfig { partitions: config.partitions.max(1), ..config };
-        Self { inner: Arc::new(Inner { config, topics: RwLock::new(HashMap::new()), closed: AtomicBool::new(false) }) }
+        let config = MemoryConfig {
+            partitions: config.partitions.max(1),
+            ..config
+        };
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                topics: RwLock::new(HashMap::new()),
+                closed: AtomicBool::new(false),
+            }),
+        }
     }
 
     /// Closes the transport: consumers waiting in `next` get [`TransportError::Closed`].
@@ -123,7 +138,9 @@ impl InMemoryTransport {
 
     /// Messages waiting (not in flight) on a subscription; 0 if it does not exist.
     pub fn backlog(&self, topic: &str, subscription: &str) -> usize {
-        let Some(topic) = self.topic_if_exists(topic) else { return 0 };
+        let Some(topic) = self.topic_if_exists(topic) else {
+            return 0;
+        };
         let topic = lock(&topic);
         topic
             .subscriptions
@@ -134,7 +151,12 @@ impl InMemoryTransport {
     }
 
     fn topic_if_exists(&self, name: &str) -> Option<Arc<Mutex<TopicState>>> {
-        self.inner.topics.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+        self.inner
+            .topics
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
     }
 
     fn topic(&self, name: &str) -> Arc<Mutex<TopicState>> {
@@ -221,7 +243,14 @@ impl SubscriptionQueues {
         self.cursor = (partition + 1) % count;
         let tag = self.next_tag;
         self.next_tag += 1;
-        self.inflight.insert(tag, Inflight { partition, consumer, message: message.clone() });
+        self.inflight.insert(
+            tag,
+            Inflight {
+                partition,
+                consumer,
+                message: message.clone(),
+            },
+        );
         Some((tag, message))
     }
 }
@@ -252,7 +281,10 @@ impl Transport for InMemoryTransport {
             let existing = t.subscriptions.iter().find(|s| s.name == name).cloned();
             match existing {
                 Some(s) if s.kind != kind => {
-                    return Err(TransportError::KindMismatch { topic: topic_name.into(), subscription: name.into() });
+                    return Err(TransportError::KindMismatch {
+                        topic: topic_name.into(),
+                        subscription: name.into(),
+                    });
                 }
                 Some(s) => (s, Vec::new()),
                 None => {
@@ -264,7 +296,11 @@ impl Transport for InMemoryTransport {
                         ready: Notify::new(),
                     });
                     t.subscriptions.push(s.clone());
-                    let backlog = if t.subscriptions.len() == 1 { std::mem::take(&mut t.backlog) } else { Vec::new() };
+                    let backlog = if t.subscriptions.len() == 1 {
+                        std::mem::take(&mut t.backlog)
+                    } else {
+                        Vec::new()
+                    };
                     (s, backlog)
                 }
             }
@@ -272,7 +308,10 @@ impl Transport for InMemoryTransport {
         let consumer = {
             let mut q = lock(&sub.queues);
             if kind == SubscriptionKind::Exclusive && !q.consumers.is_empty() {
-                return Err(TransportError::SubscriptionBusy { topic: topic_name.into(), subscription: name.into() });
+                return Err(TransportError::SubscriptionBusy {
+                    topic: topic_name.into(),
+                    subscription: name.into(),
+                });
             }
             let id = q.next_consumer;
             q.next_consumer += 1;
@@ -284,8 +323,16 @@ impl Transport for InMemoryTransport {
             self.enqueue(&sub, message, false);
         }
         sub.ready.notify_waiters();
-        let acker = Arc::new(MemoryAcker { transport: self.clone(), sub: sub.clone() });
-        Ok(Box::new(MemorySubscription { transport: self.clone(), sub, consumer, acker }))
+        let acker = Arc::new(MemoryAcker {
+            transport: self.clone(),
+            sub: sub.clone(),
+        });
+        Ok(Box::new(MemorySubscription {
+            transport: self.clone(),
+            sub,
+            consumer,
+            acker,
+        }))
     }
 }
 
@@ -327,7 +374,12 @@ impl Drop for MemorySubscription {
         q.consumers.retain(|c| *c != self.consumer);
         q.rebalance();
         // Hand unacknowledged messages back, oldest first at the front of their partitions.
-        let mut mine: Vec<u64> = q.inflight.iter().filter(|(_, f)| f.consumer == self.consumer).map(|(t, _)| *t).collect();
+        let mut mine: Vec<u64> = q
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.consumer == self.consumer)
+            .map(|(t, _)| *t)
+            .collect();
         mine.sort_unstable_by(|a, b| b.cmp(a));
         for tag in mine {
             if let Some(f) = q.inflight.remove(&tag) {
@@ -353,7 +405,9 @@ impl Acknowledger for MemoryAcker {
     }
 
     async fn nack(&self, tag: u64, reason: &str) {
-        let Some(f) = lock(&self.sub.queues).inflight.remove(&tag) else { return };
+        let Some(f) = lock(&self.sub.queues).inflight.remove(&tag) else {
+            return;
+        };
         let mut message = f.message;
         message.redeliveries += 1;
         if message.redeliveries > self.transport.inner.config.max_redeliveries {
@@ -375,8 +429,9 @@ impl Acknowledger for MemoryAcker {
     }
 
     async fn dead_letter(&self, tag: u64, reason: &str) {
-        let Some(f) = lock(&self.sub.queues).inflight.remove(&tag) else { return };
+        let Some(f) = lock(&self.sub.queues).inflight.remove(&tag) else {
+            return;
+        };
         self.transport.dead_letter_now(&self.sub, f.message, reason);
     }
 }
-

@@ -21,9 +21,15 @@ impl EncodedMessage {
     /// Wraps `body` in an envelope and encodes it for `topic`.
     pub fn encode<M: TopicMessage>(topic: &Topic<M>, body: M, now: Timestamp) -> Result<Self> {
         let key = body.routing_key();
-        let bytes = codec::encode(&Envelope::new(body, now))
-            .map_err(|e| TransportError::Encode { topic: topic.name().to_string(), reason: e.to_string() })?;
-        Ok(Self { topic: topic.name().to_string(), key, bytes })
+        let bytes = codec::encode(&Envelope::new(body, now)).map_err(|e| TransportError::Encode {
+            topic: topic.name().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            topic: topic.name().to_string(),
+            key,
+            bytes,
+        })
     }
 
     /// Converts into the transport's (topic, message) pair.
@@ -60,10 +66,18 @@ impl Publisher {
         match messages.len() {
             0 => Ok(()),
             1 => {
-                let (topic, message) = messages.into_iter().next().map(EncodedMessage::into_outgoing).ok_or(TransportError::Closed)?;
+                let (topic, message) = messages
+                    .into_iter()
+                    .next()
+                    .map(EncodedMessage::into_outgoing)
+                    .ok_or(TransportError::Closed)?;
                 self.transport.publish(&topic, message).await
             }
-            _ => self.transport.publish_all(messages.into_iter().map(EncodedMessage::into_outgoing).collect()).await,
+            _ => {
+                self.transport
+                    .publish_all(messages.into_iter().map(EncodedMessage::into_outgoing).collect())
+                    .await
+            }
         }
     }
 }

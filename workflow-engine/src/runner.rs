@@ -41,7 +41,12 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { workflows: Vec::new(), shards: 8, cache_per_shard: 4_096, retention: Duration::from_secs(7 * 24 * 3600) }
+        Self {
+            workflows: Vec::new(),
+            shards: 8,
+            cache_per_shard: 4_096,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
     }
 }
 
@@ -86,15 +91,25 @@ impl Shard {
 
     async fn load(&mut self, id: WorkflowId) -> Result<Option<&mut Cached>, EngineError> {
         if !self.cache.contains_key(&id) {
-            let Some(stored) = self.store.load(id).await? else { return Ok(None) };
-            let state = WorkflowState::decode(id, &stored).map_err(|source| EngineError::CorruptState { id, source })?;
+            let Some(stored) = self.store.load(id).await? else {
+                return Ok(None);
+            };
+            let state =
+                WorkflowState::decode(id, &stored).map_err(|source| EngineError::CorruptState { id, source })?;
             let published = state.head.outbox.is_empty();
             if self.cache.len() >= self.capacity {
                 if let Some(evict) = self.cache.keys().next().copied() {
                     self.cache.remove(&evict);
                 }
             }
-            self.cache.insert(id, Cached { state, version: stored.version, outbox_published: published });
+            self.cache.insert(
+                id,
+                Cached {
+                    state,
+                    version: stored.version,
+                    outbox_published: published,
+                },
+            );
         }
         Ok(self.cache.get_mut(&id))
     }
@@ -103,7 +118,10 @@ impl Shard {
         if messages.is_empty() {
             return Ok(());
         }
-        let batch = messages.iter().map(|m| (m.topic.clone(), OutgoingMessage::new(m.key.clone(), m.bytes.clone()))).collect();
+        let batch = messages
+            .iter()
+            .map(|m| (m.topic.clone(), OutgoingMessage::new(m.key.clone(), m.bytes.clone())))
+            .collect();
         self.transport.publish_all(batch).await?;
         Ok(())
     }
@@ -126,7 +144,10 @@ impl Shard {
                 }
                 None => (None, Expected::Absent),
             };
-            let ctx = TransitionContext { now: self.clock.now(), retention: self.retention };
+            let ctx = TransitionContext {
+                now: self.clock.now(),
+                retention: self.retention,
+            };
             let decision = apply(state, envelope, &ctx)?;
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
             match decision.next {
@@ -140,7 +161,14 @@ impl Shard {
                         Ok(version) => {
                             state.mark_saved();
                             let ended = matches!(state.head.record, crate::state::Record::Completed(_));
-                            self.cache.insert(id, Cached { state: *state, version, outbox_published: false });
+                            self.cache.insert(
+                                id,
+                                Cached {
+                                    state: *state,
+                                    version,
+                                    outbox_published: false,
+                                },
+                            );
                             self.publish(&decision.publish).await?;
                             if ended {
                                 // Ended instances are rarely touched again; the record stays in storage.
@@ -187,7 +215,11 @@ fn shard_of(key: &str, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-async fn read(mut subscription: Box<dyn Subscription>, shards: Vec<mpsc::Sender<Delivery>>, shutdown: CancellationToken) -> Result<(), EngineError> {
+async fn read(
+    mut subscription: Box<dyn Subscription>,
+    shards: Vec<mpsc::Sender<Delivery>>,
+    shutdown: CancellationToken,
+) -> Result<(), EngineError> {
     loop {
         let delivery = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -233,7 +265,9 @@ pub async fn run(
     for workflow in &config.workflows {
         // Events first: results and workflow-task outcomes unblock instances.
         for topic in [Topic::workflow_engine(workflow), Topic::workflow_cmd(workflow)] {
-            let subscription = transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Keyed).await?;
+            let subscription = transport
+                .subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Keyed)
+                .await?;
             tasks.spawn(read(subscription, senders.clone(), shutdown.clone()));
         }
     }

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use baton_shared_schemas::messages::{WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
 use baton_shared_schemas::{
-    ClientId, CodecError, CommandId, Failure, HistoryEvent, MethodRunId, Payload, Timestamp, WorkflowId, WorkflowTaskId, codec,
+    ClientId, CodecError, CommandId, Failure, HistoryEvent, MethodRunId, Payload, Timestamp, WorkflowId,
+    WorkflowTaskId, codec,
 };
 use baton_storage::{HistoryWrite, StoredWorkflow};
 use serde::{Deserialize, Serialize};
@@ -128,7 +129,11 @@ impl WorkflowState {
     pub fn new(id: WorkflowId, running: RunningWorkflow) -> Self {
         Self {
             id,
-            head: Head { layout: HEAD_LAYOUT, record: Record::Running(running), outbox: Vec::new() },
+            head: Head {
+                layout: HEAD_LAYOUT,
+                record: Record::Running(running),
+                outbox: Vec::new(),
+            },
             history: Vec::new(),
             stored_history: 0,
             replace_history: false,
@@ -138,8 +143,18 @@ impl WorkflowState {
     /// Decodes a stored record.
     pub fn decode(id: WorkflowId, stored: &StoredWorkflow) -> Result<Self, CodecError> {
         let head: Head = codec::decode(&stored.head)?;
-        let history = stored.history.iter().map(|e| codec::decode(e)).collect::<Result<Vec<HistoryEvent>, _>>()?;
-        Ok(Self { id, head, stored_history: history.len(), history, replace_history: false })
+        let history = stored
+            .history
+            .iter()
+            .map(|e| codec::decode(e))
+            .collect::<Result<Vec<HistoryEvent>, _>>()?;
+        Ok(Self {
+            id,
+            head,
+            stored_history: history.len(),
+            history,
+            replace_history: false,
+        })
     }
 
     /// Encodes what a save must write: the head and the history change.
@@ -148,7 +163,12 @@ impl WorkflowState {
         let history = if self.replace_history {
             HistoryWrite::Replace(self.history.iter().map(codec::encode).collect::<Result<_, _>>()?)
         } else {
-            HistoryWrite::Append(self.history[self.stored_history.min(self.history.len())..].iter().map(codec::encode).collect::<Result<_, _>>()?)
+            HistoryWrite::Append(
+                self.history[self.stored_history.min(self.history.len())..]
+                    .iter()
+                    .map(codec::encode)
+                    .collect::<Result<_, _>>()?,
+            )
         };
         Ok((head, history))
     }

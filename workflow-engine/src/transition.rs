@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use baton_shared_schemas::messages::ScheduledMessage;
 use baton_shared_schemas::messages::WorkflowEngineMessage;
 use baton_shared_schemas::{Envelope, MessageId, SCHEMA_VERSION, Timestamp, Topic, TopicMessage, TraceContext, codec};
-use baton_shared_schemas::messages::ScheduledMessage;
 
 use crate::EngineError;
 use crate::handlers;
@@ -63,15 +63,27 @@ impl Out<'_> {
     pub(crate) fn emit<M: TopicMessage>(&mut self, topic: &Topic<M>, body: M) -> Result<(), EngineError> {
         let key = body.routing_key();
         let bytes = codec::encode(&self.envelope(body)).map_err(EngineError::Encode)?;
-        self.messages.push(OutboxMessage { topic: topic.name().to_string(), key, bytes });
+        self.messages.push(OutboxMessage {
+            topic: topic.name().to_string(),
+            key,
+            bytes,
+        });
         Ok(())
     }
 
     /// Encodes a message to be published later by the timer service.
-    pub(crate) fn scheduled<M: TopicMessage>(&self, topic: &Topic<M>, body: M) -> Result<ScheduledMessage, EngineError> {
+    pub(crate) fn scheduled<M: TopicMessage>(
+        &self,
+        topic: &Topic<M>,
+        body: M,
+    ) -> Result<ScheduledMessage, EngineError> {
         let key = body.routing_key();
         let bytes = codec::encode(&self.envelope(body)).map_err(EngineError::Encode)?;
-        Ok(ScheduledMessage { topic: topic.name().to_string(), key, bytes })
+        Ok(ScheduledMessage {
+            topic: topic.name().to_string(),
+            key,
+            bytes,
+        })
     }
 }
 
@@ -81,7 +93,11 @@ pub fn apply(
     message: &Envelope<WorkflowEngineMessage>,
     ctx: &TransitionContext,
 ) -> Result<Decision, EngineError> {
-    let mut out = Out { ctx, trace: &message.trace, messages: Vec::new() };
+    let mut out = Out {
+        ctx,
+        trace: &message.trace,
+        messages: Vec::new(),
+    };
     let (next, note) = handlers::handle(state, &message.body, &mut out)?;
     let next = match next {
         Next::Write(mut s) => {
@@ -90,5 +106,9 @@ pub fn apply(
         }
         other => other,
     };
-    Ok(Decision { next, publish: out.messages, note })
+    Ok(Decision {
+        next,
+        publish: out.messages,
+        note,
+    })
 }

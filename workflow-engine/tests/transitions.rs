@@ -46,19 +46,30 @@ fn decode_out(m: &OutboxMessage) -> Emitted {
 
 impl Harness {
     fn new() -> Self {
-        Self { id: WorkflowId::new(), state: None, now: Timestamp(10_000), client: ClientId::new() }
+        Self {
+            id: WorkflowId::new(),
+            state: None,
+            now: Timestamp(10_000),
+            client: ClientId::new(),
+        }
     }
 
     /// Applies a message; returns the note and the decoded messages. Keeps the new state.
     fn send(&mut self, body: WorkflowEngineMessage) -> (&'static str, Vec<Emitted>) {
         self.now = Timestamp(self.now.0 + 10);
-        let ctx = TransitionContext { now: self.now, retention: Duration::from_secs(60) };
+        let ctx = TransitionContext {
+            now: self.now,
+            retention: Duration::from_secs(60),
+        };
         let decision = apply(self.state.clone(), &Envelope::new(body, self.now), &ctx).expect("transition");
         let emitted = decision.publish.iter().map(decode_out).collect();
         match decision.next {
             Next::Keep => {}
             Next::Write(s) => {
-                assert_eq!(s.head.outbox, decision.publish, "the outbox holds exactly what is published");
+                assert_eq!(
+                    s.head.outbox, decision.publish,
+                    "the outbox holds exactly what is published"
+                );
                 let mut s = *s;
                 s.mark_saved();
                 self.state = Some(s);
@@ -84,7 +95,13 @@ impl Harness {
         }
     }
 
-    fn task_done(&mut self, task: &ExecuteWorkflowTask, commands: Vec<RecordedCommand>, waiting: Vec<CommandId>, completion: Option<RunCompletion>) -> (&'static str, Vec<Emitted>) {
+    fn task_done(
+        &mut self,
+        task: &ExecuteWorkflowTask,
+        commands: Vec<RecordedCommand>,
+        waiting: Vec<CommandId>,
+        completion: Option<RunCompletion>,
+    ) -> (&'static str, Vec<Emitted>) {
         self.send(WorkflowEngineMessage::WorkflowTaskCompleted(WorkflowTaskCompleted {
             workflow_id: self.id,
             task_id: task.task_id,
@@ -99,7 +116,11 @@ impl Harness {
         RecordedCommand {
             position,
             command_id: CommandId::derive(self.id, task.run_id, task.task_index, position),
-            spec: CommandSpec::ServiceTask { service: service.into(), method: "run".into(), args: Payload::null() },
+            spec: CommandSpec::ServiceTask {
+                service: service.into(),
+                method: "run".into(),
+                args: Payload::null(),
+            },
         }
     }
 
@@ -120,7 +141,10 @@ fn start_creates_the_instance_and_dispatches_the_first_workflow_task() {
     let mut h = Harness::new();
     let t1 = h.start();
     assert_eq!(t1.task_index, 1);
-    assert_eq!(t1.history, vec![HistoryEvent::WorkflowTaskStarted { index: 1, at: h.now }]);
+    assert_eq!(
+        t1.history,
+        vec![HistoryEvent::WorkflowTaskStarted { index: 1, at: h.now }]
+    );
     assert_eq!(h.running().running_task, Some(t1.task_id));
     assert_eq!(h.running().waiting_clients, vec![h.client]);
 }
@@ -140,7 +164,10 @@ fn a_repeated_start_does_not_start_twice_but_attaches_a_new_caller() {
     let (note, out) = h.send(WorkflowEngineMessage::Start(again.clone()));
     assert_eq!((note, out.len()), ("duplicate start", 0));
     let other = ClientId::new();
-    let (note, out) = h.send(WorkflowEngineMessage::Start(StartWorkflow { reply_to: Some(other), ..again }));
+    let (note, out) = h.send(WorkflowEngineMessage::Start(StartWorkflow {
+        reply_to: Some(other),
+        ..again
+    }));
     assert_eq!(out.len(), 0, "{note}");
     assert_eq!(h.running().waiting_clients, vec![h.client, other]);
     assert_eq!(h.running().task_index, 1, "no second workflow task");
@@ -159,10 +186,17 @@ fn commands_of_a_workflow_task_are_dispatched_and_results_wake_the_workflow() {
         }
         other => panic!("{other:?}"),
     };
-    assert_eq!((task.task_id, task.attempt, task.workflow_id), (charge.command_id.into(), 1, h.id));
+    assert_eq!(
+        (task.task_id, task.attempt, task.workflow_id),
+        (charge.command_id.into(), 1, h.id)
+    );
     assert!(h.running().pending.contains_key(&charge.command_id));
 
-    let (note, out) = h.send(WorkflowEngineMessage::TaskCompleted { workflow_id: h.id, task_id: task.task_id, output: Payload::json(&"receipt").expect("p") });
+    let (note, out) = h.send(WorkflowEngineMessage::TaskCompleted {
+        workflow_id: h.id,
+        task_id: task.task_id,
+        output: Payload::json(&"receipt").expect("p"),
+    });
     assert_eq!(note, "result woke the workflow");
     let t2 = match out.as_slice() {
         [Emitted::WorkflowTask(t)] => t.clone(),
@@ -171,7 +205,12 @@ fn commands_of_a_workflow_task_are_dispatched_and_results_wake_the_workflow() {
     assert_eq!(t2.task_index, 2);
     assert!(matches!(
         t2.history.as_slice(),
-        [HistoryEvent::WorkflowTaskStarted { index: 1, .. }, HistoryEvent::CommandRecorded { .. }, HistoryEvent::ResultDelivered { .. }, HistoryEvent::WorkflowTaskStarted { index: 2, .. }]
+        [
+            HistoryEvent::WorkflowTaskStarted { index: 1, .. },
+            HistoryEvent::CommandRecorded { .. },
+            HistoryEvent::ResultDelivered { .. },
+            HistoryEvent::WorkflowTaskStarted { index: 2, .. }
+        ]
     ));
 }
 
@@ -181,7 +220,11 @@ fn redelivered_results_and_stale_workflow_task_results_change_nothing() {
     let t1 = h.start();
     let charge = h.call(&t1, 0, "Payment");
     h.task_done(&t1, vec![charge.clone()], vec![charge.command_id], None);
-    let done = WorkflowEngineMessage::TaskCompleted { workflow_id: h.id, task_id: charge.command_id.into(), output: Payload::null() };
+    let done = WorkflowEngineMessage::TaskCompleted {
+        workflow_id: h.id,
+        task_id: charge.command_id.into(),
+        output: Payload::null(),
+    };
     h.send(done.clone());
     let before = h.state.clone();
     let (note, out) = h.send(done);
@@ -199,12 +242,20 @@ fn results_arriving_during_a_workflow_task_are_buffered_then_applied() {
     let (a, b) = (h.call(&t1, 0, "Flight"), h.call(&t1, 1, "Hotel"));
     h.task_done(&t1, vec![a.clone(), b.clone()], vec![a.command_id], None);
     // `a` completes and wakes task 2; `b` completes while task 2 runs.
-    let (_, out) = h.send(WorkflowEngineMessage::TaskCompleted { workflow_id: h.id, task_id: a.command_id.into(), output: Payload::null() });
+    let (_, out) = h.send(WorkflowEngineMessage::TaskCompleted {
+        workflow_id: h.id,
+        task_id: a.command_id.into(),
+        output: Payload::null(),
+    });
     let t2 = match out.as_slice() {
         [Emitted::WorkflowTask(t)] => t.clone(),
         other => panic!("{other:?}"),
     };
-    let (note, out) = h.send(WorkflowEngineMessage::TaskCompleted { workflow_id: h.id, task_id: b.command_id.into(), output: Payload::null() });
+    let (note, out) = h.send(WorkflowEngineMessage::TaskCompleted {
+        workflow_id: h.id,
+        task_id: b.command_id.into(),
+        output: Payload::null(),
+    });
     assert_eq!((note, out.len()), ("result buffered", 0));
     assert_eq!(h.running().buffered.len(), 1);
     // Task 2 now waits on `b`, which is buffered: applying task 2 dispatches task 3 at once.
@@ -215,8 +266,14 @@ fn results_arriving_during_a_workflow_task_are_buffered_then_applied() {
     };
     assert_eq!(t3.task_index, 3);
     assert!(h.running().buffered.is_empty());
-    let delivered_b = t3.history.iter().position(|e| matches!(e, HistoryEvent::ResultDelivered { command_id, .. } if *command_id == b.command_id));
-    let started_3 = t3.history.iter().position(|e| matches!(e, HistoryEvent::WorkflowTaskStarted { index: 3, .. }));
+    let delivered_b = t3
+        .history
+        .iter()
+        .position(|e| matches!(e, HistoryEvent::ResultDelivered { command_id, .. } if *command_id == b.command_id));
+    let started_3 = t3
+        .history
+        .iter()
+        .position(|e| matches!(e, HistoryEvent::WorkflowTaskStarted { index: 3, .. }));
     assert!(delivered_b < started_3, "b is visible to task 3 and not to task 2");
 }
 
@@ -226,7 +283,11 @@ fn a_result_nobody_waits_on_is_recorded_without_a_workflow_task() {
     let t1 = h.start();
     let (a, b) = (h.call(&t1, 0, "Flight"), h.call(&t1, 1, "Hotel"));
     h.task_done(&t1, vec![a.clone(), b.clone()], vec![a.command_id], None);
-    let (note, out) = h.send(WorkflowEngineMessage::TaskCompleted { workflow_id: h.id, task_id: b.command_id.into(), output: Payload::null() });
+    let (note, out) = h.send(WorkflowEngineMessage::TaskCompleted {
+        workflow_id: h.id,
+        task_id: b.command_id.into(),
+        output: Payload::null(),
+    });
     assert_eq!((note, out.len()), ("result recorded", 0));
     assert_eq!(h.running().task_index, 1);
 }
@@ -242,30 +303,62 @@ fn exhausted_retries_reach_the_workflow_as_a_failed_result() {
         message: "sold out".into(),
         error: Some(Payload::json(&"SoldOut").expect("p")),
         retryable: false,
-        previous_attempts: vec![AttemptFailure { attempt: 1, at: Timestamp(1), kind: FailureKind::ServiceError, message: "timeout".into() }],
+        previous_attempts: vec![AttemptFailure {
+            attempt: 1,
+            at: Timestamp(1),
+            kind: FailureKind::ServiceError,
+            message: "timeout".into(),
+        }],
     };
-    let (_, out) = h.send(WorkflowEngineMessage::TaskFailed { workflow_id: h.id, task_id: flight.command_id.into(), failure: failure.clone() });
+    let (_, out) = h.send(WorkflowEngineMessage::TaskFailed {
+        workflow_id: h.id,
+        task_id: flight.command_id.into(),
+        failure: failure.clone(),
+    });
     let t2 = match out.as_slice() {
         [Emitted::WorkflowTask(t)] => t.clone(),
         other => panic!("{other:?}"),
     };
-    assert!(t2.history.contains(&HistoryEvent::ResultDelivered { command_id: flight.command_id, outcome: Outcome::Failed(failure) }));
+    assert!(t2.history.contains(&HistoryEvent::ResultDelivered {
+        command_id: flight.command_id,
+        outcome: Outcome::Failed(failure)
+    }));
 }
 
 #[test]
 fn completion_notifies_clients_cancels_timers_and_schedules_removal() {
     let mut h = Harness::new();
     let t1 = h.start();
-    let timer = RecordedCommand { position: 0, command_id: CommandId::derive(h.id, t1.run_id, 1, 0), spec: CommandSpec::Timer { due: Timestamp(99_999) } };
+    let timer = RecordedCommand {
+        position: 0,
+        command_id: CommandId::derive(h.id, t1.run_id, 1, 0),
+        spec: CommandSpec::Timer { due: Timestamp(99_999) },
+    };
     let (_, out) = h.task_done(&t1, vec![timer.clone()], vec![timer.command_id], None);
-    assert!(matches!(out.as_slice(), [Emitted::Timer(TimerMessage::Schedule { due: Timestamp(99_999), .. })]));
+    assert!(matches!(
+        out.as_slice(),
+        [Emitted::Timer(TimerMessage::Schedule {
+            due: Timestamp(99_999),
+            ..
+        })]
+    ));
     // A cancellation ends it while the timer is pending.
-    let (note, out) = h.send(WorkflowEngineMessage::Cancel { workflow_id: h.id, reason: "operator".into(), client: None });
+    let (note, out) = h.send(WorkflowEngineMessage::Cancel {
+        workflow_id: h.id,
+        reason: "operator".into(),
+        client: None,
+    });
     assert_eq!(note, "cancelled");
     let mut saw = (false, false, false);
     for e in &out {
         match e {
-            Emitted::Client(c, ClientMessage::WorkflowResult { outcome: WorkflowOutcome::Cancelled { reason }, .. }) => {
+            Emitted::Client(
+                c,
+                ClientMessage::WorkflowResult {
+                    outcome: WorkflowOutcome::Cancelled { reason },
+                    ..
+                },
+            ) => {
                 assert_eq!((c, reason.as_str()), (&h.client, "operator"));
                 saw.0 = true;
             }
@@ -289,26 +382,60 @@ fn completion_notifies_clients_cancels_timers_and_schedules_removal() {
 fn await_after_completion_replies_at_once_and_unknown_ids_are_reported() {
     let mut h = Harness::new();
     let t1 = h.start();
-    h.task_done(&t1, vec![], vec![], Some(RunCompletion::Completed(Payload::json(&42).expect("p"))));
+    h.task_done(
+        &t1,
+        vec![],
+        vec![],
+        Some(RunCompletion::Completed(Payload::json(&42).expect("p"))),
+    );
     let late = ClientId::new();
-    let (_, out) = h.send(WorkflowEngineMessage::Await { workflow_id: h.id, client: late });
-    assert!(matches!(out.as_slice(), [Emitted::Client(c, ClientMessage::WorkflowResult { outcome: WorkflowOutcome::Completed(p), .. })] if *c == late && p.decode::<i32>().ok() == Some(42)));
+    let (_, out) = h.send(WorkflowEngineMessage::Await {
+        workflow_id: h.id,
+        client: late,
+    });
+    assert!(
+        matches!(out.as_slice(), [Emitted::Client(c, ClientMessage::WorkflowResult { outcome: WorkflowOutcome::Completed(p), .. })] if *c == late && p.decode::<i32>().ok() == Some(42))
+    );
     let mut unknown = Harness::new();
-    let (_, out) = unknown.send(WorkflowEngineMessage::Await { workflow_id: unknown.id, client: late });
-    assert!(matches!(out.as_slice(), [Emitted::Client(_, ClientMessage::WorkflowUnknown { .. })]));
+    let (_, out) = unknown.send(WorkflowEngineMessage::Await {
+        workflow_id: unknown.id,
+        client: late,
+    });
+    assert!(matches!(
+        out.as_slice(),
+        [Emitted::Client(_, ClientMessage::WorkflowUnknown { .. })]
+    ));
 }
 
 #[test]
 fn a_failed_workflow_task_leaves_the_instance_waiting_and_visible() {
     let mut h = Harness::new();
     let t1 = h.start();
-    let failure = Failure::new(FailureKind::NonDeterminism, "position 0: history has task A.run but code now makes task B.run");
-    let (note, _) = h.send(WorkflowEngineMessage::WorkflowTaskFailed { workflow_id: h.id, task_id: t1.task_id, failure: failure.clone() });
+    let failure = Failure::new(
+        FailureKind::NonDeterminism,
+        "position 0: history has task A.run but code now makes task B.run",
+    );
+    let (note, _) = h.send(WorkflowEngineMessage::WorkflowTaskFailed {
+        workflow_id: h.id,
+        task_id: t1.task_id,
+        failure: failure.clone(),
+    });
     assert_eq!(note, "workflow task failed");
     let request_id = RequestId::new();
-    let (_, out) = h.send(WorkflowEngineMessage::GetStatus { workflow_id: h.id, client: h.client, request_id });
+    let (_, out) = h.send(WorkflowEngineMessage::GetStatus {
+        workflow_id: h.id,
+        client: h.client,
+        request_id,
+    });
     match out.as_slice() {
-        [Emitted::Client(_, ClientMessage::Status { status, request_id: r, .. })] => {
+        [
+            Emitted::Client(
+                _,
+                ClientMessage::Status {
+                    status, request_id: r, ..
+                },
+            ),
+        ] => {
             assert_eq!(*r, request_id);
             assert_eq!(status.status, WorkflowStatus::Running);
             assert_eq!(status.workflow_task_failure.as_ref(), Some(&failure));
@@ -339,12 +466,25 @@ fn stored_form_round_trips_with_appended_history() {
     let c = h.call(&t1, 0, "Payment");
     h.task_done(&t1, vec![c.clone()], vec![c.command_id], None);
     let state = h.state.clone().expect("state");
-    let (head, history) = WorkflowState { stored_history: 0, ..state.clone() }.encode_for_save().expect("encode");
+    let (head, history) = WorkflowState {
+        stored_history: 0,
+        ..state.clone()
+    }
+    .encode_for_save()
+    .expect("encode");
     let entries = match history {
         baton_storage::HistoryWrite::Append(e) => e,
         other => panic!("{other:?}"),
     };
-    let decoded = WorkflowState::decode(h.id, &baton_storage::StoredWorkflow { version: 3, head, history: entries }).expect("decode");
+    let decoded = WorkflowState::decode(
+        h.id,
+        &baton_storage::StoredWorkflow {
+            version: 3,
+            head,
+            history: entries,
+        },
+    )
+    .expect("decode");
     assert_eq!(decoded.head, state.head);
     assert_eq!(decoded.history, state.history);
     // Only what is new since the last save is written.

@@ -37,11 +37,19 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Deferred<T, E> {
             Some(id) => DeferredState::Command(id),
             None => DeferredState::Broken,
         };
-        Self { ctx, state, _types: PhantomData }
+        Self {
+            ctx,
+            state,
+            _types: PhantomData,
+        }
     }
 
     fn failed(ctx: WorkflowContext, failure: Failure) -> Self {
-        Self { ctx, state: DeferredState::Failed(Some(failure)), _types: PhantomData }
+        Self {
+            ctx,
+            state: DeferredState::Failed(Some(failure)),
+            _types: PhantomData,
+        }
     }
 
     /// The command's id (also the task id a service sees), once made.
@@ -65,7 +73,10 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Deferred<T, E> {
 fn convert<T: DeserializeOwned, E: DeserializeOwned>(outcome: Outcome) -> Result<T, CallError<E>> {
     match outcome {
         Outcome::Completed(payload) => payload.decode::<T>().map_err(|e| {
-            CallError::Failed(Failure::new(FailureKind::Serialization, format!("cannot decode task result: {e}")))
+            CallError::Failed(Failure::new(
+                FailureKind::Serialization,
+                format!("cannot decode task result: {e}"),
+            ))
         }),
         Outcome::Failed(failure) => {
             if failure.kind == FailureKind::ServiceError {
@@ -109,20 +120,38 @@ pub struct ServiceCall<T, E> {
 }
 
 impl<T: DeserializeOwned, E: DeserializeOwned> ServiceCall<T, E> {
-    pub(crate) fn new(ctx: WorkflowContext, service: String, method: String, args: Result<Payload, PayloadError>) -> Self {
-        Self { ctx, service, method, args, _types: PhantomData }
+    pub(crate) fn new(
+        ctx: WorkflowContext,
+        service: String,
+        method: String,
+        args: Result<Payload, PayloadError>,
+    ) -> Self {
+        Self {
+            ctx,
+            service,
+            method,
+            args,
+            _types: PhantomData,
+        }
     }
 
     /// Issues the call now; the returned deferred resolves when the task ends.
     pub fn dispatch(self) -> Deferred<T, E> {
         match self.args {
             Ok(args) => {
-                let id = self.ctx.command(CommandSpec::ServiceTask { service: self.service, method: self.method, args });
+                let id = self.ctx.command(CommandSpec::ServiceTask {
+                    service: self.service,
+                    method: self.method,
+                    args,
+                });
                 Deferred::for_command(self.ctx, id)
             }
             Err(e) => Deferred::failed(
                 self.ctx,
-                Failure::new(FailureKind::Serialization, format!("cannot encode arguments of {}.{}: {e}", self.service, self.method)),
+                Failure::new(
+                    FailureKind::Serialization,
+                    format!("cannot encode arguments of {}.{}: {e}", self.service, self.method),
+                ),
             ),
         }
     }

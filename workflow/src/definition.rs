@@ -78,13 +78,19 @@ impl<W: Workflow> ErasedWorkflow for Erased<W> {
 
     fn start(&self, ctx: WorkflowContext, input: &Payload) -> Result<RunFuture, Failure> {
         let input: W::Input = input.decode().map_err(|e| {
-            Failure::new(FailureKind::InvalidArguments, format!("input of workflow {} v{}: {e}", W::NAME, W::VERSION))
+            Failure::new(
+                FailureKind::InvalidArguments,
+                format!("input of workflow {} v{}: {e}", W::NAME, W::VERSION),
+            )
         })?;
         Ok(Box::pin(async move {
             match W::run(ctx, input).await {
                 Ok(output) => match Payload::json(&output) {
                     Ok(p) => RunCompletion::Completed(p),
-                    Err(e) => RunCompletion::Failed(Failure::new(FailureKind::Serialization, format!("workflow output: {e}"))),
+                    Err(e) => RunCompletion::Failed(Failure::new(
+                        FailureKind::Serialization,
+                        format!("workflow output: {e}"),
+                    )),
                 },
                 Err(error) => RunCompletion::Failed(Failure {
                     kind: FailureKind::WorkflowError,
@@ -149,7 +155,10 @@ impl Registry {
     pub fn register(&mut self, workflow: Arc<dyn ErasedWorkflow>, check_mode: CheckMode) -> Result<(), RegistryError> {
         let versions = self.workflows.entry(workflow.name().to_string()).or_default();
         if versions.contains_key(&workflow.version()) {
-            return Err(RegistryError::Duplicate { name: workflow.name().to_string(), version: workflow.version() });
+            return Err(RegistryError::Duplicate {
+                name: workflow.name().to_string(),
+                version: workflow.version(),
+            });
         }
         versions.insert(workflow.version(), Hosted { workflow, check_mode });
         Ok(())
@@ -157,7 +166,10 @@ impl Registry {
 
     /// The requested version, or the highest when `version` is `None`.
     pub fn get(&self, name: &str, version: Option<u32>) -> Result<&Hosted, RegistryError> {
-        let unknown = || RegistryError::Unknown { name: name.to_string(), version };
+        let unknown = || RegistryError::Unknown {
+            name: name.to_string(),
+            version,
+        };
         let versions = self.workflows.get(name).ok_or_else(unknown)?;
         match version {
             Some(v) => versions.get(&v).ok_or_else(unknown),

@@ -9,8 +9,8 @@
 //! code except through the context. Pure: no I/O, no async runtime.
 
 mod context;
-mod definition;
 mod deferred;
+mod definition;
 mod error;
 pub mod replay;
 

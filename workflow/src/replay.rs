@@ -35,17 +35,32 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
         .get(&task.workflow_name, task.workflow_version)
         .map_err(|e| Failure::new(FailureKind::UnknownMethod, e.to_string()))?;
     if task.history_offset != 0 {
-        return Err(Failure::new(FailureKind::Blocked, "partial histories need a warm worker cache, which this worker does not have"));
+        return Err(Failure::new(
+            FailureKind::Blocked,
+            "partial histories need a warm worker cache, which this worker does not have",
+        ));
     }
     match task.history.last() {
         Some(HistoryEvent::WorkflowTaskStarted { index, .. }) if *index == task.task_index => {}
-        _ => return Err(non_determinism(format!("history does not end with the start of workflow task {}", task.task_index))),
+        _ => {
+            return Err(non_determinism(format!(
+                "history does not end with the start of workflow task {}",
+                task.task_index
+            )));
+        }
     }
 
     let mut recorded = HashMap::new();
     for event in &task.history {
         if let HistoryEvent::CommandRecorded { task_index, command } = event {
-            recorded.insert(command.position, RecordedEntry { command: command.clone(), task_index: *task_index, matched: false });
+            recorded.insert(
+                command.position,
+                RecordedEntry {
+                    command: command.clone(),
+                    task_index: *task_index,
+                    matched: false,
+                },
+            );
         }
     }
     let ctx = WorkflowContext::new(ContextState {
@@ -78,7 +93,9 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
             HistoryEvent::CommandRecorded { .. } => {}
             HistoryEvent::WorkflowTaskStarted { index, at } => {
                 if completion.is_some() {
-                    return Err(non_determinism(format!("the workflow returned before workflow task {index} of its history")));
+                    return Err(non_determinism(format!(
+                        "the workflow returned before workflow task {index} of its history"
+                    )));
                 }
                 {
                     let mut s = ctx.state.borrow_mut();
@@ -86,8 +103,12 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
                     s.now = *at;
                     s.waiting.clear();
                 }
-                let polled = catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(&mut cx)))
-                    .map_err(|p| Failure::new(FailureKind::Panic, format!("workflow code panicked: {}", panic_message(p.as_ref()))))?;
+                let polled = catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(&mut cx))).map_err(|p| {
+                    Failure::new(
+                        FailureKind::Panic,
+                        format!("workflow code panicked: {}", panic_message(p.as_ref())),
+                    )
+                })?;
                 if let Some(violation) = ctx.state.borrow_mut().violation.take() {
                     return Err(violation);
                 }
@@ -96,7 +117,12 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
                 }
                 if *index < task.task_index {
                     let s = ctx.state.borrow();
-                    let missing = s.recorded.values().filter(|e| e.task_index == *index && !e.matched).map(|e| e.command.position).min();
+                    let missing = s
+                        .recorded
+                        .values()
+                        .filter(|e| e.task_index == *index && !e.matched)
+                        .map(|e| e.command.position)
+                        .min();
                     if let Some(position) = missing {
                         let entry = &s.recorded[&position];
                         return Err(non_determinism(format!(

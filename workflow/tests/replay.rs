@@ -55,10 +55,16 @@ impl Sim {
     /// Runs the next workflow task and records its commands, as the engine would.
     fn step(&mut self) -> Result<WorkflowTaskCompleted, Failure> {
         self.index += 1;
-        self.history.push(HistoryEvent::WorkflowTaskStarted { index: self.index, at: Timestamp(1_000 * u64::from(self.index)) });
+        self.history.push(HistoryEvent::WorkflowTaskStarted {
+            index: self.index,
+            at: Timestamp(1_000 * u64::from(self.index)),
+        });
         let done = baton_workflow::replay::execute(&self.registry, &self.task_message())?;
         for c in &done.new_commands {
-            self.history.push(HistoryEvent::CommandRecorded { task_index: self.index, command: c.clone() });
+            self.history.push(HistoryEvent::CommandRecorded {
+                task_index: self.index,
+                command: c.clone(),
+            });
             self.commands.push(c.clone());
         }
         Ok(done)
@@ -68,7 +74,8 @@ impl Sim {
     fn rerun_last(&self) -> Result<WorkflowTaskCompleted, Failure> {
         let mut history = self.history.clone();
         // Drop what the last task recorded: a duplicate execution sees the same input as the original.
-        while matches!(history.last(), Some(HistoryEvent::CommandRecorded { task_index, .. }) if *task_index == self.index) {
+        while matches!(history.last(), Some(HistoryEvent::CommandRecorded { task_index, .. }) if *task_index == self.index)
+        {
             history.pop();
         }
         let mut msg = self.task_message();
@@ -78,21 +85,33 @@ impl Sim {
 
     fn complete(&mut self, position: u32, value: impl Serialize) {
         let id = self.command(position).command_id;
-        self.history.push(HistoryEvent::ResultDelivered { command_id: id, outcome: Outcome::Completed(Payload::json(&value).expect("value")) });
+        self.history.push(HistoryEvent::ResultDelivered {
+            command_id: id,
+            outcome: Outcome::Completed(Payload::json(&value).expect("value")),
+        });
     }
 
     fn fail(&mut self, position: u32, failure: Failure) {
         let id = self.command(position).command_id;
-        self.history.push(HistoryEvent::ResultDelivered { command_id: id, outcome: Outcome::Failed(failure) });
+        self.history.push(HistoryEvent::ResultDelivered {
+            command_id: id,
+            outcome: Outcome::Failed(failure),
+        });
     }
 
     fn fire(&mut self, position: u32) {
         let id = self.command(position).command_id;
-        self.history.push(HistoryEvent::ResultDelivered { command_id: id, outcome: Outcome::Completed(Payload::null()) });
+        self.history.push(HistoryEvent::ResultDelivered {
+            command_id: id,
+            outcome: Outcome::Completed(Payload::null()),
+        });
     }
 
     fn command(&self, position: u32) -> &RecordedCommand {
-        self.commands.iter().find(|c| c.position == position).expect("command at position")
+        self.commands
+            .iter()
+            .find(|c| c.position == position)
+            .expect("command at position")
     }
 }
 
@@ -146,19 +165,28 @@ impl Workflow for Saga {
     type Error = String;
 
     async fn run(ctx: WorkflowContext, amount: u32) -> Result<BookingOutcome, String> {
-        let charge: Result<String, CallError<BookingError>> = ctx.call_service("Payment", "charge", Payload::json(&(amount,))).await;
+        let charge: Result<String, CallError<BookingError>> =
+            ctx.call_service("Payment", "charge", Payload::json(&(amount,))).await;
         let receipt = match charge {
             Ok(r) => r,
-            Err(CallError::Service(BookingError::Declined)) => return Ok(BookingOutcome::Compensated { reason: "declined".into() }),
+            Err(CallError::Service(BookingError::Declined)) => {
+                return Ok(BookingOutcome::Compensated {
+                    reason: "declined".into(),
+                });
+            }
             Err(e) => return Err(e.to_string()),
         };
-        let flight: Result<String, CallError<BookingError>> = ctx.call_service("Flight", "book", Payload::json(&())).await;
+        let flight: Result<String, CallError<BookingError>> =
+            ctx.call_service("Flight", "book", Payload::json(&())).await;
         match flight {
             Ok(_) => Ok(BookingOutcome::Booked),
             Err(CallError::Service(BookingError::SoldOut)) => {
-                let refund: Result<(), CallError<BookingError>> = ctx.call_service("Payment", "refund", Payload::json(&(receipt,))).await;
+                let refund: Result<(), CallError<BookingError>> =
+                    ctx.call_service("Payment", "refund", Payload::json(&(receipt,))).await;
                 refund.map_err(|e| e.to_string())?;
-                Ok(BookingOutcome::Compensated { reason: "flight sold out".into() })
+                Ok(BookingOutcome::Compensated {
+                    reason: "flight sold out".into(),
+                })
             }
             Err(e) => Err(e.to_string()),
         }
@@ -172,7 +200,12 @@ fn service_failure(error: &BookingError, attempts: u32) -> Failure {
         error: Some(Payload::json(error).expect("error")),
         retryable: false,
         previous_attempts: (1..attempts)
-            .map(|attempt| AttemptFailure { attempt, at: Timestamp(1), kind: FailureKind::ServiceError, message: "unavailable".into() })
+            .map(|attempt| AttemptFailure {
+                attempt,
+                at: Timestamp(1),
+                kind: FailureKind::ServiceError,
+                message: "unavailable".into(),
+            })
             .collect(),
     }
 }
@@ -181,13 +214,19 @@ fn service_failure(error: &BookingError, attempts: u32) -> Failure {
 fn sequential_calls_resume_from_history() {
     let mut sim = Sim::new::<Saga>(&120);
     let t1 = sim.step().expect("task 1");
-    assert_eq!(t1.new_commands.iter().map(method_of).collect::<Vec<_>>(), ["Payment.charge"]);
+    assert_eq!(
+        t1.new_commands.iter().map(method_of).collect::<Vec<_>>(),
+        ["Payment.charge"]
+    );
     assert_eq!(t1.waiting_on, vec![t1.new_commands[0].command_id]);
     assert!(t1.completion.is_none());
 
     sim.complete(0, "receipt-1");
     let t2 = sim.step().expect("task 2");
-    assert_eq!(t2.new_commands.iter().map(method_of).collect::<Vec<_>>(), ["Flight.book"]);
+    assert_eq!(
+        t2.new_commands.iter().map(method_of).collect::<Vec<_>>(),
+        ["Flight.book"]
+    );
     assert_eq!(t2.new_commands[0].position, 1);
 
     sim.complete(1, "seat 4A");
@@ -201,7 +240,10 @@ fn command_ids_are_deterministic_across_duplicate_executions() {
     let mut sim = Sim::new::<Saga>(&120);
     let first = sim.step().expect("task 1");
     let again = sim.rerun_last().expect("duplicate task 1");
-    assert_eq!(first, again, "a workflow task executed twice emits the same commands and ids");
+    assert_eq!(
+        first, again,
+        "a workflow task executed twice emits the same commands and ids"
+    );
 }
 
 #[test]
@@ -213,7 +255,11 @@ fn exhausted_retries_surface_as_a_typed_error_that_the_workflow_compensates() {
     // The flight service failed on every attempt; its last error is the business one.
     sim.fail(1, service_failure(&BookingError::SoldOut, 3));
     let t3 = sim.step().expect("task 3");
-    assert_eq!(t3.new_commands.iter().map(method_of).collect::<Vec<_>>(), ["Payment.refund"], "compensation runs");
+    assert_eq!(
+        t3.new_commands.iter().map(method_of).collect::<Vec<_>>(),
+        ["Payment.refund"],
+        "compensation runs"
+    );
     let args = match &t3.new_commands[0].spec {
         CommandSpec::ServiceTask { args, .. } => args.decode::<(String,)>().expect("args"),
         other => panic!("{other:?}"),
@@ -221,7 +267,12 @@ fn exhausted_retries_surface_as_a_typed_error_that_the_workflow_compensates() {
     assert_eq!(args.0, "receipt-9", "the refund uses the recorded receipt");
     sim.complete(2, ());
     let t4 = sim.step().expect("task 4");
-    assert_eq!(output::<BookingOutcome>(&t4), BookingOutcome::Compensated { reason: "flight sold out".into() });
+    assert_eq!(
+        output::<BookingOutcome>(&t4),
+        BookingOutcome::Compensated {
+            reason: "flight sold out".into()
+        }
+    );
 }
 
 #[test]
@@ -234,7 +285,8 @@ fn an_untyped_failure_fails_the_run_with_the_workflow_error() {
         Some(RunCompletion::Failed(f)) => {
             assert_eq!(f.kind, FailureKind::WorkflowError);
             assert!(f.message.contains("payment service panicked"), "{}", f.message);
-            assert_eq!(f.error.expect("typed error").decode::<String>().expect("string").contains("panicked"), true);
+            let typed: String = f.error.expect("typed error").decode().expect("string");
+            assert!(typed.contains("panicked"), "{typed}");
         }
         other => panic!("{other:?}"),
     }
@@ -251,18 +303,26 @@ impl Workflow for Race {
 
     async fn run(ctx: WorkflowContext, _: ()) -> Result<Vec<String>, String> {
         let mut log = Vec::new();
-        let quote = ctx.call_service::<String, String>("Quotes", "fetch", Payload::json(&())).dispatch();
+        let quote = ctx
+            .call_service::<String, String>("Quotes", "fetch", Payload::json(&()))
+            .dispatch();
         let timeout = ctx.sleep(Duration::from_secs(5));
         match race(quote, timeout).await {
             Either::Left(q) => log.push(format!("quote {}", q.map_err(|e| e.to_string())?)),
             Either::Right(()) => log.push("timeout".to_string()),
         }
-        let fast = ctx.call_service::<String, String>("A", "go", Payload::json(&())).dispatch();
-        let slow = ctx.call_service::<String, String>("B", "go", Payload::json(&())).dispatch();
+        let fast = ctx
+            .call_service::<String, String>("A", "go", Payload::json(&()))
+            .dispatch();
+        let slow = ctx
+            .call_service::<String, String>("B", "go", Payload::json(&()))
+            .dispatch();
         let (winner, value) = any_of(vec![fast, slow]).await;
         log.push(format!("winner {winner} {}", value.map_err(|e| e.to_string())?));
         // Keep going so later tasks replay the race again.
-        ctx.call_service::<(), String>("Log", "write", Payload::json(&log)).await.map_err(|e| e.to_string())?;
+        ctx.call_service::<(), String>("Log", "write", Payload::json(&log))
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(log)
     }
 }
@@ -276,7 +336,10 @@ fn any_of_race_replays_identically() {
     // The timer fires first and alone: the timeout branch wins.
     sim.fire(1);
     let t2 = sim.step().expect("task 2");
-    assert_eq!(t2.new_commands.iter().map(method_of).collect::<Vec<_>>(), ["A.go", "B.go"]);
+    assert_eq!(
+        t2.new_commands.iter().map(method_of).collect::<Vec<_>>(),
+        ["A.go", "B.go"]
+    );
     // The quote arrives late; both A and B complete in the same batch: the first listed wins.
     sim.complete(0, "late quote");
     sim.complete(3, "from B");
@@ -305,7 +368,10 @@ fn a_result_delivered_earlier_wins_the_race_on_replay() {
     sim.complete(2, "from A");
     sim.complete(4, ());
     let t = sim.step().expect("task 4");
-    assert_eq!(output::<Vec<String>>(&t), vec!["quote q".to_string(), "winner 1 from B".to_string()]);
+    assert_eq!(
+        output::<Vec<String>>(&t),
+        vec!["quote q".to_string(), "winner 1 from B".to_string()]
+    );
 }
 
 // --- Non-determinism --------------------------------------------------------------------------
@@ -332,7 +398,13 @@ fn a_changed_workflow_is_detected_as_non_determinism() {
     sim.registry = registry_of(&[erase::<HotelFirst>()]);
     let err = sim.step().expect_err("changed code");
     assert_eq!(err.kind, FailureKind::NonDeterminism);
-    assert!(err.message.contains("position 0") && err.message.contains("Payment.charge") && err.message.contains("Hotel.book"), "{}", err.message);
+    assert!(
+        err.message.contains("position 0")
+            && err.message.contains("Payment.charge")
+            && err.message.contains("Hotel.book"),
+        "{}",
+        err.message
+    );
 }
 
 struct ChargeOnly;
@@ -354,7 +426,9 @@ fn a_command_of_another_kind_is_detected_even_without_checks() {
     sim.step().expect("task 1");
     sim.complete(0, "receipt");
     let mut registry = Registry::new();
-    registry.register(erase::<ChargeOnly>(), CheckMode::None).expect("register");
+    registry
+        .register(erase::<ChargeOnly>(), CheckMode::None)
+        .expect("register");
     sim.registry = registry;
     let err = sim.step().expect_err("timer where a task was");
     assert_eq!(err.kind, FailureKind::NonDeterminism, "{err}");
@@ -370,11 +444,17 @@ impl Workflow for Fickle {
 
     async fn run(ctx: WorkflowContext, _: ()) -> Result<(), String> {
         if CALL_FLIGHT_FIRST.with(Cell::get) {
-            let a = ctx.call_service::<(), String>("Flight", "book", Payload::json(&())).dispatch();
-            let b = ctx.call_service::<(), String>("Hotel", "book", Payload::json(&())).dispatch();
+            let a = ctx
+                .call_service::<(), String>("Flight", "book", Payload::json(&()))
+                .dispatch();
+            let b = ctx
+                .call_service::<(), String>("Hotel", "book", Payload::json(&()))
+                .dispatch();
             let _ = all_of(vec![a, b]).await;
         } else {
-            let _ = ctx.call_service::<(), String>("Flight", "book", Payload::json(&())).await;
+            let _ = ctx
+                .call_service::<(), String>("Flight", "book", Payload::json(&()))
+                .await;
         }
         Ok(())
     }
@@ -389,7 +469,11 @@ fn a_command_the_code_no_longer_makes_is_detected() {
     let err = sim.step().expect_err("missing command");
     CALL_FLIGHT_FIRST.with(|c| c.set(true));
     assert_eq!(err.kind, FailureKind::NonDeterminism);
-    assert!(err.message.contains("position 1") && err.message.contains("no longer makes it"), "{}", err.message);
+    assert!(
+        err.message.contains("position 1") && err.message.contains("no longer makes it"),
+        "{}",
+        err.message
+    );
 }
 
 // --- Context facilities ---------------------------------------------------------------------------
@@ -422,12 +506,18 @@ fn inline_now_and_random_are_stable_across_replays() {
     assert_eq!(INLINE_RUNS.with(Cell::get), 1);
     assert!(matches!(t1.new_commands[0].spec, CommandSpec::Inline { .. }));
     match t1.new_commands[1].spec {
-        CommandSpec::Timer { due } => assert_eq!(due, Timestamp(1_250), "timer due = task time + duration"),
+        CommandSpec::Timer { due } => {
+            assert_eq!(due, Timestamp(1_250), "timer due = task time + duration")
+        }
         ref other => panic!("{other:?}"),
     }
     sim.fire(1);
     let t2 = sim.step().expect("task 2");
-    assert_eq!(INLINE_RUNS.with(Cell::get), 1, "the inline closure is not run again on replay");
+    assert_eq!(
+        INLINE_RUNS.with(Cell::get),
+        1,
+        "the inline closure is not run again on replay"
+    );
     let (token, random, started, resumed) = output::<(u64, u64, u64, u64)>(&t2);
     assert_eq!((token, started, resumed), (4242, 1_000, 2_000));
     let again = sim.rerun_last().expect("replay");

@@ -18,7 +18,11 @@ use tokio::task::JoinSet;
 
 fn rate(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
-    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{v} is not a rate between 0 and 1")) }
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not a rate between 0 and 1"))
+    }
 }
 
 /// Run booking sagas (payment, flight, hotel, notification) with injected failures.
@@ -74,10 +78,17 @@ async fn main() -> anyhow::Result<ExitCode> {
         hotel_sold_out: args.hotel_sold_out_rate,
     };
     let ledger = Ledger::new(rates, args.seed);
-    let baton = booking::embedded(&ledger, Embedded::builder()).start().await.context("starting embedded Baton")?;
+    let baton = booking::embedded(&ledger, Embedded::builder())
+        .start()
+        .await
+        .context("starting embedded Baton")?;
     let client = baton.client().clone();
 
-    let progress = if args.no_progress { ProgressBar::hidden() } else { ProgressBar::new(args.workflows) };
+    let progress = if args.no_progress {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(args.workflows)
+    };
     progress.set_style(
         ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} bookings  {per_sec}  eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -87,7 +98,11 @@ async fn main() -> anyhow::Result<ExitCode> {
     let slots = Arc::new(Semaphore::new(usize::try_from(args.concurrency).unwrap_or(usize::MAX)));
     let mut running = JoinSet::new();
     for n in 0..args.workflows {
-        let permit = slots.clone().acquire_owned().await.context("concurrency limiter closed")?;
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .context("concurrency limiter closed")?;
         let client = client.clone();
         running.spawn(async move {
             let t0 = Instant::now();
@@ -129,8 +144,15 @@ async fn main() -> anyhow::Result<ExitCode> {
 
     let audit = ledger.audit(&outcomes);
     let failed_ids = outcomes.values().filter(|o| o.is_none()).count() as u64;
-    let books_ok = audit.problems.iter().all(|p| p.ends_with("did not finish")) && audit.booked_ok == completed && audit.compensated_ok == compensated;
-    for problem in audit.problems.iter().filter(|p| !p.ends_with("did not finish")).take(20) {
+    let books_ok = audit.problems.iter().all(|p| p.ends_with("did not finish"))
+        && audit.booked_ok == completed
+        && audit.compensated_ok == compensated;
+    for problem in audit
+        .problems
+        .iter()
+        .filter(|p| !p.ends_with("did not finish"))
+        .take(20)
+    {
         eprintln!("books: {problem}");
     }
     if books_ok {
@@ -139,7 +161,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             audit.booked_ok, audit.compensated_ok, audit.executions, audit.transient_failures
         );
     } else {
-        println!("books: WRONG: {} discrepancies (see above)", audit.problems.len() as u64 - failed_ids);
+        println!(
+            "books: WRONG: {} discrepancies (see above)",
+            audit.problems.len() as u64 - failed_ids
+        );
     }
     latencies.sort_unstable();
     println!(

@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ClientId, CommandId, Failure, Payload, RecordedCommand, RequestId, TaskId, TimerId, WorkflowId,
-    WorkflowTaskId,
+    ClientId, CommandId, Failure, Payload, RecordedCommand, RequestId, TaskId, TimerId, WorkflowId, WorkflowTaskId,
 };
 
 /// Start a workflow instance.

@@ -17,7 +17,13 @@ pub(crate) fn cancel(
 ) -> Result<Step, EngineError> {
     let Some(mut state) = state else {
         if let Some(client) = client {
-            out.emit(&Topic::client(client), ClientMessage::WorkflowUnknown { workflow_id: id, request_id: None })?;
+            out.emit(
+                &Topic::client(client),
+                ClientMessage::WorkflowUnknown {
+                    workflow_id: id,
+                    request_id: None,
+                },
+            )?;
         }
         return keep("cancel of an unknown instance");
     };
@@ -29,7 +35,13 @@ pub(crate) fn cancel(
                     r.waiting_clients.push(client);
                 }
             }
-            finish(&mut state, WorkflowOutcome::Cancelled { reason: reason.to_string() }, out)?;
+            finish(
+                &mut state,
+                WorkflowOutcome::Cancelled {
+                    reason: reason.to_string(),
+                },
+                out,
+            )?;
             write(state, "cancelled")
         }
     }

@@ -28,22 +28,39 @@ pub(crate) fn write(state: WorkflowState, note: &'static str) -> Result<Step, En
 }
 
 /// Routes a message to its handler.
-pub(crate) fn handle(state: Option<WorkflowState>, message: &WorkflowEngineMessage, out: &mut Out<'_>) -> Result<Step, EngineError> {
+pub(crate) fn handle(
+    state: Option<WorkflowState>,
+    message: &WorkflowEngineMessage,
+    out: &mut Out<'_>,
+) -> Result<Step, EngineError> {
     use WorkflowEngineMessage as M;
     match message {
         M::Start(m) => start::start(state, m, out),
         M::Await { workflow_id, client } => queries::await_result(state, *workflow_id, *client, out),
-        M::GetStatus { workflow_id, client, request_id } => queries::status(state, *workflow_id, *client, *request_id, out),
-        M::Cancel { workflow_id, reason, client } => cancel::cancel(state, *workflow_id, reason, *client, out),
+        M::GetStatus {
+            workflow_id,
+            client,
+            request_id,
+        } => queries::status(state, *workflow_id, *client, *request_id, out),
+        M::Cancel {
+            workflow_id,
+            reason,
+            client,
+        } => cancel::cancel(state, *workflow_id, reason, *client, out),
         M::WorkflowTaskCompleted(m) => workflow_task::completed(state, m, out),
         M::WorkflowTaskFailed { task_id, failure, .. } => workflow_task::failed(state, *task_id, failure),
         M::TaskCompleted { task_id, output, .. } => {
             task_result::deliver(state, (*task_id).into(), Outcome::Completed(output.clone()), out)
         }
-        M::TaskFailed { task_id, failure, .. } => task_result::deliver(state, (*task_id).into(), Outcome::Failed(failure.clone()), out),
-        M::TimerFired { timer_id, .. } => {
-            task_result::deliver(state, (*timer_id).into(), Outcome::Completed(baton_shared_schemas::Payload::null()), out)
+        M::TaskFailed { task_id, failure, .. } => {
+            task_result::deliver(state, (*task_id).into(), Outcome::Failed(failure.clone()), out)
         }
+        M::TimerFired { timer_id, .. } => task_result::deliver(
+            state,
+            (*timer_id).into(),
+            Outcome::Completed(baton_shared_schemas::Payload::null()),
+            out,
+        ),
         M::Expire { .. } => queries::expire(state, out),
     }
 }
@@ -58,11 +75,19 @@ pub(crate) fn running(state: &mut WorkflowState) -> Option<(&mut RunningWorkflow
 
 /// Starts the next workflow task: records its start in the history and sends the history to a
 /// worker.
-pub(crate) fn dispatch_workflow_task(id: WorkflowId, r: &mut RunningWorkflow, history: &mut Vec<HistoryEvent>, out: &mut Out<'_>) -> Result<(), EngineError> {
+pub(crate) fn dispatch_workflow_task(
+    id: WorkflowId,
+    r: &mut RunningWorkflow,
+    history: &mut Vec<HistoryEvent>,
+    out: &mut Out<'_>,
+) -> Result<(), EngineError> {
     r.task_index += 1;
     let task_id = WorkflowTaskId::derive(id, r.task_index);
     r.running_task = Some(task_id);
-    history.push(HistoryEvent::WorkflowTaskStarted { index: r.task_index, at: out.ctx.now });
+    history.push(HistoryEvent::WorkflowTaskStarted {
+        index: r.task_index,
+        at: out.ctx.now,
+    });
     let task = ExecuteWorkflowTask {
         workflow_id: id,
         workflow_name: r.workflow_name.clone(),
@@ -76,19 +101,36 @@ pub(crate) fn dispatch_workflow_task(id: WorkflowId, r: &mut RunningWorkflow, hi
         tags: r.tags.clone(),
         meta: r.meta.clone(),
     };
-    out.emit(&Topic::workflow_task(&r.workflow_name), WorkflowTaskMessage::Execute(task))
+    out.emit(
+        &Topic::workflow_task(&r.workflow_name),
+        WorkflowTaskMessage::Execute(task),
+    )
 }
 
 /// Tells a client how an instance ended.
-pub(crate) fn reply_outcome(client: ClientId, workflow_id: WorkflowId, outcome: WorkflowOutcome, out: &mut Out<'_>) -> Result<(), EngineError> {
-    out.emit(&Topic::client(client), ClientMessage::WorkflowResult { workflow_id, outcome })
+pub(crate) fn reply_outcome(
+    client: ClientId,
+    workflow_id: WorkflowId,
+    outcome: WorkflowOutcome,
+    out: &mut Out<'_>,
+) -> Result<(), EngineError> {
+    out.emit(
+        &Topic::client(client),
+        ClientMessage::WorkflowResult { workflow_id, outcome },
+    )
 }
 
 /// Ends a running instance: replaces it with its completed record, notifies waiting clients,
 /// cancels its pending timers and schedules the record's removal.
-pub(crate) fn finish(state: &mut WorkflowState, outcome: WorkflowOutcome, out: &mut Out<'_>) -> Result<(), EngineError> {
+pub(crate) fn finish(
+    state: &mut WorkflowState,
+    outcome: WorkflowOutcome,
+    out: &mut Out<'_>,
+) -> Result<(), EngineError> {
     let id = state.id;
-    let Record::Running(r) = &state.head.record else { return Ok(()) };
+    let Record::Running(r) = &state.head.record else {
+        return Ok(());
+    };
     let now = out.ctx.now;
     let expires_at = now.saturating_add(out.ctx.retention);
     for client in unique(&r.waiting_clients) {
@@ -96,11 +138,26 @@ pub(crate) fn finish(state: &mut WorkflowState, outcome: WorkflowOutcome, out: &
     }
     for (command, pending) in &r.pending {
         if pending.is_timer {
-            out.emit(&Topic::timers(), TimerMessage::Cancel { timer_id: (*command).into() })?;
+            out.emit(
+                &Topic::timers(),
+                TimerMessage::Cancel {
+                    timer_id: (*command).into(),
+                },
+            )?;
         }
     }
-    let expire = out.scheduled(&Topic::workflow_engine(&r.workflow_name), WorkflowEngineMessage::Expire { workflow_id: id })?;
-    out.emit(&Topic::timers(), TimerMessage::Schedule { timer_id: TimerId::for_retention(id), due: expires_at, message: expire })?;
+    let expire = out.scheduled(
+        &Topic::workflow_engine(&r.workflow_name),
+        WorkflowEngineMessage::Expire { workflow_id: id },
+    )?;
+    out.emit(
+        &Topic::timers(),
+        TimerMessage::Schedule {
+            timer_id: TimerId::for_retention(id),
+            due: expires_at,
+            message: expire,
+        },
+    )?;
     state.head.record = Record::Completed(CompletedRecord {
         workflow_name: r.workflow_name.clone(),
         workflow_version: r.workflow_version,
@@ -122,5 +179,7 @@ fn unique(clients: &[ClientId]) -> Vec<ClientId> {
 
 /// Whether any buffered result completes something the code waits on.
 pub(crate) fn wakes(events: &[HistoryEvent], waiting_on: &BTreeSet<CommandId>) -> bool {
-    events.iter().any(|e| matches!(e, HistoryEvent::ResultDelivered { command_id, .. } if waiting_on.contains(command_id)))
+    events
+        .iter()
+        .any(|e| matches!(e, HistoryEvent::ResultDelivered { command_id, .. } if waiting_on.contains(command_id)))
 }

@@ -8,9 +8,20 @@ use crate::EngineError;
 use crate::state::{Record, WorkflowState};
 use crate::transition::{Next, Out};
 
-pub(crate) fn await_result(state: Option<WorkflowState>, id: WorkflowId, client: ClientId, out: &mut Out<'_>) -> Result<Step, EngineError> {
+pub(crate) fn await_result(
+    state: Option<WorkflowState>,
+    id: WorkflowId,
+    client: ClientId,
+    out: &mut Out<'_>,
+) -> Result<Step, EngineError> {
     let Some(mut state) = state else {
-        out.emit(&Topic::client(client), ClientMessage::WorkflowUnknown { workflow_id: id, request_id: None })?;
+        out.emit(
+            &Topic::client(client),
+            ClientMessage::WorkflowUnknown {
+                workflow_id: id,
+                request_id: None,
+            },
+        )?;
         return keep("await of an unknown instance");
     };
     match &mut state.head.record {
@@ -34,8 +45,15 @@ pub(crate) fn status(
     out: &mut Out<'_>,
 ) -> Result<Step, EngineError> {
     let reply = match &state {
-        Some(s) => ClientMessage::Status { request_id, workflow_id: id, status: s.status_view() },
-        None => ClientMessage::WorkflowUnknown { workflow_id: id, request_id: Some(request_id) },
+        Some(s) => ClientMessage::Status {
+            request_id,
+            workflow_id: id,
+            status: s.status_view(),
+        },
+        None => ClientMessage::WorkflowUnknown {
+            workflow_id: id,
+            request_id: Some(request_id),
+        },
     };
     out.emit(&Topic::client(client), reply)?;
     keep("status")

@@ -7,10 +7,19 @@ use crate::EngineError;
 use crate::state::WorkflowState;
 use crate::transition::Out;
 
-pub(crate) fn deliver(state: Option<WorkflowState>, command_id: CommandId, outcome: Outcome, out: &mut Out<'_>) -> Result<Step, EngineError> {
-    let Some(mut state) = state else { return keep("result for an unknown instance") };
+pub(crate) fn deliver(
+    state: Option<WorkflowState>,
+    command_id: CommandId,
+    outcome: Outcome,
+    out: &mut Out<'_>,
+) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        return keep("result for an unknown instance");
+    };
     let id = state.id;
-    let Some((r, history)) = running(&mut state) else { return keep("result for an ended instance") };
+    let Some((r, history)) = running(&mut state) else {
+        return keep("result for an ended instance");
+    };
     // The pending set is the semantic dedupe: a redelivered or repeated result finds nothing.
     if r.pending.remove(&command_id).is_none() {
         return keep("duplicate result");

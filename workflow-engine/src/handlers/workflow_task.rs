@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use baton_shared_schemas::messages::{
-    ExecuteTask, RunCompletion, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowOutcome, WorkflowTaskCompleted,
+    ExecuteTask, RunCompletion, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowOutcome,
+    WorkflowTaskCompleted,
 };
 use baton_shared_schemas::{CommandSpec, Failure, HistoryEvent, Topic, WorkflowTaskId};
 
@@ -12,10 +13,18 @@ use crate::EngineError;
 use crate::state::{PendingCommand, WorkflowState};
 use crate::transition::Out;
 
-pub(crate) fn completed(state: Option<WorkflowState>, m: &WorkflowTaskCompleted, out: &mut Out<'_>) -> Result<Step, EngineError> {
-    let Some(mut state) = state else { return keep("workflow task result for an unknown instance") };
+pub(crate) fn completed(
+    state: Option<WorkflowState>,
+    m: &WorkflowTaskCompleted,
+    out: &mut Out<'_>,
+) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        return keep("workflow task result for an unknown instance");
+    };
     let id = state.id;
-    let Some((r, history)) = running(&mut state) else { return keep("workflow task result for an ended instance") };
+    let Some((r, history)) = running(&mut state) else {
+        return keep("workflow task result for an ended instance");
+    };
     if r.running_task != Some(m.task_id) {
         return keep("stale workflow task result");
     }
@@ -24,8 +33,15 @@ pub(crate) fn completed(state: Option<WorkflowState>, m: &WorkflowTaskCompleted,
     r.workflow_version.get_or_insert(m.workflow_version);
 
     for command in &m.new_commands {
-        history.push(HistoryEvent::CommandRecorded { task_index: r.task_index, command: command.clone() });
-        let pending = PendingCommand { position: command.position, description: command.spec.describe(), is_timer: false };
+        history.push(HistoryEvent::CommandRecorded {
+            task_index: r.task_index,
+            command: command.clone(),
+        });
+        let pending = PendingCommand {
+            position: command.position,
+            description: command.spec.describe(),
+            is_timer: false,
+        };
         match &command.spec {
             CommandSpec::ServiceTask { service, method, args } => {
                 r.pending.insert(command.command_id, pending);
@@ -44,10 +60,26 @@ pub(crate) fn completed(state: Option<WorkflowState>, m: &WorkflowTaskCompleted,
                 out.emit(&Topic::service_task(service), ServiceTaskMessage::Execute(task))?;
             }
             CommandSpec::Timer { due } => {
-                r.pending.insert(command.command_id, PendingCommand { is_timer: true, ..pending });
-                let fired = WorkflowEngineMessage::TimerFired { workflow_id: id, timer_id: command.command_id.into() };
+                r.pending.insert(
+                    command.command_id,
+                    PendingCommand {
+                        is_timer: true,
+                        ..pending
+                    },
+                );
+                let fired = WorkflowEngineMessage::TimerFired {
+                    workflow_id: id,
+                    timer_id: command.command_id.into(),
+                };
                 let message = out.scheduled(&Topic::workflow_engine(&r.workflow_name), fired)?;
-                out.emit(&Topic::timers(), TimerMessage::Schedule { timer_id: command.command_id.into(), due: *due, message })?;
+                out.emit(
+                    &Topic::timers(),
+                    TimerMessage::Schedule {
+                        timer_id: command.command_id.into(),
+                        due: *due,
+                        message,
+                    },
+                )?;
             }
             CommandSpec::Inline { .. } => {}
         }
@@ -73,9 +105,17 @@ pub(crate) fn completed(state: Option<WorkflowState>, m: &WorkflowTaskCompleted,
     write(state, "workflow task applied")
 }
 
-pub(crate) fn failed(state: Option<WorkflowState>, task_id: WorkflowTaskId, failure: &Failure) -> Result<Step, EngineError> {
-    let Some(mut state) = state else { return keep("workflow task failure for an unknown instance") };
-    let Some((r, _)) = running(&mut state) else { return keep("workflow task failure for an ended instance") };
+pub(crate) fn failed(
+    state: Option<WorkflowState>,
+    task_id: WorkflowTaskId,
+    failure: &Failure,
+) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        return keep("workflow task failure for an unknown instance");
+    };
+    let Some((r, _)) = running(&mut state) else {
+        return keep("workflow task failure for an ended instance");
+    };
     if r.running_task != Some(task_id) {
         return keep("stale workflow task failure");
     }

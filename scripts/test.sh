@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, the same locally and in CI: formatting, lints, doc tests and every
+# test of every crate. Installs what it needs and reuses what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+step "formatting"
+cargo fmt --all -- --check
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "doc tests"
+cargo test --workspace --doc --locked --quiet
+
+step "tests"
+cargo nextest run --workspace --locked --no-fail-fast
