@@ -578,3 +578,60 @@ fn an_unknown_workflow_is_reported() {
     let err = sim.step().expect_err("unknown");
     assert_eq!(err.kind, FailureKind::UnknownMethod);
 }
+
+// --- Versions -------------------------------------------------------------------------------------
+
+struct GreetV1;
+impl Workflow for GreetV1 {
+    const NAME: &'static str = "Greet";
+    const VERSION: u32 = 1;
+    type Input = ();
+    type Output = String;
+    type Error = String;
+
+    async fn run(_: WorkflowContext, _: ()) -> Result<String, String> {
+        Ok("v1".into())
+    }
+}
+
+struct GreetV2;
+impl Workflow for GreetV2 {
+    const NAME: &'static str = "Greet";
+    const VERSION: u32 = 2;
+    type Input = ();
+    type Output = String;
+    type Error = String;
+
+    async fn run(_: WorkflowContext, _: ()) -> Result<String, String> {
+        Ok("v2".into())
+    }
+}
+
+#[test]
+fn new_instances_run_the_highest_version_and_pinned_ones_keep_theirs() {
+    let registry = registry_of(&[erase::<GreetV1>(), erase::<GreetV2>()]);
+    let mut fresh = Sim::with_registry(registry.clone(), "Greet", &());
+    let done = fresh.step().expect("new instance");
+    assert_eq!((done.workflow_version, output::<String>(&done)), (2, "v2".to_string()));
+
+    let mut pinned = Sim::with_registry(registry, "Greet", &());
+    pinned.index = 1;
+    pinned.history.push(HistoryEvent::WorkflowTaskStarted {
+        index: 1,
+        at: Timestamp(1),
+    });
+    let mut msg = pinned.task_message();
+    msg.workflow_version = Some(1);
+    let done = baton_workflow::replay::execute(&pinned.registry, &msg).expect("pinned instance");
+    assert_eq!((done.workflow_version, output::<String>(&done)), (1, "v1".to_string()));
+
+    msg.workflow_version = Some(3);
+    let err = baton_workflow::replay::execute(&pinned.registry, &msg).expect_err("unknown version");
+    assert!(err.message.contains("v3"), "{}", err.message);
+    let mut dup = Registry::new();
+    dup.register(erase::<GreetV1>(), CheckMode::Simple).expect("first");
+    assert!(
+        dup.register(erase::<GreetV1>(), CheckMode::Simple).is_err(),
+        "the same version twice is refused"
+    );
+}
