@@ -175,3 +175,27 @@ async fn the_same_seed_gives_the_same_outcomes_with_and_without_duplicates() {
     };
     assert_eq!(kinds(&a), kinds(&b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_reloads_every_state_from_storage_keeps_the_books_exact() {
+    use baton::components::workflow_engine::EngineConfig;
+    let ledger = Ledger::new(harsh_rates(), 5);
+    // One shard with a one-entry cache: nearly every message reloads its state from storage and
+    // republishes the stored outbox first, as after a crash or a move to another replica.
+    let engine = EngineConfig {
+        shards: 1,
+        cache_per_shard: 1,
+        ..EngineConfig::default()
+    };
+    let baton = booking::embedded(&ledger, Embedded::builder())
+        .engine_config(engine)
+        .start()
+        .await
+        .expect("start");
+    let run = run_bookings(&baton, 100).await;
+    baton.shutdown().await;
+    assert!(run.failed.is_empty(), "failed: {:?}", run.failed);
+    assert_eq!(run.completed + run.compensated, 100);
+    let audit = ledger.audit(&run.outcomes);
+    assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
+}

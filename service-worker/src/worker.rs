@@ -10,7 +10,9 @@ use baton_shared_schemas::messages::{
     ExecuteTask, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowTaskMessage,
 };
 use baton_shared_schemas::{AttemptFailure, Envelope, Failure, FailureKind, TimerId, Topic};
-use baton_transport::{Delivery, EncodedMessage, Publisher, SubscriptionKind, Transport, decode_delivery};
+use baton_transport::{
+    Delivery, EncodedMessage, Publisher, Subscription, SubscriptionKind, Transport, decode_delivery,
+};
 use baton_workflow::{CheckMode, ErasedWorkflow, Registry, RegistryError};
 use futures::FutureExt;
 use tokio::sync::Semaphore;
@@ -126,69 +128,42 @@ impl Worker {
         let workflow_slots = Arc::new(Semaphore::new(self.config.workflow_concurrency.max(1)));
         let mut readers = JoinSet::new();
         for (name, (handler, options)) in self.services {
-            let mut subscription = transport
+            let subscription = transport
                 .subscribe(
                     Topic::service_task(&name).name(),
                     SUBSCRIPTION,
                     SubscriptionKind::Shared,
                 )
                 .await?;
-            let (shared, slots, shutdown, options) = (
-                shared.clone(),
+            let (shared, options) = (shared.clone(), Arc::new(options));
+            readers.spawn(consume(
+                subscription,
                 service_slots.clone(),
                 shutdown.clone(),
-                Arc::new(options),
-            );
-            readers.spawn(async move {
-                let mut running = JoinSet::new();
-                loop {
-                    let Some(permit) = acquire(&slots, &shutdown).await else {
-                        break;
-                    };
-                    let delivery = tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        next = subscription.next() => next?,
-                    };
+                move |delivery| {
                     let (shared, handler, options) = (shared.clone(), handler.clone(), options.clone());
-                    running.spawn(async move {
-                        shared.execute_service_task(delivery, handler.as_ref(), &options).await;
-                        drop(permit);
-                    });
-                    while running.try_join_next().is_some() {}
-                }
-                while running.join_next().await.is_some() {}
-                Ok::<(), WorkerError>(())
-            });
+                    async move { shared.execute_service_task(delivery, handler.as_ref(), &options).await }
+                },
+            ));
         }
         for name in shared.registry.names().map(str::to_string).collect::<Vec<_>>() {
-            let mut subscription = transport
+            let subscription = transport
                 .subscribe(
                     Topic::workflow_task(&name).name(),
                     SUBSCRIPTION,
                     SubscriptionKind::Shared,
                 )
                 .await?;
-            let (shared, slots, shutdown) = (shared.clone(), workflow_slots.clone(), shutdown.clone());
-            readers.spawn(async move {
-                let mut running = JoinSet::new();
-                loop {
-                    let Some(permit) = acquire(&slots, &shutdown).await else {
-                        break;
-                    };
-                    let delivery = tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        next = subscription.next() => next?,
-                    };
+            let shared = shared.clone();
+            readers.spawn(consume(
+                subscription,
+                workflow_slots.clone(),
+                shutdown.clone(),
+                move |delivery| {
                     let shared = shared.clone();
-                    running.spawn(async move {
-                        shared.execute_workflow_task(delivery).await;
-                        drop(permit);
-                    });
-                    while running.try_join_next().is_some() {}
-                }
-                while running.join_next().await.is_some() {}
-                Ok::<(), WorkerError>(())
-            });
+                    async move { shared.execute_workflow_task(delivery).await }
+                },
+            ));
         }
 
         let drained = async {
@@ -212,6 +187,41 @@ impl Worker {
             }
         }
     }
+}
+
+/// Takes deliveries while a concurrency slot is free and runs `handle` on each; on shutdown,
+/// stops taking and waits for the handlers already running.
+async fn consume<F, Fut>(
+    mut subscription: Box<dyn Subscription>,
+    slots: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    handle: F,
+) -> Result<(), WorkerError>
+where
+    F: Fn(Delivery) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut running = JoinSet::new();
+    let result = loop {
+        let Some(permit) = acquire(&slots, &shutdown).await else {
+            break Ok(());
+        };
+        let delivery = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            next = subscription.next() => match next {
+                Ok(d) => d,
+                Err(e) => break Err(WorkerError::from(e)),
+            },
+        };
+        let work = handle(delivery);
+        running.spawn(async move {
+            work.await;
+            drop(permit);
+        });
+        while running.try_join_next().is_some() {}
+    };
+    while running.join_next().await.is_some() {}
+    result
 }
 
 async fn acquire(slots: &Arc<Semaphore>, shutdown: &CancellationToken) -> Option<tokio::sync::OwnedSemaphorePermit> {

@@ -97,12 +97,7 @@ impl Shard {
             let state =
                 WorkflowState::decode(id, &stored).map_err(|source| EngineError::CorruptState { id, source })?;
             let published = state.head.outbox.is_empty();
-            if self.cache.len() >= self.capacity {
-                if let Some(evict) = self.cache.keys().next().copied() {
-                    self.cache.remove(&evict);
-                }
-            }
-            self.cache.insert(
+            self.remember(
                 id,
                 Cached {
                     state,
@@ -112,6 +107,17 @@ impl Shard {
             );
         }
         Ok(self.cache.get_mut(&id))
+    }
+
+    /// Caches a state, evicting another when the shard's cache is full. An evicted state is
+    /// reloaded from storage when next needed.
+    fn remember(&mut self, id: WorkflowId, cached: Cached) {
+        if self.cache.len() >= self.capacity && !self.cache.contains_key(&id) {
+            if let Some(evict) = self.cache.keys().next().copied() {
+                self.cache.remove(&evict);
+            }
+        }
+        self.cache.insert(id, cached);
     }
 
     async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), EngineError> {
@@ -161,7 +167,7 @@ impl Shard {
                         Ok(version) => {
                             state.mark_saved();
                             let ended = matches!(state.head.record, crate::state::Record::Completed(_));
-                            self.cache.insert(
+                            self.remember(
                                 id,
                                 Cached {
                                     state: *state,
