@@ -27,6 +27,10 @@ pub enum FailureKind {
     Serialization,
     /// Workflow code waits on something Baton cannot resume it from.
     Blocked,
+    /// The task or child workflow was cancelled.
+    Cancelled,
+    /// The call's global timeout elapsed before it ended.
+    TimedOut,
 }
 
 /// One failed attempt in a task's error chain.

@@ -27,6 +27,50 @@ pub enum CommandSpec {
         /// The recorded result.
         result: Payload,
     },
+    /// Receive up to `limit` signals on a channel; the `n`-th value completes
+    /// `command_id.nth(n)`.
+    Receive {
+        /// Channel name.
+        channel: String,
+        /// Only signals whose value matches are received.
+        filter: Option<SignalFilter>,
+        /// How many signals to receive.
+        limit: u32,
+    },
+    /// Declares how a channel treats signals no receive is waiting for.
+    DeclareChannel {
+        /// Channel name.
+        channel: String,
+        /// Drop such signals instead of keeping them in the mailbox.
+        discard_unreceived: bool,
+    },
+    /// Start a child workflow whose id is `command_id.child_workflow()`.
+    ChildWorkflow {
+        /// The child's workflow name.
+        workflow: String,
+        /// Its input.
+        input: Payload,
+        /// Its tags.
+        tags: Vec<String>,
+        /// Its metadata.
+        meta: std::collections::BTreeMap<String, String>,
+        /// Fire and forget: the parent neither waits for it nor cancels it.
+        detached: bool,
+    },
+    /// Marks that the code took the new branch of a change (`ctx.patched(id)`).
+    Patch {
+        /// The change's id.
+        change_id: String,
+    },
+}
+
+/// A condition on a signal's JSON value: the value at `pointer` (RFC 6901) equals `equals`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalFilter {
+    /// JSON pointer into the value, e.g. `/status`; empty for the whole value.
+    pub pointer: String,
+    /// The expected value, as JSON text.
+    pub equals: String,
 }
 
 impl CommandSpec {
@@ -36,6 +80,10 @@ impl CommandSpec {
             CommandSpec::ServiceTask { service, method, .. } => format!("task {service}.{method}"),
             CommandSpec::Timer { .. } => "timer".to_string(),
             CommandSpec::Inline { .. } => "inline".to_string(),
+            CommandSpec::Receive { channel, .. } => format!("receive on {channel}"),
+            CommandSpec::DeclareChannel { channel, .. } => format!("channel {channel}"),
+            CommandSpec::ChildWorkflow { workflow, .. } => format!("child workflow {workflow}"),
+            CommandSpec::Patch { change_id } => format!("patch {change_id}"),
         }
     }
 }

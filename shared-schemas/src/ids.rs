@@ -88,6 +88,10 @@ uuid_id!(
     /// One command issued by workflow code (a task call, a timer, an inline result).
     CommandId
 );
+uuid_id!(
+    /// One signal sent to a workflow (duplicates of it are dropped).
+    SignalId
+);
 
 impl CommandId {
     /// The deterministic id of the command at `position` of a method run, created by the
@@ -99,6 +103,28 @@ impl CommandId {
         name[16..20].copy_from_slice(&task_index.to_be_bytes());
         name[20..24].copy_from_slice(&position.to_be_bytes());
         Self(Uuid::new_v5(&workflow.0, &name))
+    }
+}
+
+impl CommandId {
+    /// The id of the `index`-th value received by a multi-value command (a channel receive
+    /// with a limit above one). Index 0 is the first value.
+    pub fn nth(self, index: u32) -> CommandId {
+        CommandId(Uuid::new_v5(&self.0, &index.to_be_bytes()))
+    }
+
+    /// The id of the child workflow a command starts.
+    pub fn child_workflow(self) -> WorkflowId {
+        WorkflowId(self.0)
+    }
+}
+
+impl WorkflowId {
+    /// The id of the instance of `workflow` named by a custom id: starting twice with one
+    /// custom id addresses one instance.
+    pub fn from_custom_id(workflow: &str, custom_id: &str) -> Self {
+        let namespace = Uuid::new_v5(&Uuid::NAMESPACE_OID, workflow.as_bytes());
+        Self(Uuid::new_v5(&namespace, custom_id.as_bytes()))
     }
 }
 
@@ -145,12 +171,33 @@ impl MethodRunId {
     pub fn main(workflow: WorkflowId) -> Self {
         Self(Uuid::new_v5(&workflow.0, b"main"))
     }
+
+    /// The main run after `generation` restarts by continue-as-new (0 is [`main`](Self::main)).
+    pub fn main_of_generation(workflow: WorkflowId, generation: u32) -> Self {
+        if generation == 0 {
+            return Self::main(workflow);
+        }
+        let name = [b"main".as_slice(), &generation.to_be_bytes()].concat();
+        Self(Uuid::new_v5(&workflow.0, &name))
+    }
 }
 
 impl WorkflowTaskId {
     /// The deterministic id of workflow task `index` of a workflow.
     pub fn derive(workflow: WorkflowId, index: u32) -> Self {
         Self(Uuid::new_v5(&workflow.0, &index.to_be_bytes()))
+    }
+
+    /// The id of the `retry`-th operator retry of workflow task `index` (retry 0 is the
+    /// original, equal to [`derive`](Self::derive)).
+    pub fn derive_retry(workflow: WorkflowId, index: u32, retry: u32) -> Self {
+        if retry == 0 {
+            return Self::derive(workflow, index);
+        }
+        let mut name = [0u8; 8];
+        name[..4].copy_from_slice(&index.to_be_bytes());
+        name[4..].copy_from_slice(&retry.to_be_bytes());
+        Self(Uuid::new_v5(&workflow.0, &name))
     }
 }
 

@@ -20,8 +20,10 @@ pub mod topics;
 pub use codec::{CodecError, decode, encode};
 pub use envelope::{Envelope, SCHEMA_VERSION, TraceContext};
 pub use failure::{AttemptFailure, Failure, FailureKind};
-pub use history::{CommandSpec, HistoryEvent, Outcome, RecordedCommand};
-pub use ids::{ClientId, CommandId, MessageId, MethodRunId, RequestId, TaskId, TimerId, WorkflowId, WorkflowTaskId};
+pub use history::{CommandSpec, HistoryEvent, Outcome, RecordedCommand, SignalFilter};
+pub use ids::{
+    ClientId, CommandId, MessageId, MethodRunId, RequestId, SignalId, TaskId, TimerId, WorkflowId, WorkflowTaskId,
+};
 pub use payload::{Payload, PayloadCodec, PayloadError};
 pub use time::Timestamp;
 pub use topics::{Topic, TopicMessage};

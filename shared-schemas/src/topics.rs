@@ -7,7 +7,10 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::messages::{ClientMessage, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowTaskMessage};
+use crate::messages::{
+    ClientMessage, ServiceTaskMessage, TagEngineMessage, TaskControlMessage, TimerMessage, WorkflowEngineMessage,
+    WorkflowTaskMessage,
+};
 use crate::{ClientId, TimerId};
 
 /// Number of shards that timer keys are spread over.
@@ -53,6 +56,33 @@ impl TopicMessage for ClientMessage {
             ClientMessage::WorkflowResult { workflow_id, .. }
             | ClientMessage::WorkflowUnknown { workflow_id, .. }
             | ClientMessage::Status { workflow_id, .. } => workflow_id.to_string(),
+            ClientMessage::WorkflowIds { request_id, .. } => request_id.to_string(),
+        }
+    }
+}
+
+impl TopicMessage for TaskControlMessage {
+    fn routing_key(&self) -> String {
+        match self {
+            TaskControlMessage::Cancel { task_id } => task_id.to_string(),
+        }
+    }
+}
+
+impl TopicMessage for TagEngineMessage {
+    fn routing_key(&self) -> String {
+        match self {
+            TagEngineMessage::AddTag { tag, .. }
+            | TagEngineMessage::RemoveTag { tag, .. }
+            | TagEngineMessage::GetIds { tag, .. } => tag.clone(),
+            // Continuation pages are keyed by their cursor so that fanning out over a popular
+            // tag spreads across consumers instead of queueing behind one key.
+            TagEngineMessage::ByTag { tag, cursor, .. } => match cursor {
+                Some(c) => format!("{tag}#{c}"),
+                None => tag.clone(),
+            },
+            TagEngineMessage::TaskDelegated { task_id, .. }
+            | TagEngineMessage::CompleteDelegatedTask { task_id, .. } => task_id.to_string(),
         }
     }
 }
@@ -139,6 +169,25 @@ impl Topic<TimerMessage> {
     /// The timer service's topic.
     pub fn timers() -> Self {
         Self::named("timers".to_string())
+    }
+}
+
+impl Topic<TaskControlMessage> {
+    /// Control messages for the workers of a service (each worker on its own subscription).
+    pub fn task_control(service: &str) -> Self {
+        Self::named(format!("task-control:{service}"))
+    }
+}
+
+impl Topic<TagEngineMessage> {
+    /// Tag commands for instances of a workflow.
+    pub fn workflow_tag(workflow: &str) -> Self {
+        Self::named(format!("workflow-tag:{workflow}"))
+    }
+
+    /// Delegated-task commands for a service.
+    pub fn service_tag(service: &str) -> Self {
+        Self::named(format!("service-tag:{service}"))
     }
 }
 

@@ -202,6 +202,109 @@ fn engine_messages() -> Vec<(&'static str, WorkflowEngineMessage)> {
             },
         ),
         ("engine_expire", WorkflowEngineMessage::Expire { workflow_id: wf }),
+        (
+            "engine_send_signal",
+            WorkflowEngineMessage::SendSignal {
+                workflow_id: wf,
+                signal_id: SignalId(uuid(10)),
+                channel: "decision".into(),
+                value: payload(),
+            },
+        ),
+        (
+            "engine_retry_workflow_task",
+            WorkflowEngineMessage::RetryWorkflowTask { workflow_id: wf },
+        ),
+        (
+            "engine_retry_tasks",
+            WorkflowEngineMessage::RetryTasks {
+                workflow_id: wf,
+                selector: TaskSelector {
+                    task_id: Some(TaskId(uuid(3))),
+                    service: Some("Payment".into()),
+                },
+            },
+        ),
+        (
+            "engine_complete_timers",
+            WorkflowEngineMessage::CompleteTimers { workflow_id: wf },
+        ),
+        (
+            "engine_start_child",
+            WorkflowEngineMessage::StartChild {
+                start: StartWorkflow {
+                    workflow_id: WorkflowId(uuid(11)),
+                    workflow_name: "Child".into(),
+                    input: payload(),
+                    tags: vec![],
+                    meta: meta(),
+                    reply_to: None,
+                },
+                parent: ParentRef {
+                    workflow_name: "Booking".into(),
+                    workflow_id: wf,
+                    command_id: CommandId(uuid(11)),
+                },
+            },
+        ),
+        (
+            "engine_child_ended",
+            WorkflowEngineMessage::ChildEnded {
+                workflow_id: wf,
+                command_id: CommandId(uuid(11)),
+                outcome: WorkflowOutcome::Failed(failure()),
+            },
+        ),
+        (
+            "engine_workflow_task_continue_as_new",
+            WorkflowEngineMessage::WorkflowTaskCompleted(WorkflowTaskCompleted {
+                workflow_id: wf,
+                task_id: WorkflowTaskId(uuid(6)),
+                workflow_version: 1,
+                new_commands: vec![
+                    RecordedCommand {
+                        position: 0,
+                        command_id: CommandId(uuid(12)),
+                        spec: CommandSpec::Receive {
+                            channel: "decision".into(),
+                            filter: Some(SignalFilter {
+                                pointer: "/status".into(),
+                                equals: "\"approved\"".into(),
+                            }),
+                            limit: 2,
+                        },
+                    },
+                    RecordedCommand {
+                        position: 1,
+                        command_id: CommandId(uuid(13)),
+                        spec: CommandSpec::DeclareChannel {
+                            channel: "decision".into(),
+                            discard_unreceived: true,
+                        },
+                    },
+                    RecordedCommand {
+                        position: 2,
+                        command_id: CommandId(uuid(14)),
+                        spec: CommandSpec::ChildWorkflow {
+                            workflow: "Child".into(),
+                            input: payload(),
+                            tags: vec!["t".into()],
+                            meta: meta(),
+                            detached: false,
+                        },
+                    },
+                    RecordedCommand {
+                        position: 3,
+                        command_id: CommandId(uuid(15)),
+                        spec: CommandSpec::Patch {
+                            change_id: "new-pricing".into(),
+                        },
+                    },
+                ],
+                waiting_on: vec![],
+                completion: Some(RunCompletion::ContinueAsNew(payload())),
+            }),
+        ),
     ]
 }
 
@@ -299,6 +402,14 @@ fn client_messages() -> Vec<(&'static str, ClientMessage)> {
             },
         ),
         (
+            "client_workflow_ids",
+            ClientMessage::WorkflowIds {
+                request_id: RequestId(uuid(9)),
+                ids: vec![wf],
+                next_cursor: Some("c".into()),
+            },
+        ),
+        (
             "client_status",
             ClientMessage::Status {
                 request_id: RequestId(uuid(9)),
@@ -315,6 +426,103 @@ fn client_messages() -> Vec<(&'static str, ClientMessage)> {
                     workflow_task_failure: Some(failure()),
                     outcome: None,
                 },
+            },
+        ),
+    ]
+}
+
+fn task_control_messages() -> Vec<(&'static str, TaskControlMessage)> {
+    vec![(
+        "task_control_cancel",
+        TaskControlMessage::Cancel {
+            task_id: TaskId(uuid(3)),
+        },
+    )]
+}
+
+fn tag_messages() -> Vec<(&'static str, TagEngineMessage)> {
+    let wf = WorkflowId(uuid(1));
+    let tagged = |name: &'static str, command: TaggedCommand| {
+        (
+            name,
+            TagEngineMessage::ByTag {
+                workflow_name: "Booking".into(),
+                tag: "vip".into(),
+                command,
+                cursor: Some("c".into()),
+            },
+        )
+    };
+    vec![
+        (
+            "tag_add",
+            TagEngineMessage::AddTag {
+                workflow_name: "Booking".into(),
+                tag: "vip".into(),
+                workflow_id: wf,
+            },
+        ),
+        (
+            "tag_remove",
+            TagEngineMessage::RemoveTag {
+                workflow_name: "Booking".into(),
+                tag: "vip".into(),
+                workflow_id: wf,
+            },
+        ),
+        (
+            "tag_get_ids",
+            TagEngineMessage::GetIds {
+                workflow_name: "Booking".into(),
+                tag: "vip".into(),
+                cursor: None,
+                limit: 100,
+                client: ClientId(uuid(2)),
+                request_id: RequestId(uuid(9)),
+            },
+        ),
+        tagged(
+            "tag_by_tag_signal",
+            TaggedCommand::Signal {
+                channel: "decision".into(),
+                value: payload(),
+                signal_id: SignalId(uuid(10)),
+            },
+        ),
+        tagged(
+            "tag_by_tag_cancel",
+            TaggedCommand::Cancel {
+                reason: "operator".into(),
+            },
+        ),
+        tagged("tag_by_tag_retry_workflow_task", TaggedCommand::RetryWorkflowTask),
+        tagged(
+            "tag_by_tag_retry_tasks",
+            TaggedCommand::RetryTasks {
+                selector: TaskSelector::default(),
+            },
+        ),
+        tagged("tag_by_tag_complete_timers", TaggedCommand::CompleteTimers),
+        (
+            "tag_task_delegated",
+            TagEngineMessage::TaskDelegated {
+                task_id: TaskId(uuid(3)),
+                workflow_name: "Booking".into(),
+                workflow_id: wf,
+            },
+        ),
+        (
+            "tag_complete_delegated_ok",
+            TagEngineMessage::CompleteDelegatedTask {
+                task_id: TaskId(uuid(3)),
+                result: Ok(payload()),
+            },
+        ),
+        (
+            "tag_complete_delegated_err",
+            TagEngineMessage::CompleteDelegatedTask {
+                task_id: TaskId(uuid(3)),
+                result: Err("rejected".into()),
             },
         ),
     ]
@@ -364,7 +572,9 @@ fn every_message_round_trips_and_matches_its_golden_fixture() {
         + check_all(workflow_task_messages())
         + check_all(service_task_messages())
         + check_all(timer_messages())
-        + check_all(client_messages());
+        + check_all(client_messages())
+        + check_all(task_control_messages())
+        + check_all(tag_messages());
     let files = std::fs::read_dir(fixture_dir()).expect("fixture dir").count();
     assert_eq!(n, files, "every fixture file must be decoded by this test");
 }
@@ -393,6 +603,8 @@ proptest! {
         let _ = decode::<Envelope<ServiceTaskMessage>>(&bytes);
         let _ = decode::<Envelope<TimerMessage>>(&bytes);
         let _ = decode::<Envelope<ClientMessage>>(&bytes);
+        let _ = decode::<Envelope<TaskControlMessage>>(&bytes);
+        let _ = decode::<Envelope<TagEngineMessage>>(&bytes);
     }
 
     #[test]

@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use baton_shared_schemas::messages::{WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
+use baton_shared_schemas::messages::{ParentRef, WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
 use baton_shared_schemas::{
-    ClientId, CodecError, CommandId, Failure, HistoryEvent, MethodRunId, Payload, Timestamp, WorkflowId,
+    ClientId, CodecError, CommandId, Failure, HistoryEvent, Payload, SignalFilter, SignalId, Timestamp, WorkflowId,
     WorkflowTaskId, codec,
 };
 use baton_storage::{HistoryWrite, StoredWorkflow};
@@ -22,15 +22,58 @@ pub struct OutboxMessage {
     pub bytes: Vec<u8>,
 }
 
+/// What a pending command is, for cancellation and repair.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingKind {
+    /// A service task.
+    Task {
+        /// Its service.
+        service: String,
+    },
+    /// A durable timer.
+    Timer,
+    /// A child workflow (not detached).
+    Child {
+        /// The child's workflow name.
+        workflow: String,
+    },
+}
+
 /// A command issued by the workflow and not yet completed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingCommand {
     /// Position in the run.
     pub position: u32,
-    /// What it is (for status output and cancellation).
+    /// What it is (for status output).
     pub description: String,
-    /// Whether it is a timer (cancelled at the timer service when the workflow ends).
-    pub is_timer: bool,
+    /// What it is (for cancellation and repair).
+    pub kind: PendingKind,
+}
+
+/// An active `receive` on a channel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveReceive {
+    /// The receive command.
+    pub command_id: CommandId,
+    /// Channel name.
+    pub channel: String,
+    /// Only matching values are received.
+    pub filter: Option<SignalFilter>,
+    /// How many values it takes.
+    pub limit: u32,
+    /// How many it has taken.
+    pub received: u32,
+}
+
+/// A signal no receive has taken yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxSignal {
+    /// Its id.
+    pub signal_id: SignalId,
+    /// Channel name.
+    pub channel: String,
+    /// The value.
+    pub value: Payload,
 }
 
 /// A running instance (everything but its history).
@@ -48,8 +91,6 @@ pub struct RunningWorkflow {
     pub started_at: Timestamp,
     /// Input of the main run.
     pub input: Payload,
-    /// The main run.
-    pub run_id: MethodRunId,
     /// Index of the last workflow task dispatched.
     pub task_index: u32,
     /// The workflow task in flight, if any.
@@ -64,6 +105,22 @@ pub struct RunningWorkflow {
     pub workflow_task_failure: Option<Failure>,
     /// Clients to notify when the instance ends.
     pub waiting_clients: Vec<ClientId>,
+    /// Operator retries of the current workflow task (part of its id).
+    pub task_retry: u32,
+    /// Restarts by continue-as-new (part of the run id).
+    pub generation: u32,
+    /// The parent to notify, for a child workflow.
+    pub parent: Option<ParentRef>,
+    /// Active receives, in command order.
+    pub receives: Vec<ActiveReceive>,
+    /// Signals waiting for a receive.
+    pub mailbox: Vec<MailboxSignal>,
+    /// Channels declared to discard signals no receive waits for.
+    pub discarding_channels: BTreeSet<String>,
+    /// Ids of signals already taken or kept (dedupe).
+    pub seen_signals: BTreeSet<SignalId>,
+    /// Signals dropped by discarding channels.
+    pub discarded_signals: u32,
 }
 
 /// What remains of an instance once it ended, kept for the retention period.
@@ -85,6 +142,9 @@ pub struct CompletedRecord {
     pub workflow_tasks: u32,
     /// How it ended.
     pub outcome: WorkflowOutcome,
+    /// For a run that failed: its last running state, so failed tasks can be retried and the
+    /// run resumed (its history is kept beside it).
+    pub resumable: Option<Box<RunningWorkflow>>,
 }
 
 /// The record of an instance.
@@ -189,7 +249,7 @@ impl WorkflowState {
                 started_at: r.started_at,
                 ended_at: None,
                 tags: r.tags.clone(),
-                pending_commands: u32::try_from(r.pending.len()).unwrap_or(u32::MAX),
+                pending_commands: u32::try_from(r.pending.len() + r.receives.len()).unwrap_or(u32::MAX),
                 workflow_tasks: r.task_index,
                 workflow_task_failure: r.workflow_task_failure.clone(),
                 outcome: None,

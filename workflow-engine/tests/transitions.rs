@@ -23,6 +23,10 @@ enum Emitted {
     ServiceTask(String, ExecuteTask),
     Timer(TimerMessage),
     Client(ClientId, ClientMessage),
+    Tag(TagEngineMessage),
+    Control(String, TaskControlMessage),
+    /// A message to another workflow's command or engine topic: (topic, message).
+    Workflow(String, WorkflowEngineMessage),
 }
 
 fn decode_out(m: &OutboxMessage) -> Emitted {
@@ -39,6 +43,14 @@ fn decode_out(m: &OutboxMessage) -> Emitted {
     } else if let Some(client) = m.topic.strip_prefix("client:") {
         let e: Envelope<ClientMessage> = codec::decode(&m.bytes).expect("client");
         Emitted::Client(client.parse().expect("client id"), e.body)
+    } else if m.topic.starts_with("workflow-tag:") {
+        Emitted::Tag(codec::decode::<Envelope<TagEngineMessage>>(&m.bytes).expect("tag").body)
+    } else if let Some(service) = m.topic.strip_prefix("task-control:") {
+        let e: Envelope<TaskControlMessage> = codec::decode(&m.bytes).expect("control");
+        Emitted::Control(service.to_string(), e.body)
+    } else if m.topic.starts_with("workflow-cmd:") || m.topic.starts_with("workflow-engine:") {
+        let e: Envelope<WorkflowEngineMessage> = codec::decode(&m.bytes).expect("engine");
+        Emitted::Workflow(m.topic.clone(), e.body)
     } else {
         panic!("unexpected topic {}", m.topic)
     }
@@ -90,7 +102,13 @@ impl Harness {
         }));
         assert_eq!(note, "started");
         match out.as_slice() {
-            [Emitted::WorkflowTask(t)] => t.clone(),
+            [
+                Emitted::Tag(TagEngineMessage::AddTag { tag, .. }),
+                Emitted::WorkflowTask(t),
+            ] => {
+                assert_eq!(tag, "customer:7");
+                t.clone()
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -350,7 +368,10 @@ fn completion_notifies_clients_cancels_timers_and_schedules_removal() {
     });
     assert_eq!(note, "cancelled");
     let mut saw = (false, false, false);
-    for e in &out {
+    for e in out
+        .iter()
+        .filter(|e| !matches!(e, Emitted::Tag(TagEngineMessage::RemoveTag { .. })))
+    {
         match e {
             Emitted::Client(
                 c,
@@ -492,4 +513,426 @@ fn stored_form_round_trips_with_appended_history() {
         baton_storage::HistoryWrite::Append(e) => assert!(e.is_empty()),
         other => panic!("{other:?}"),
     }
+}
+
+// --- Signals ----------------------------------------------------------------------------------
+
+impl Harness {
+    fn signal(&mut self, channel: &str, value: serde_json::Value) -> (&'static str, Vec<Emitted>) {
+        self.send(WorkflowEngineMessage::SendSignal {
+            workflow_id: self.id,
+            signal_id: SignalId::new(),
+            channel: channel.into(),
+            value: Payload::json(&value).expect("p"),
+        })
+    }
+
+    fn receive(
+        &self,
+        task: &ExecuteWorkflowTask,
+        position: u32,
+        channel: &str,
+        filter: Option<SignalFilter>,
+        limit: u32,
+    ) -> RecordedCommand {
+        RecordedCommand {
+            position,
+            command_id: CommandId::derive(self.id, task.run_id, task.task_index, position),
+            spec: CommandSpec::Receive {
+                channel: channel.into(),
+                filter,
+                limit,
+            },
+        }
+    }
+
+    fn delivered(&self) -> Vec<(CommandId, serde_json::Value)> {
+        self.history()
+            .iter()
+            .filter_map(|e| match e {
+                HistoryEvent::ResultDelivered {
+                    command_id,
+                    outcome: Outcome::Completed(p),
+                } => Some((*command_id, p.decode().unwrap_or(serde_json::Value::Null))),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn only_workflow_task(out: &[Emitted]) -> ExecuteWorkflowTask {
+    let tasks: Vec<_> = out
+        .iter()
+        .filter_map(|e| match e {
+            Emitted::WorkflowTask(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tasks.len(), 1, "{out:?}");
+    tasks[0].clone()
+}
+
+#[test]
+fn a_signal_sent_before_the_receive_waits_in_the_mailbox() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let (note, _) = h.signal("decision", serde_json::json!("approve"));
+    assert_eq!(note, "signal kept in the mailbox");
+    let rc = h.receive(&t1, 0, "decision", None, 1);
+    let value_id = rc.command_id.nth(0);
+    let (_, out) = h.task_done(&t1, vec![rc], vec![value_id], None);
+    let t2 = only_workflow_task(&out);
+    assert_eq!(t2.task_index, 2, "the kept signal wakes the workflow at once");
+    assert_eq!(h.delivered(), vec![(value_id, serde_json::json!("approve"))]);
+    assert!(h.running().mailbox.is_empty());
+}
+
+#[test]
+fn a_signal_sent_after_the_receive_wakes_the_workflow() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let rc = h.receive(&t1, 0, "decision", None, 1);
+    let value_id = rc.command_id.nth(0);
+    h.task_done(&t1, vec![rc], vec![value_id], None);
+    let (note, out) = h.signal("decision", serde_json::json!("approve"));
+    assert_eq!(note, "signal woke the workflow");
+    only_workflow_task(&out);
+    assert!(h.running().receives.is_empty(), "a one-value receive is done");
+}
+
+#[test]
+fn filters_and_limits_select_which_signals_a_receive_takes() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let filter = SignalFilter {
+        pointer: "/status".into(),
+        equals: "\"approved\"".into(),
+    };
+    let rc = h.receive(&t1, 0, "decision", Some(filter), 2);
+    h.task_done(&t1, vec![rc.clone()], vec![], None);
+    h.signal("decision", serde_json::json!({"status": "rejected"}));
+    h.signal("decision", serde_json::json!({"status": "approved", "n": 1}));
+    h.signal("decision", serde_json::json!({"status": "approved", "n": 2}));
+    h.signal("decision", serde_json::json!({"status": "approved", "n": 3}));
+    let delivered = h.delivered();
+    assert_eq!(delivered.len(), 2, "the limit is 2");
+    assert_eq!(
+        delivered[0],
+        (rc.command_id.nth(0), serde_json::json!({"status": "approved", "n": 1}))
+    );
+    assert_eq!(
+        delivered[1],
+        (rc.command_id.nth(1), serde_json::json!({"status": "approved", "n": 2}))
+    );
+    let kept: Vec<_> = h
+        .running()
+        .mailbox
+        .iter()
+        .map(|s| s.value.decode::<serde_json::Value>().expect("json"))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            serde_json::json!({"status": "rejected"}),
+            serde_json::json!({"status": "approved", "n": 3})
+        ]
+    );
+}
+
+#[test]
+fn a_discarding_channel_drops_signals_nobody_waits_for() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    h.signal("ping", serde_json::json!(1));
+    let declare = RecordedCommand {
+        position: 0,
+        command_id: CommandId::derive(h.id, t1.run_id, 1, 0),
+        spec: CommandSpec::DeclareChannel {
+            channel: "ping".into(),
+            discard_unreceived: true,
+        },
+    };
+    h.task_done(&t1, vec![declare], vec![CommandId::new()], None);
+    assert!(
+        h.running().mailbox.is_empty(),
+        "kept signals are dropped on declaration"
+    );
+    let (note, _) = h.signal("ping", serde_json::json!(2));
+    assert_eq!(note, "signal discarded");
+    assert_eq!(h.running().discarded_signals, 2);
+}
+
+#[test]
+fn a_duplicate_signal_is_taken_once() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let rc = h.receive(&t1, 0, "decision", None, 5);
+    h.task_done(&t1, vec![rc], vec![], None);
+    let signal = WorkflowEngineMessage::SendSignal {
+        workflow_id: h.id,
+        signal_id: SignalId::new(),
+        channel: "decision".into(),
+        value: Payload::json(&1).expect("p"),
+    };
+    h.send(signal.clone());
+    let (note, _) = h.send(signal);
+    assert_eq!(note, "duplicate signal");
+    assert_eq!(h.delivered().len(), 1);
+}
+
+// --- Repair ---------------------------------------------------------------------------------------
+
+#[test]
+fn retrying_a_failed_workflow_task_replays_from_the_same_place() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    h.send(WorkflowEngineMessage::WorkflowTaskFailed {
+        workflow_id: h.id,
+        task_id: t1.task_id,
+        failure: Failure::new(FailureKind::NonDeterminism, "changed"),
+    });
+    let (note, out) = h.send(WorkflowEngineMessage::RetryWorkflowTask { workflow_id: h.id });
+    assert_eq!(note, "workflow task retried");
+    let retried = only_workflow_task(&out);
+    assert_eq!((retried.task_index, retried.history.clone()), (1, t1.history.clone()));
+    assert_ne!(
+        retried.task_id, t1.task_id,
+        "a late result of the failed attempt is stale"
+    );
+    let (note, _) = h.task_done(&t1, vec![], vec![], Some(RunCompletion::Completed(Payload::null())));
+    assert_eq!(note, "stale workflow task result");
+    let (note, _) = h.task_done(
+        &retried,
+        vec![],
+        vec![],
+        Some(RunCompletion::Completed(Payload::null())),
+    );
+    assert_eq!(note, "workflow ended");
+    let (note, _) = h.send(WorkflowEngineMessage::RetryWorkflowTask { workflow_id: h.id });
+    assert_eq!(note, "retry of an ended instance");
+}
+
+#[test]
+fn completing_timers_fires_them_now_and_cancels_them_at_the_timer_service() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let timer = RecordedCommand {
+        position: 0,
+        command_id: CommandId::derive(h.id, t1.run_id, 1, 0),
+        spec: CommandSpec::Timer {
+            due: Timestamp(u64::MAX / 2),
+        },
+    };
+    h.task_done(&t1, vec![timer.clone()], vec![timer.command_id], None);
+    let (note, out) = h.send(WorkflowEngineMessage::CompleteTimers { workflow_id: h.id });
+    assert_eq!(note, "timers completed");
+    assert!(out.iter().any(|e| matches!(e, Emitted::Timer(TimerMessage::Cancel { timer_id }) if *timer_id == TimerId::from(timer.command_id))));
+    only_workflow_task(&out);
+    let (note, _) = h.send(WorkflowEngineMessage::TimerFired {
+        workflow_id: h.id,
+        timer_id: timer.command_id.into(),
+    });
+    assert_eq!(note, "duplicate result", "the real firing later changes nothing");
+}
+
+#[test]
+fn retrying_the_failed_task_of_a_failed_run_resumes_it() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let charge = h.call(&t1, 0, "Payment");
+    h.task_done(&t1, vec![charge.clone()], vec![charge.command_id], None);
+    let failure = Failure::new(FailureKind::Panic, "bug in Payment");
+    let (_, out) = h.send(WorkflowEngineMessage::TaskFailed {
+        workflow_id: h.id,
+        task_id: charge.command_id.into(),
+        failure: failure.clone(),
+    });
+    let t2 = only_workflow_task(&out);
+    // The code did not handle the failure: the run fails.
+    h.task_done(&t2, vec![], vec![], Some(RunCompletion::Failed(failure)));
+    assert!(matches!(
+        h.state.as_ref().map(|s| &s.head.record),
+        Some(Record::Completed(_))
+    ));
+    let (note, _) = h.send(WorkflowEngineMessage::RetryTasks {
+        workflow_id: h.id,
+        selector: TaskSelector {
+            task_id: None,
+            service: Some("Hotel".into()),
+        },
+    });
+    assert_eq!(note, "no failed task matches");
+    let (note, out) = h.send(WorkflowEngineMessage::RetryTasks {
+        workflow_id: h.id,
+        selector: TaskSelector::default(),
+    });
+    assert_eq!(note, "failed tasks retried; the run resumes");
+    let task = out.iter().find_map(|e| match e {
+        Emitted::ServiceTask(_, t) => Some(t.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        task.map(|t| (t.task_id, t.attempt)),
+        Some((charge.command_id.into(), 1))
+    );
+    assert_eq!(h.running().task_index, 1, "back to the task that made the call");
+    assert!(
+        !h.history()
+            .iter()
+            .any(|e| matches!(e, HistoryEvent::ResultDelivered { .. })),
+        "the failure is forgotten"
+    );
+    // The fixed service succeeds: the run continues from there.
+    let (note, out) = h.send(WorkflowEngineMessage::TaskCompleted {
+        workflow_id: h.id,
+        task_id: charge.command_id.into(),
+        output: Payload::null(),
+    });
+    assert_eq!(note, "result woke the workflow");
+    assert_eq!(only_workflow_task(&out).task_index, 2);
+}
+
+// --- Children, cancellation, continue-as-new ------------------------------------------------------
+
+#[test]
+fn a_child_is_started_with_its_parent_and_its_end_reaches_the_parent() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let child = RecordedCommand {
+        position: 0,
+        command_id: CommandId::derive(h.id, t1.run_id, 1, 0),
+        spec: CommandSpec::ChildWorkflow {
+            workflow: "Invoice".into(),
+            input: Payload::null(),
+            tags: vec![],
+            meta: Default::default(),
+            detached: false,
+        },
+    };
+    let (_, out) = h.task_done(&t1, vec![child.clone()], vec![child.command_id], None);
+    match out.as_slice() {
+        [Emitted::Workflow(topic, WorkflowEngineMessage::StartChild { start, parent })] => {
+            assert_eq!(topic, "workflow-cmd:Invoice");
+            assert_eq!(start.workflow_id, child.command_id.child_workflow());
+            assert_eq!((parent.workflow_id, parent.command_id), (h.id, child.command_id));
+        }
+        other => panic!("{other:?}"),
+    }
+    let (note, out) = h.send(WorkflowEngineMessage::ChildEnded {
+        workflow_id: h.id,
+        command_id: child.command_id,
+        outcome: WorkflowOutcome::Cancelled {
+            reason: "operator".into(),
+        },
+    });
+    assert_eq!(note, "result woke the workflow");
+    let t2 = only_workflow_task(&out);
+    assert!(t2.history.iter().any(|e| matches!(e, HistoryEvent::ResultDelivered { outcome: Outcome::Failed(f), .. } if f.kind == FailureKind::Cancelled)));
+}
+
+#[test]
+fn cancelling_a_parent_cancels_its_children_and_asks_its_tasks_to_stop() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let task = h.call(&t1, 0, "Payment");
+    let child = RecordedCommand {
+        position: 1,
+        command_id: CommandId::derive(h.id, t1.run_id, 1, 1),
+        spec: CommandSpec::ChildWorkflow {
+            workflow: "Invoice".into(),
+            input: Payload::null(),
+            tags: vec![],
+            meta: Default::default(),
+            detached: false,
+        },
+    };
+    let detached = RecordedCommand {
+        position: 2,
+        command_id: CommandId::derive(h.id, t1.run_id, 1, 2),
+        spec: CommandSpec::ChildWorkflow {
+            workflow: "Audit".into(),
+            input: Payload::null(),
+            tags: vec![],
+            meta: Default::default(),
+            detached: true,
+        },
+    };
+    h.task_done(
+        &t1,
+        vec![task.clone(), child.clone(), detached],
+        vec![task.command_id],
+        None,
+    );
+    let (_, out) = h.send(WorkflowEngineMessage::Cancel {
+        workflow_id: h.id,
+        reason: "customer".into(),
+        client: None,
+    });
+    assert!(out.iter().any(|e| matches!(e, Emitted::Control(s, TaskControlMessage::Cancel { task_id }) if s == "Payment" && *task_id == TaskId::from(task.command_id))));
+    assert!(out.iter().any(|e| matches!(e, Emitted::Workflow(t, WorkflowEngineMessage::Cancel { workflow_id, .. }) if t == "workflow-cmd:Invoice" && *workflow_id == child.command_id.child_workflow())));
+    assert!(
+        !out.iter()
+            .any(|e| matches!(e, Emitted::Workflow(t, _) if t == "workflow-cmd:Audit")),
+        "detached children are left alone"
+    );
+}
+
+#[test]
+fn a_child_tells_its_parent_how_it_ended() {
+    let mut h = Harness::new();
+    let parent = ParentRef {
+        workflow_name: "Billing".into(),
+        workflow_id: WorkflowId::new(),
+        command_id: CommandId::new(),
+    };
+    let (_, out) = h.send(WorkflowEngineMessage::StartChild {
+        start: StartWorkflow {
+            workflow_id: h.id,
+            workflow_name: NAME.into(),
+            input: Payload::null(),
+            tags: vec![],
+            meta: Default::default(),
+            reply_to: None,
+        },
+        parent: parent.clone(),
+    });
+    let t1 = only_workflow_task(&out);
+    let (_, out) = h.task_done(
+        &t1,
+        vec![],
+        vec![],
+        Some(RunCompletion::Completed(Payload::json(&7).expect("p"))),
+    );
+    assert!(out.iter().any(|e| matches!(e, Emitted::Workflow(topic, WorkflowEngineMessage::ChildEnded { workflow_id, command_id, outcome: WorkflowOutcome::Completed(_) })
+        if topic == "workflow-engine:Billing" && *workflow_id == parent.workflow_id && *command_id == parent.command_id)));
+}
+
+#[test]
+fn continue_as_new_restarts_with_fresh_history_and_keeps_unread_signals() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let c = h.call(&t1, 0, "Payment");
+    let (_, out) = h.task_done(&t1, vec![c.clone()], vec![c.command_id], None);
+    assert_eq!(out.len(), 1);
+    let (_, out) = h.send(WorkflowEngineMessage::TaskCompleted {
+        workflow_id: h.id,
+        task_id: c.command_id.into(),
+        output: Payload::null(),
+    });
+    let t2 = only_workflow_task(&out);
+    h.signal("unsubscribe", serde_json::json!(true));
+    let (note, out) = h.task_done(
+        &t2,
+        vec![],
+        vec![],
+        Some(RunCompletion::ContinueAsNew(Payload::json(&"month 2").expect("p"))),
+    );
+    assert_eq!(note, "continued as new");
+    let fresh = only_workflow_task(&out);
+    assert_eq!(fresh.task_index, 1);
+    assert_eq!(fresh.history.len(), 1, "only the new task's start");
+    assert_ne!(fresh.run_id, t1.run_id, "new command ids");
+    assert_eq!(fresh.input.decode::<String>().expect("input"), "month 2");
+    assert_eq!(h.running().mailbox.len(), 1, "unread signals carry over");
+    assert_eq!(h.running().waiting_clients, vec![h.client]);
 }

@@ -51,6 +51,8 @@ pub(crate) struct ContextState {
     pub(crate) waiting: Vec<CommandId>,
     pub(crate) violation: Option<Failure>,
     pub(crate) random_counter: u64,
+    /// Set by `continue_as_new`: the input of the next run.
+    pub(crate) continue_as_new: Option<Payload>,
 }
 
 /// Handle through which workflow code calls services, sleeps, reads time and runs side
@@ -194,6 +196,71 @@ impl WorkflowContext {
         }
     }
 
+    /// Whether this instance runs the code after the change `change_id`. New instances, and
+    /// running ones that reach this point for the first time, get `true` (and the decision is
+    /// recorded); instances whose history passed this point before the change get `false`, so
+    /// they keep replaying the old branch.
+    ///
+    /// ```text
+    /// if ctx.patched("charge-before-booking") { new code } else { old code }
+    /// ```
+    pub fn patched(&self, change_id: &str) -> bool {
+        let mut s = self.state.borrow_mut();
+        let position = s.next_position;
+        let replaying = s.task_index < s.final_task_index;
+        match s.recorded.get_mut(&position) {
+            Some(entry) => match &entry.command.spec {
+                CommandSpec::Patch { change_id: recorded } if recorded == change_id => {
+                    entry.matched = true;
+                    s.next_position += 1;
+                    true
+                }
+                // The history has the old code's command here: stay on the old branch.
+                _ => false,
+            },
+            // Past workflow tasks without a marker here ran the old code.
+            None if replaying => false,
+            None => {
+                s.next_position += 1;
+                drop(s);
+                self.push_new(
+                    position,
+                    CommandSpec::Patch {
+                        change_id: change_id.to_string(),
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    /// Ends this run and starts the workflow again with `input`: same id, fresh history.
+    /// Long-lived loops call it so their history stays bounded. The returned future never
+    /// completes: `return ctx.continue_as_new(&next).await;`.
+    pub fn continue_as_new<I: Serialize, T>(&self, input: &I) -> ContinueAsNew<T> {
+        match Payload::json(input) {
+            Ok(payload) => {
+                let mut s = self.state.borrow_mut();
+                if s.task_index < s.final_task_index {
+                    drop(s);
+                    self.violate(Failure::new(
+                        FailureKind::NonDeterminism,
+                        "the code continues as new in a workflow task whose history went on",
+                    ));
+                } else {
+                    s.continue_as_new = Some(payload);
+                }
+            }
+            Err(e) => self.violate(Failure::new(
+                FailureKind::Serialization,
+                format!("continue_as_new input: {e}"),
+            )),
+        }
+        ContinueAsNew {
+            _output: std::marker::PhantomData,
+        }
+    }
+
     /// Records a violation but still returns a value so the code can continue to its next
     /// await; the executor fails the task afterwards, so the value is never observed outside.
     fn fail_replay<T, F: FnOnce() -> T>(&self, position: u32, message: String, f: F) -> T {
@@ -292,6 +359,19 @@ impl WorkflowContext {
     }
 }
 
+/// Future returned by [`WorkflowContext::continue_as_new`]; it never completes.
+pub struct ContinueAsNew<T> {
+    _output: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> std::future::Future for ContinueAsNew<T> {
+    type Output = T;
+
+    fn poll(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
+        std::task::Poll::Pending
+    }
+}
+
 fn describe_mismatch(mode: CheckMode, recorded: &CommandSpec, now: &CommandSpec) -> Option<String> {
     let differs = match (recorded, now) {
         (
@@ -312,6 +392,44 @@ fn describe_mismatch(mode: CheckMode, recorded: &CommandSpec, now: &CommandSpec)
         },
         (CommandSpec::Timer { due: d1 }, CommandSpec::Timer { due: d2 }) => mode == CheckMode::Strict && d1 != d2,
         (CommandSpec::Inline { .. }, CommandSpec::Inline { .. }) => false,
+        (
+            CommandSpec::Receive {
+                channel: c1,
+                filter: f1,
+                limit: l1,
+            },
+            CommandSpec::Receive {
+                channel: c2,
+                filter: f2,
+                limit: l2,
+            },
+        ) => match mode {
+            CheckMode::None => false,
+            CheckMode::Simple => c1 != c2,
+            CheckMode::Strict => c1 != c2 || f1 != f2 || l1 != l2,
+        },
+        (CommandSpec::DeclareChannel { channel: c1, .. }, CommandSpec::DeclareChannel { channel: c2, .. }) => {
+            mode != CheckMode::None && c1 != c2
+        }
+        (
+            CommandSpec::ChildWorkflow {
+                workflow: w1,
+                input: i1,
+                detached: d1,
+                ..
+            },
+            CommandSpec::ChildWorkflow {
+                workflow: w2,
+                input: i2,
+                detached: d2,
+                ..
+            },
+        ) => match mode {
+            CheckMode::None => false,
+            CheckMode::Simple => w1 != w2 || d1 != d2,
+            CheckMode::Strict => w1 != w2 || d1 != d2 || i1 != i2,
+        },
+        (CommandSpec::Patch { change_id: p1 }, CommandSpec::Patch { change_id: p2 }) => p1 != p2,
         _ => true,
     };
     differs.then(|| {

@@ -26,6 +26,8 @@ enum DeferredState {
 pub struct Deferred<T, E = std::convert::Infallible> {
     ctx: WorkflowContext,
     state: DeferredState,
+    /// A timer that ends the wait with a `TimedOut` failure if it fires first.
+    timeout: Option<(CommandId, std::time::Duration)>,
     _types: PhantomData<fn() -> (T, E)>,
 }
 
@@ -40,16 +42,28 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Deferred<T, E> {
         Self {
             ctx,
             state,
+            timeout: None,
             _types: PhantomData,
         }
     }
 
-    fn failed(ctx: WorkflowContext, failure: Failure) -> Self {
+    pub(crate) fn failed(ctx: WorkflowContext, failure: Failure) -> Self {
         Self {
             ctx,
             state: DeferredState::Failed(Some(failure)),
+            timeout: None,
             _types: PhantomData,
         }
+    }
+
+    /// Adds a global timeout: a durable timer started now; if it fires before the result
+    /// arrives, the deferred ends with a `TimedOut` failure (the call itself is not stopped).
+    pub(crate) fn with_timeout(mut self, after: std::time::Duration) -> Self {
+        if matches!(self.state, DeferredState::Command(_)) {
+            let due = self.ctx.now().saturating_add(after);
+            self.timeout = self.ctx.command(CommandSpec::Timer { due }).map(|timer| (timer, after));
+        }
+        self
     }
 
     /// The command's id (also the task id a service sees), once made.
@@ -79,7 +93,7 @@ fn convert<T: DeserializeOwned, E: DeserializeOwned>(outcome: Outcome) -> Result
             ))
         }),
         Outcome::Failed(failure) => {
-            if failure.kind == FailureKind::ServiceError {
+            if matches!(failure.kind, FailureKind::ServiceError | FailureKind::WorkflowError) {
                 if let Some(Ok(e)) = failure.error.as_ref().map(Payload::decode::<E>) {
                     return Err(CallError::Service(e));
                 }
@@ -97,7 +111,15 @@ impl<T: DeserializeOwned, E: DeserializeOwned> Future for Deferred<T, E> {
         match &mut this.state {
             DeferredState::Command(id) => match this.ctx.poll_result(*id) {
                 Some(outcome) => Poll::Ready(convert(outcome)),
-                None => Poll::Pending,
+                None => match this.timeout {
+                    Some((timer, after)) if this.ctx.poll_result(timer).is_some() => {
+                        Poll::Ready(Err(CallError::Failed(Failure::new(
+                            FailureKind::TimedOut,
+                            format!("no result within {after:?}"),
+                        ))))
+                    }
+                    _ => Poll::Pending,
+                },
             },
             DeferredState::Failed(failure) => match failure.take() {
                 Some(f) => Poll::Ready(Err(CallError::Failed(f))),
@@ -133,6 +155,13 @@ impl<T: DeserializeOwned, E: DeserializeOwned> ServiceCall<T, E> {
             args,
             _types: PhantomData,
         }
+    }
+
+    /// Issues the call with a global timeout covering queueing and every retry: if no result
+    /// arrives within `after`, the deferred ends with a `TimedOut` failure. The task is not
+    /// stopped; its late result is ignored.
+    pub fn timeout(self, after: std::time::Duration) -> Deferred<T, E> {
+        self.dispatch().with_timeout(after)
     }
 
     /// Issues the call now; the returned deferred resolves when the task ends.

@@ -2,13 +2,15 @@
 
 use baton_shared_schemas::{Failure, FailureKind};
 
-/// Why an awaited service call did not return a value.
+/// Why an awaited call (service task or child workflow) did not return a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallError<E> {
-    /// The service returned its own error (non-retryable, or after its retries ran out).
+    /// The callee returned its own error: a service's error (non-retryable, or after its
+    /// retries ran out) or a child workflow's error.
     Service(E),
-    /// The task failed in another way: panic, execution timeout, undecodable arguments or
-    /// result, unknown method, dead letter. The failure says which.
+    /// The call failed in another way; the failure's kind says which: `Panic`,
+    /// `ExecutionTimeout` (an attempt ran too long), `TimedOut` (the call's global timeout),
+    /// `Cancelled`, `InvalidArguments`, `UnknownMethod`, `Serialization`.
     Failed(Failure),
 }
 
@@ -19,6 +21,11 @@ impl<E> CallError<E> {
             CallError::Service(e) => Some(e),
             CallError::Failed(_) => None,
         }
+    }
+
+    /// Whether the call's global timeout or an attempt's execution timeout ended it.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind(), FailureKind::TimedOut | FailureKind::ExecutionTimeout)
     }
 
     /// The failure kind (`ServiceError` for typed errors).

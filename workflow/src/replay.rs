@@ -80,6 +80,7 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
         waiting: Vec::new(),
         violation: None,
         random_counter: 0,
+        continue_as_new: None,
     });
     let mut run = hosted.workflow.start(ctx.clone(), &task.input)?;
     let mut cx = Context::from_waker(Waker::noop());
@@ -136,6 +137,11 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
     }
 
     let mut s = ctx.state.borrow_mut();
+    if completion.is_none() {
+        if let Some(input) = s.continue_as_new.take() {
+            completion = Some(RunCompletion::ContinueAsNew(input));
+        }
+    }
     let mut waiting = std::mem::take(&mut s.waiting);
     waiting.sort_unstable();
     waiting.dedup();

@@ -82,4 +82,13 @@ pub enum ClientMessage {
         /// Its status.
         status: WorkflowStatusView,
     },
+    /// A page of the ids carrying a tag.
+    WorkflowIds {
+        /// The query.
+        request_id: RequestId,
+        /// Ids on this page.
+        ids: Vec<WorkflowId>,
+        /// Cursor of the next page, if any.
+        next_cursor: Option<String>,
+    },
 }

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::messages::WorkflowOutcome;
 use crate::{
-    ClientId, CommandId, Failure, Payload, RecordedCommand, RequestId, TaskId, TimerId, WorkflowId, WorkflowTaskId,
+    ClientId, CommandId, Failure, Payload, RecordedCommand, RequestId, SignalId, TaskId, TimerId, WorkflowId,
+    WorkflowTaskId,
 };
 
 /// Start a workflow instance.
@@ -33,6 +35,28 @@ pub enum RunCompletion {
     Completed(Payload),
     /// The workflow function returned `Err`.
     Failed(Failure),
+    /// The workflow restarts with this input, same id, fresh history.
+    ContinueAsNew(Payload),
+}
+
+/// The parent of a child workflow.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// The parent's workflow name (its engine topic).
+    pub workflow_name: String,
+    /// The parent instance.
+    pub workflow_id: WorkflowId,
+    /// The parent's command that started the child.
+    pub command_id: CommandId,
+}
+
+/// Which failed tasks an operator retries. Empty fields match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSelector {
+    /// Only this task.
+    pub task_id: Option<TaskId>,
+    /// Only tasks of this service.
+    pub service: Option<String>,
 }
 
 /// The result of one workflow task.
@@ -123,6 +147,50 @@ pub enum WorkflowEngineMessage {
         /// The instance.
         workflow_id: WorkflowId,
     },
+    /// A signal for one of the instance's channels.
+    SendSignal {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// Dedupe id of the signal.
+        signal_id: SignalId,
+        /// Channel name.
+        channel: String,
+        /// The value.
+        value: Payload,
+    },
+    /// Run the failed workflow task again (after a fix was deployed).
+    RetryWorkflowTask {
+        /// The instance.
+        workflow_id: WorkflowId,
+    },
+    /// Run failed tasks again; a run that failed because of them resumes.
+    RetryTasks {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// Which tasks.
+        selector: TaskSelector,
+    },
+    /// Fire every pending timer of the instance now.
+    CompleteTimers {
+        /// The instance.
+        workflow_id: WorkflowId,
+    },
+    /// Start an instance as the child of another.
+    StartChild {
+        /// The child's start.
+        start: StartWorkflow,
+        /// Who to notify when it ends.
+        parent: ParentRef,
+    },
+    /// A child started by one of the instance's commands ended.
+    ChildEnded {
+        /// The parent instance.
+        workflow_id: WorkflowId,
+        /// The parent's command that started the child.
+        command_id: CommandId,
+        /// How the child ended.
+        outcome: WorkflowOutcome,
+    },
 }
 
 impl WorkflowEngineMessage {
@@ -138,7 +206,13 @@ impl WorkflowEngineMessage {
             | Self::TaskCompleted { workflow_id, .. }
             | Self::TaskFailed { workflow_id, .. }
             | Self::TimerFired { workflow_id, .. }
-            | Self::Expire { workflow_id } => *workflow_id,
+            | Self::Expire { workflow_id }
+            | Self::SendSignal { workflow_id, .. }
+            | Self::RetryWorkflowTask { workflow_id }
+            | Self::RetryTasks { workflow_id, .. }
+            | Self::CompleteTimers { workflow_id }
+            | Self::ChildEnded { workflow_id, .. } => *workflow_id,
+            Self::StartChild { start, .. } => start.workflow_id,
         }
     }
 
@@ -155,6 +229,12 @@ impl WorkflowEngineMessage {
             Self::TaskFailed { .. } => "TaskFailed",
             Self::TimerFired { .. } => "TimerFired",
             Self::Expire { .. } => "Expire",
+            Self::SendSignal { .. } => "SendSignal",
+            Self::RetryWorkflowTask { .. } => "RetryWorkflowTask",
+            Self::RetryTasks { .. } => "RetryTasks",
+            Self::CompleteTimers { .. } => "CompleteTimers",
+            Self::StartChild { .. } => "StartChild",
+            Self::ChildEnded { .. } => "ChildEnded",
         }
     }
 }

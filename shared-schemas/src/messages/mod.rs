@@ -3,11 +3,15 @@
 pub mod client;
 pub mod engine;
 pub mod service_task;
+pub mod tag;
+pub mod task_control;
 pub mod timer;
 pub mod workflow_task;
 
 pub use client::{ClientMessage, WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
-pub use engine::{RunCompletion, StartWorkflow, WorkflowEngineMessage, WorkflowTaskCompleted};
+pub use engine::{ParentRef, RunCompletion, StartWorkflow, TaskSelector, WorkflowEngineMessage, WorkflowTaskCompleted};
 pub use service_task::{ExecuteTask, ServiceTaskMessage};
+pub use tag::{TagEngineMessage, TaggedCommand};
+pub use task_control::TaskControlMessage;
 pub use timer::{ScheduledMessage, TimerMessage};
 pub use workflow_task::{ExecuteWorkflowTask, WorkflowTaskMessage};

@@ -2,19 +2,24 @@
 
 mod cancel;
 mod queries;
+mod repair;
+mod results;
+mod signals;
 mod start;
-mod task_result;
 mod workflow_task;
 
 use std::collections::BTreeSet;
 
 use baton_shared_schemas::messages::{
-    ClientMessage, ExecuteWorkflowTask, TimerMessage, WorkflowEngineMessage, WorkflowOutcome, WorkflowTaskMessage,
+    ClientMessage, ExecuteWorkflowTask, TagEngineMessage, TaskControlMessage, TimerMessage, WorkflowEngineMessage,
+    WorkflowOutcome, WorkflowTaskMessage,
 };
-use baton_shared_schemas::{ClientId, CommandId, HistoryEvent, Outcome, TimerId, Topic, WorkflowId, WorkflowTaskId};
+use baton_shared_schemas::{
+    ClientId, CommandId, HistoryEvent, MethodRunId, Outcome, Payload, TimerId, Topic, WorkflowId, WorkflowTaskId,
+};
 
 use crate::EngineError;
-use crate::state::{CompletedRecord, Record, RunningWorkflow, WorkflowState};
+use crate::state::{CompletedRecord, PendingKind, Record, RunningWorkflow, WorkflowState};
 use crate::transition::{Next, Out};
 
 pub(crate) type Step = (Next, &'static str);
@@ -35,7 +40,8 @@ pub(crate) fn handle(
 ) -> Result<Step, EngineError> {
     use WorkflowEngineMessage as M;
     match message {
-        M::Start(m) => start::start(state, m, out),
+        M::Start(m) => start::start(state, m, None, out),
+        M::StartChild { start, parent } => start::start(state, start, Some(parent.clone()), out),
         M::Await { workflow_id, client } => queries::await_result(state, *workflow_id, *client, out),
         M::GetStatus {
             workflow_id,
@@ -49,18 +55,27 @@ pub(crate) fn handle(
         } => cancel::cancel(state, *workflow_id, reason, *client, out),
         M::WorkflowTaskCompleted(m) => workflow_task::completed(state, m, out),
         M::WorkflowTaskFailed { task_id, failure, .. } => workflow_task::failed(state, *task_id, failure),
+        M::RetryWorkflowTask { .. } => workflow_task::retry(state, out),
         M::TaskCompleted { task_id, output, .. } => {
-            task_result::deliver(state, (*task_id).into(), Outcome::Completed(output.clone()), out)
+            results::command_result(state, (*task_id).into(), Outcome::Completed(output.clone()), out)
         }
         M::TaskFailed { task_id, failure, .. } => {
-            task_result::deliver(state, (*task_id).into(), Outcome::Failed(failure.clone()), out)
+            results::command_result(state, (*task_id).into(), Outcome::Failed(failure.clone()), out)
         }
-        M::TimerFired { timer_id, .. } => task_result::deliver(
-            state,
-            (*timer_id).into(),
-            Outcome::Completed(baton_shared_schemas::Payload::null()),
-            out,
-        ),
+        M::TimerFired { timer_id, .. } => {
+            results::command_result(state, (*timer_id).into(), Outcome::Completed(Payload::null()), out)
+        }
+        M::ChildEnded {
+            command_id, outcome, ..
+        } => results::command_result(state, *command_id, results::child_outcome(outcome), out),
+        M::CompleteTimers { .. } => results::complete_timers(state, out),
+        M::SendSignal {
+            signal_id,
+            channel,
+            value,
+            ..
+        } => signals::send(state, *signal_id, channel, value, out),
+        M::RetryTasks { selector, .. } => repair::retry_tasks(state, selector, out),
         M::Expire { .. } => queries::expire(state, out),
     }
 }
@@ -73,31 +88,41 @@ pub(crate) fn running(state: &mut WorkflowState) -> Option<(&mut RunningWorkflow
     }
 }
 
-/// Starts the next workflow task: records its start in the history and sends the history to a
-/// worker.
-pub(crate) fn dispatch_workflow_task(
+/// Starts the next workflow task: records its start in the history and sends it.
+pub(crate) fn begin_workflow_task(
     id: WorkflowId,
     r: &mut RunningWorkflow,
     history: &mut Vec<HistoryEvent>,
     out: &mut Out<'_>,
 ) -> Result<(), EngineError> {
     r.task_index += 1;
-    let task_id = WorkflowTaskId::derive(id, r.task_index);
-    r.running_task = Some(task_id);
+    r.task_retry = 0;
     history.push(HistoryEvent::WorkflowTaskStarted {
         index: r.task_index,
         at: out.ctx.now,
     });
+    send_workflow_task(id, r, history, out)
+}
+
+/// Sends the workflow task whose start ends the history to a worker.
+pub(crate) fn send_workflow_task(
+    id: WorkflowId,
+    r: &mut RunningWorkflow,
+    history: &[HistoryEvent],
+    out: &mut Out<'_>,
+) -> Result<(), EngineError> {
+    let task_id = WorkflowTaskId::derive_retry(id, r.task_index, r.task_retry);
+    r.running_task = Some(task_id);
     let task = ExecuteWorkflowTask {
         workflow_id: id,
         workflow_name: r.workflow_name.clone(),
         workflow_version: r.workflow_version,
-        run_id: r.run_id,
+        run_id: MethodRunId::main_of_generation(id, r.generation),
         task_id,
         task_index: r.task_index,
         input: r.input.clone(),
         history_offset: 0,
-        history: history.clone(),
+        history: history.to_vec(),
         tags: r.tags.clone(),
         meta: r.meta.clone(),
     };
@@ -105,6 +130,23 @@ pub(crate) fn dispatch_workflow_task(
         &Topic::workflow_task(&r.workflow_name),
         WorkflowTaskMessage::Execute(task),
     )
+}
+
+/// Records a result: into the history if the code can see it now, into the buffer while a
+/// workflow task is in flight or failed. Returns whether it was recorded and is awaited.
+pub(crate) fn deliver(
+    r: &mut RunningWorkflow,
+    history: &mut Vec<HistoryEvent>,
+    command_id: CommandId,
+    outcome: Outcome,
+) -> bool {
+    let event = HistoryEvent::ResultDelivered { command_id, outcome };
+    if r.running_task.is_some() || r.workflow_task_failure.is_some() {
+        r.buffered.push(event);
+        return false;
+    }
+    history.push(event);
+    r.waiting_on.contains(&command_id)
 }
 
 /// Tells a client how an instance ended.
@@ -120,8 +162,68 @@ pub(crate) fn reply_outcome(
     )
 }
 
-/// Ends a running instance: replaces it with its completed record, notifies waiting clients,
-/// cancels its pending timers and schedules the record's removal.
+/// Stops what the run still has going: running tasks are asked to stop, timers cancelled,
+/// children cancelled.
+pub(crate) fn cancel_owned_work(id: WorkflowId, r: &RunningWorkflow, out: &mut Out<'_>) -> Result<(), EngineError> {
+    for (command, pending) in &r.pending {
+        match &pending.kind {
+            PendingKind::Task { service } => out.emit(
+                &Topic::task_control(service),
+                TaskControlMessage::Cancel {
+                    task_id: (*command).into(),
+                },
+            )?,
+            PendingKind::Timer => out.emit(
+                &Topic::timers(),
+                TimerMessage::Cancel {
+                    timer_id: (*command).into(),
+                },
+            )?,
+            PendingKind::Child { workflow } => out.emit(
+                &Topic::workflow_cmd(workflow),
+                WorkflowEngineMessage::Cancel {
+                    workflow_id: command.child_workflow(),
+                    reason: format!("parent workflow {id} ended"),
+                    client: None,
+                },
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// Publishes tag maintenance for an instance's tags.
+pub(crate) fn tag_messages(
+    workflow_name: &str,
+    tags: &[String],
+    id: WorkflowId,
+    add: bool,
+    out: &mut Out<'_>,
+) -> Result<(), EngineError> {
+    let topic = Topic::workflow_tag(workflow_name);
+    for tag in tags {
+        let (workflow_name, tag) = (workflow_name.to_string(), tag.clone());
+        let message = if add {
+            TagEngineMessage::AddTag {
+                workflow_name,
+                tag,
+                workflow_id: id,
+            }
+        } else {
+            TagEngineMessage::RemoveTag {
+                workflow_name,
+                tag,
+                workflow_id: id,
+            }
+        };
+        out.emit(&topic, message)?;
+    }
+    Ok(())
+}
+
+/// Ends a running instance: replaces it with its completed record, notifies waiting clients
+/// and the parent, stops owned work and schedules the record's removal. A failed run keeps
+/// its history and last state so failed tasks can be retried.
 pub(crate) fn finish(
     state: &mut WorkflowState,
     outcome: WorkflowOutcome,
@@ -136,15 +238,20 @@ pub(crate) fn finish(
     for client in unique(&r.waiting_clients) {
         reply_outcome(client, id, outcome.clone(), out)?;
     }
-    for (command, pending) in &r.pending {
-        if pending.is_timer {
-            out.emit(
-                &Topic::timers(),
-                TimerMessage::Cancel {
-                    timer_id: (*command).into(),
-                },
-            )?;
-        }
+    if let Some(parent) = &r.parent {
+        out.emit(
+            &Topic::workflow_engine(&parent.workflow_name),
+            WorkflowEngineMessage::ChildEnded {
+                workflow_id: parent.workflow_id,
+                command_id: parent.command_id,
+                outcome: outcome.clone(),
+            },
+        )?;
+    }
+    cancel_owned_work(id, r, out)?;
+    let failed = matches!(outcome, WorkflowOutcome::Failed(_));
+    if !failed {
+        tag_messages(&r.workflow_name, &r.tags, id, false, out)?;
     }
     let expire = out.scheduled(
         &Topic::workflow_engine(&r.workflow_name),
@@ -158,6 +265,11 @@ pub(crate) fn finish(
             message: expire,
         },
     )?;
+    let resumable = failed.then(|| {
+        let mut snapshot = r.clone();
+        snapshot.waiting_clients.clear();
+        Box::new(snapshot)
+    });
     state.head.record = Record::Completed(CompletedRecord {
         workflow_name: r.workflow_name.clone(),
         workflow_version: r.workflow_version,
@@ -167,9 +279,12 @@ pub(crate) fn finish(
         expires_at,
         workflow_tasks: r.task_index,
         outcome,
+        resumable,
     });
-    state.history.clear();
-    state.replace_history = true;
+    if !failed {
+        state.history.clear();
+        state.replace_history = true;
+    }
     Ok(())
 }
 
@@ -177,7 +292,7 @@ fn unique(clients: &[ClientId]) -> Vec<ClientId> {
     clients.iter().copied().collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-/// Whether any buffered result completes something the code waits on.
+/// Whether any of these results completes something the code waits on.
 pub(crate) fn wakes(events: &[HistoryEvent], waiting_on: &BTreeSet<CommandId>) -> bool {
     events
         .iter()

@@ -60,8 +60,14 @@ pub(crate) fn status(
 }
 
 pub(crate) fn expire(state: Option<WorkflowState>, out: &mut Out<'_>) -> Result<Step, EngineError> {
-    match state.as_ref().map(|s| &s.head.record) {
-        Some(Record::Completed(c)) if c.expires_at <= out.ctx.now => Ok((Next::Delete, "expired")),
+    match state.as_ref().map(|s| (s.id, &s.head.record)) {
+        Some((id, Record::Completed(c))) if c.expires_at <= out.ctx.now => {
+            if c.resumable.is_some() {
+                // A failed run kept its tags so it could be found and retried by tag.
+                super::tag_messages(&c.workflow_name, &c.tags, id, false, out)?;
+            }
+            Ok((Next::Delete, "expired"))
+        }
         Some(_) => keep("not expired"),
         None => keep("already removed"),
     }

@@ -1,16 +1,18 @@
-//! `WorkflowTaskCompleted` and `WorkflowTaskFailed`: the outcome of replaying workflow code.
+//! `WorkflowTaskCompleted`, `WorkflowTaskFailed` and `RetryWorkflowTask`: the outcome of
+//! replaying workflow code, and an operator's retry of a failed replay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use baton_shared_schemas::messages::{
-    ExecuteTask, RunCompletion, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowOutcome,
-    WorkflowTaskCompleted,
+    ExecuteTask, ParentRef, RunCompletion, ServiceTaskMessage, StartWorkflow, TimerMessage, WorkflowEngineMessage,
+    WorkflowOutcome, WorkflowTaskCompleted,
 };
-use baton_shared_schemas::{CommandSpec, Failure, HistoryEvent, Topic, WorkflowTaskId};
+use baton_shared_schemas::{CommandSpec, Failure, HistoryEvent, Payload, Topic, WorkflowId, WorkflowTaskId};
 
-use super::{Step, dispatch_workflow_task, finish, keep, running, wakes, write};
+use super::signals::drain_mailbox;
+use super::{Step, begin_workflow_task, cancel_owned_work, finish, keep, running, send_workflow_task, wakes, write};
 use crate::EngineError;
-use crate::state::{PendingCommand, WorkflowState};
+use crate::state::{ActiveReceive, PendingCommand, PendingKind, RunningWorkflow, WorkflowState};
 use crate::transition::Out;
 
 pub(crate) fn completed(
@@ -32,19 +34,25 @@ pub(crate) fn completed(
     r.workflow_task_failure = None;
     r.workflow_version.get_or_insert(m.workflow_version);
 
+    let mut new_receives = false;
     for command in &m.new_commands {
         history.push(HistoryEvent::CommandRecorded {
             task_index: r.task_index,
             command: command.clone(),
         });
-        let pending = PendingCommand {
+        let pending = |kind| PendingCommand {
             position: command.position,
             description: command.spec.describe(),
-            is_timer: false,
+            kind,
         };
         match &command.spec {
             CommandSpec::ServiceTask { service, method, args } => {
-                r.pending.insert(command.command_id, pending);
+                r.pending.insert(
+                    command.command_id,
+                    pending(PendingKind::Task {
+                        service: service.clone(),
+                    }),
+                );
                 let task = ExecuteTask {
                     task_id: command.command_id.into(),
                     service: service.clone(),
@@ -60,13 +68,7 @@ pub(crate) fn completed(
                 out.emit(&Topic::service_task(service), ServiceTaskMessage::Execute(task))?;
             }
             CommandSpec::Timer { due } => {
-                r.pending.insert(
-                    command.command_id,
-                    PendingCommand {
-                        is_timer: true,
-                        ..pending
-                    },
-                );
+                r.pending.insert(command.command_id, pending(PendingKind::Timer));
                 let fired = WorkflowEngineMessage::TimerFired {
                     workflow_id: id,
                     timer_id: command.command_id.into(),
@@ -81,28 +83,122 @@ pub(crate) fn completed(
                     },
                 )?;
             }
-            CommandSpec::Inline { .. } => {}
+            CommandSpec::Receive { channel, filter, limit } => {
+                r.receives.push(ActiveReceive {
+                    command_id: command.command_id,
+                    channel: channel.clone(),
+                    filter: filter.clone(),
+                    limit: (*limit).max(1),
+                    received: 0,
+                });
+                new_receives = true;
+            }
+            CommandSpec::DeclareChannel {
+                channel,
+                discard_unreceived,
+            } => {
+                if *discard_unreceived {
+                    r.discarding_channels.insert(channel.clone());
+                    let before = r.mailbox.len();
+                    r.mailbox.retain(|s| &s.channel != channel);
+                    r.discarded_signals += u32::try_from(before - r.mailbox.len()).unwrap_or(u32::MAX);
+                } else {
+                    r.discarding_channels.remove(channel);
+                }
+            }
+            CommandSpec::ChildWorkflow {
+                workflow,
+                input,
+                tags,
+                meta,
+                detached,
+            } => {
+                let start = StartWorkflow {
+                    workflow_id: command.command_id.child_workflow(),
+                    workflow_name: workflow.clone(),
+                    input: input.clone(),
+                    tags: tags.clone(),
+                    meta: meta.clone(),
+                    reply_to: None,
+                };
+                let message = if *detached {
+                    WorkflowEngineMessage::Start(start)
+                } else {
+                    r.pending.insert(
+                        command.command_id,
+                        pending(PendingKind::Child {
+                            workflow: workflow.clone(),
+                        }),
+                    );
+                    let parent = ParentRef {
+                        workflow_name: r.workflow_name.clone(),
+                        workflow_id: id,
+                        command_id: command.command_id,
+                    };
+                    WorkflowEngineMessage::StartChild { start, parent }
+                };
+                out.emit(&Topic::workflow_cmd(workflow), message)?;
+            }
+            CommandSpec::Inline { .. } | CommandSpec::Patch { .. } => {}
         }
     }
 
-    if let Some(completion) = &m.completion {
-        let outcome = match completion {
-            RunCompletion::Completed(p) => WorkflowOutcome::Completed(p.clone()),
-            RunCompletion::Failed(f) => WorkflowOutcome::Failed(f.clone()),
-        };
-        finish(&mut state, outcome, out)?;
-        return write(state, "workflow ended");
+    match &m.completion {
+        Some(RunCompletion::Completed(p)) => {
+            finish(&mut state, WorkflowOutcome::Completed(p.clone()), out)?;
+            return write(state, "workflow ended");
+        }
+        Some(RunCompletion::Failed(f)) => {
+            finish(&mut state, WorkflowOutcome::Failed(f.clone()), out)?;
+            return write(state, "workflow ended");
+        }
+        Some(RunCompletion::ContinueAsNew(input)) => {
+            continue_as_new(id, r, input, out)?;
+            state.history.clear();
+            state.replace_history = true;
+            if let Some((r, history)) = running(&mut state) {
+                begin_workflow_task(id, r, history, out)?;
+            }
+            return write(state, "continued as new");
+        }
+        None => {}
     }
 
     r.waiting_on = m.waiting_on.iter().copied().collect();
     let buffered = std::mem::take(&mut r.buffered);
-    let wake = wakes(&buffered, &r.waiting_on);
+    let mut wake = wakes(&buffered, &r.waiting_on);
     history.extend(buffered);
+    if new_receives {
+        wake |= drain_mailbox(r, history);
+    }
     if wake {
-        dispatch_workflow_task(id, r, history, out)?;
-        return write(state, "workflow task applied; buffered results woke the workflow");
+        begin_workflow_task(id, r, history, out)?;
+        return write(state, "workflow task applied; available results woke the workflow");
     }
     write(state, "workflow task applied")
+}
+
+/// Restarts the run with a new input: owned work stops, the history starts afresh; tags,
+/// waiting clients, the parent and unconsumed signals carry over.
+fn continue_as_new(
+    id: WorkflowId,
+    r: &mut RunningWorkflow,
+    input: &Payload,
+    out: &mut Out<'_>,
+) -> Result<(), EngineError> {
+    cancel_owned_work(id, r, out)?;
+    r.generation += 1;
+    r.input = input.clone();
+    r.task_index = 0;
+    r.task_retry = 0;
+    r.pending.clear();
+    r.waiting_on = BTreeSet::new();
+    // Results of the old run's commands can no longer be used; signals can.
+    r.buffered.clear();
+    r.receives.clear();
+    r.discarding_channels.clear();
+    r.workflow_task_failure = None;
+    Ok(())
 }
 
 pub(crate) fn failed(
@@ -124,4 +220,21 @@ pub(crate) fn failed(
     r.running_task = None;
     r.workflow_task_failure = Some(failure.clone());
     write(state, "workflow task failed")
+}
+
+pub(crate) fn retry(state: Option<WorkflowState>, out: &mut Out<'_>) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        return keep("retry of an unknown instance");
+    };
+    let id = state.id;
+    let Some((r, history)) = running(&mut state) else {
+        return keep("retry of an ended instance");
+    };
+    if r.running_task.is_some() || r.workflow_task_failure.is_none() {
+        return keep("no failed workflow task to retry");
+    }
+    r.workflow_task_failure = None;
+    r.task_retry += 1;
+    send_workflow_task(id, r, history, out)?;
+    write(state, "workflow task retried")
 }

@@ -1,0 +1,142 @@
+//! `RetryTasks`: an operator retries failed tasks of a run that failed because of them; the
+//! run resumes as if those tasks had not failed yet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskSelector};
+use baton_shared_schemas::{CommandId, CommandSpec, HistoryEvent, Outcome, Payload, TaskId, Topic};
+
+use super::{Step, keep, tag_messages, write};
+use crate::EngineError;
+use crate::state::{PendingCommand, PendingKind, Record, WorkflowState};
+use crate::transition::Out;
+
+struct TaskCall {
+    position: u32,
+    service: String,
+    method: String,
+    args: Payload,
+}
+
+pub(crate) fn retry_tasks(
+    state: Option<WorkflowState>,
+    selector: &TaskSelector,
+    out: &mut Out<'_>,
+) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        return keep("retry of an unknown instance");
+    };
+    let id = state.id;
+    let resumable = match &state.head.record {
+        Record::Completed(c) => match &c.resumable {
+            Some(r) => r.clone(),
+            None => return keep("the instance did not fail"),
+        },
+        Record::Running(_) => return keep("the instance is running; only a failed run's tasks can be retried"),
+    };
+    let history = &state.history;
+    let calls: HashMap<CommandId, TaskCall> = history
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::CommandRecorded { command, .. } => match &command.spec {
+                CommandSpec::ServiceTask { service, method, args } => Some((
+                    command.command_id,
+                    TaskCall {
+                        position: command.position,
+                        service: service.clone(),
+                        method: method.clone(),
+                        args: args.clone(),
+                    },
+                )),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    // Failures the code made no command after were not handled: they made the run fail.
+    let after_last_command = history
+        .iter()
+        .rposition(|e| matches!(e, HistoryEvent::CommandRecorded { .. }))
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let selected = |command_id: &CommandId| {
+        let Some(call) = calls.get(command_id) else {
+            return false;
+        };
+        selector.task_id.is_none_or(|t| t == TaskId::from(*command_id))
+            && selector.service.as_deref().is_none_or(|s| s == call.service)
+    };
+    let retried: BTreeSet<CommandId> = history[after_last_command..]
+        .iter()
+        .filter_map(|e| match e {
+            HistoryEvent::ResultDelivered {
+                command_id,
+                outcome: Outcome::Failed(_),
+            } if selected(command_id) => Some(*command_id),
+            _ => None,
+        })
+        .collect();
+    if retried.is_empty() {
+        return keep("no failed task matches");
+    }
+    let task_index = history[..after_last_command]
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            HistoryEvent::WorkflowTaskStarted { index, .. } => Some(*index),
+            _ => None,
+        })
+        .unwrap_or(0);
+    // Back to the last workflow task that made commands: later task starts are dropped, and so
+    // are the retried failures; other results stay.
+    let mut new_history: Vec<HistoryEvent> = history[..after_last_command].to_vec();
+    new_history.extend(history[after_last_command..].iter().cloned().filter(|e| match e {
+        HistoryEvent::ResultDelivered { command_id, .. } => !retried.contains(command_id),
+        _ => false,
+    }));
+
+    let mut r = *resumable;
+    r.task_index = task_index;
+    r.task_retry = 0;
+    r.running_task = None;
+    r.workflow_task_failure = None;
+    r.buffered.clear();
+    for command_id in &retried {
+        let call = &calls[command_id];
+        r.pending.insert(
+            *command_id,
+            PendingCommand {
+                position: call.position,
+                description: format!("task {}.{}", call.service, call.method),
+                kind: PendingKind::Task {
+                    service: call.service.clone(),
+                },
+            },
+        );
+        let task = ExecuteTask {
+            task_id: (*command_id).into(),
+            service: call.service.clone(),
+            method: call.method.clone(),
+            args: call.args.clone(),
+            attempt: 1,
+            workflow_id: id,
+            workflow_name: r.workflow_name.clone(),
+            previous_failures: Vec::new(),
+            tags: Vec::new(),
+            meta: BTreeMap::new(),
+        };
+        out.emit(&Topic::service_task(&call.service), ServiceTaskMessage::Execute(task))?;
+    }
+    // What the code waited on before is not known here: wake on any result of the run.
+    r.waiting_on = r
+        .pending
+        .keys()
+        .copied()
+        .chain(r.receives.iter().map(|rc| rc.command_id.nth(rc.received)))
+        .collect();
+    tag_messages(&r.workflow_name, &r.tags, id, true, out)?;
+    state.head.record = Record::Running(r);
+    state.history = new_history;
+    state.replace_history = true;
+    write(state, "failed tasks retried; the run resumes")
+}

@@ -1,0 +1,80 @@
+//! `TaskCompleted`, `TaskFailed`, `TimerFired`, `ChildEnded`, `CompleteTimers`: results of
+//! commands reach the instance.
+
+use baton_shared_schemas::messages::{TimerMessage, WorkflowOutcome};
+use baton_shared_schemas::{CommandId, Failure, FailureKind, Outcome, Payload, Topic};
+
+use super::{Step, begin_workflow_task, deliver, keep, running, write};
+use crate::EngineError;
+use crate::state::{PendingKind, WorkflowState};
+use crate::transition::Out;
+
+/// How a child's end reads to its parent.
+pub(crate) fn child_outcome(outcome: &WorkflowOutcome) -> Outcome {
+    match outcome {
+        WorkflowOutcome::Completed(p) => Outcome::Completed(p.clone()),
+        WorkflowOutcome::Failed(f) => Outcome::Failed(f.clone()),
+        WorkflowOutcome::Cancelled { reason } => Outcome::Failed(Failure::new(
+            FailureKind::Cancelled,
+            format!("child workflow cancelled: {reason}"),
+        )),
+    }
+}
+
+pub(crate) fn command_result(
+    state: Option<WorkflowState>,
+    command_id: CommandId,
+    outcome: Outcome,
+    out: &mut Out<'_>,
+) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        return keep("result for an unknown instance");
+    };
+    let id = state.id;
+    let Some((r, history)) = running(&mut state) else {
+        return keep("result for an ended instance");
+    };
+    // The pending set is the semantic dedupe: a redelivered or repeated result finds nothing.
+    if r.pending.remove(&command_id).is_none() {
+        return keep("duplicate result");
+    }
+    if deliver(r, history, command_id, outcome) {
+        begin_workflow_task(id, r, history, out)?;
+        return write(state, "result woke the workflow");
+    }
+    let note = if r.running_task.is_some() {
+        "result buffered"
+    } else {
+        "result recorded"
+    };
+    write(state, note)
+}
+
+pub(crate) fn complete_timers(state: Option<WorkflowState>, out: &mut Out<'_>) -> Result<Step, EngineError> {
+    let Some(mut state) = state else {
+        return keep("complete timers of an unknown instance");
+    };
+    let id = state.id;
+    let Some((r, history)) = running(&mut state) else {
+        return keep("complete timers of an ended instance");
+    };
+    let timers: Vec<CommandId> = r
+        .pending
+        .iter()
+        .filter(|(_, p)| p.kind == PendingKind::Timer)
+        .map(|(c, _)| *c)
+        .collect();
+    if timers.is_empty() {
+        return keep("no pending timer");
+    }
+    let mut wake = false;
+    for timer in timers {
+        r.pending.remove(&timer);
+        out.emit(&Topic::timers(), TimerMessage::Cancel { timer_id: timer.into() })?;
+        wake |= deliver(r, history, timer, Outcome::Completed(Payload::null()));
+    }
+    if wake {
+        begin_workflow_task(id, r, history, out)?;
+    }
+    write(state, "timers completed")
+}
