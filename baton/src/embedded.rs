@@ -1,4 +1,4 @@
-//! Embedded mode: the engine, the timer service and the user's workers in one process, on the
+//! Embedded mode: the engine, the timer service, the tag engine and the user's workers in one process, on the
 //! in-memory transport and store, talking through the same topics and bincode messages as a
 //! distributed deployment.
 
@@ -33,6 +33,7 @@ pub struct EmbeddedBuilder {
     worker: Result<Worker, WorkerError>,
     engine: EngineConfig,
     timers: TimerConfig,
+    tags: baton_tag_engine::TagEngineConfig,
     memory: MemoryConfig,
     clock: Arc<dyn Clock>,
     layer: Option<TransportLayer>,
@@ -82,6 +83,12 @@ impl EmbeddedBuilder {
         self
     }
 
+    /// Tag engine settings (its workflow and service lists are filled in from the registrations).
+    pub fn tag_config(mut self, config: baton_tag_engine::TagEngineConfig) -> Self {
+        self.tags = config;
+        self
+    }
+
     /// In-memory transport settings.
     pub fn transport_config(mut self, config: MemoryConfig) -> Self {
         self.memory = config;
@@ -108,6 +115,11 @@ impl EmbeddedBuilder {
         let worker = self.worker?;
         let mut engine = self.engine;
         engine.workflows = worker.workflow_names();
+        let tags = baton_tag_engine::TagEngineConfig {
+            workflows: worker.workflow_names(),
+            services: worker.service_names(),
+            ..self.tags
+        };
         if engine.workflows.is_empty() {
             return Err(EmbeddedError::NoWorkflow);
         }
@@ -133,6 +145,16 @@ impl EmbeddedBuilder {
             "timer-service",
             baton_timer_service::run(
                 self.timers,
+                shared.clone(),
+                Arc::new(store.clone()),
+                self.clock.clone(),
+                token.clone(),
+            ),
+        );
+        supervisor.spawn(
+            "tag-engine",
+            baton_tag_engine::run(
+                tags,
                 shared.clone(),
                 Arc::new(store.clone()),
                 self.clock.clone(),
@@ -168,6 +190,7 @@ impl Embedded {
             worker: Ok(Worker::new(WorkerConfig::default())),
             engine: EngineConfig::default(),
             timers: TimerConfig::default(),
+            tags: baton_tag_engine::TagEngineConfig::default(),
             memory: MemoryConfig::default(),
             clock: Arc::new(SystemClock),
             layer: None,

@@ -32,11 +32,13 @@ pub use baton_service_worker::{
     MethodOptions, RetryPolicy, ServiceError, ServiceHandler, ServiceOptions, TaskContext, Worker, WorkerConfig,
     WorkerError,
 };
-pub use baton_shared_schemas::messages::{WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
+pub use baton_shared_schemas::messages::{
+    TaggedCommand, TaskSelector, WorkflowOutcome, WorkflowStatus, WorkflowStatusView,
+};
 pub use baton_shared_schemas::{ClientId, Failure, FailureKind, Payload, TaskId, Timestamp, WorkflowId};
 pub use baton_workflow::{
-    CallError, CheckMode, Deferred, Either, ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of,
-    race,
+    CallError, Channel, CheckMode, ChildCall, ContinueAsNew, Deferred, Either, Filter, NoError, Receiver, Saga,
+    ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of, race,
 };
 pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, TransportLayer};
 
@@ -45,6 +47,7 @@ pub mod components {
     pub use baton_runtime as runtime;
     pub use baton_shared_schemas as schemas;
     pub use baton_storage as storage;
+    pub use baton_tag_engine as tag_engine;
     pub use baton_timer_service as timer_service;
     pub use baton_transport as transport;
     pub use baton_workflow as workflow;

@@ -11,13 +11,15 @@ use std::time::Duration;
 
 use baton_runtime::{CancellationToken, Clock, SystemClock};
 use baton_shared_schemas::messages::{
-    ClientMessage, StartWorkflow, WorkflowEngineMessage, WorkflowOutcome, WorkflowStatusView,
+    ClientMessage, StartWorkflow, TagEngineMessage, TaggedCommand, TaskSelector, WorkflowEngineMessage,
+    WorkflowOutcome, WorkflowStatusView,
 };
 use baton_shared_schemas::{
-    ClientId, Envelope, Failure, FailureKind, Payload, PayloadError, RequestId, Topic, WorkflowId,
+    ClientId, Envelope, Failure, FailureKind, Payload, PayloadError, RequestId, SignalId, TaskId, Topic, WorkflowId,
 };
 use baton_transport::{Publisher, SubscriptionKind, Transport, decode_delivery};
-use baton_workflow::Workflow;
+use baton_workflow::{Channel, Workflow};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
 /// A client operation failed.
@@ -65,6 +67,10 @@ pub enum WorkflowError<E> {
 pub struct StartOptions {
     /// Use this id instead of a fresh one (starting twice with one id starts once).
     pub id: Option<WorkflowId>,
+    /// A business key naming the instance (an order number, an email). The instance's id is
+    /// derived from it, so a second start with the same custom id attaches to the instance
+    /// instead of starting another; `id` is ignored when this is set.
+    pub custom_id: Option<String>,
     /// Tags of the instance.
     pub tags: Vec<String>,
     /// Metadata of the instance.
@@ -76,10 +82,13 @@ enum ResultSlot {
     Done(WorkflowOutcome),
 }
 
+type IdPage = (Vec<WorkflowId>, Option<String>);
+
 #[derive(Default)]
 struct Pending {
     results: HashMap<WorkflowId, ResultSlot>,
     statuses: HashMap<RequestId, oneshot::Sender<Result<WorkflowStatusView, ClientError>>>,
+    id_pages: HashMap<RequestId, oneshot::Sender<IdPage>>,
 }
 
 struct Inner {
@@ -128,6 +137,15 @@ impl Inner {
             ClientMessage::Status { request_id, status, .. } => {
                 if let Some(tx) = pending.statuses.remove(&request_id) {
                     let _ = tx.send(Ok(status));
+                }
+            }
+            ClientMessage::WorkflowIds {
+                request_id,
+                ids,
+                next_cursor,
+            } => {
+                if let Some(tx) = pending.id_pages.remove(&request_id) {
+                    let _ = tx.send((ids, next_cursor));
                 }
             }
         }
@@ -218,7 +236,10 @@ impl Client {
         input: Payload,
         options: StartOptions,
     ) -> Result<WorkflowId, ClientError> {
-        let workflow_id = options.id.unwrap_or_default();
+        let workflow_id = match &options.custom_id {
+            Some(custom) => WorkflowId::from_custom_id(workflow, custom),
+            None => options.id.unwrap_or_default(),
+        };
         // Register interest first so a fast result is not missed.
         self.inner
             .pending()
@@ -323,6 +344,165 @@ impl Client {
         .await
     }
 
+    /// Sends a signal to an instance's channel (by name, with an encoded value).
+    pub async fn signal_raw(
+        &self,
+        workflow: &str,
+        id: WorkflowId,
+        channel: &str,
+        value: Payload,
+    ) -> Result<(), ClientError> {
+        let message = WorkflowEngineMessage::SendSignal {
+            workflow_id: id,
+            signal_id: SignalId::new(),
+            channel: channel.to_string(),
+            value,
+        };
+        self.send(workflow, message).await
+    }
+
+    /// Retries the failed workflow task of an instance (after a fix was deployed).
+    pub async fn retry_workflow_task(&self, workflow: &str, id: WorkflowId) -> Result<(), ClientError> {
+        self.send(workflow, WorkflowEngineMessage::RetryWorkflowTask { workflow_id: id })
+            .await
+    }
+
+    /// Retries the failed tasks of an instance whose run failed because of them; the run resumes.
+    pub async fn retry_tasks(&self, workflow: &str, id: WorkflowId, selector: TaskSelector) -> Result<(), ClientError> {
+        self.send(
+            workflow,
+            WorkflowEngineMessage::RetryTasks {
+                workflow_id: id,
+                selector,
+            },
+        )
+        .await
+    }
+
+    /// Fires every pending timer of an instance now.
+    pub async fn complete_timers(&self, workflow: &str, id: WorkflowId) -> Result<(), ClientError> {
+        self.send(workflow, WorkflowEngineMessage::CompleteTimers { workflow_id: id })
+            .await
+    }
+
+    /// Sends a command to every instance of `workflow` carrying `tag`.
+    pub async fn by_tag(&self, workflow: &str, tag: &str, command: TaggedCommand) -> Result<(), ClientError> {
+        let message = TagEngineMessage::ByTag {
+            workflow_name: workflow.to_string(),
+            tag: tag.to_string(),
+            command,
+            cursor: None,
+        };
+        self.inner
+            .publisher
+            .publish(&Topic::workflow_tag(workflow), message, self.inner.clock.now())
+            .await?;
+        Ok(())
+    }
+
+    /// Signals every instance of `W` carrying `tag`.
+    pub async fn signal_by_tag<W: Workflow, T: Serialize>(
+        &self,
+        tag: &str,
+        channel: &Channel<T>,
+        value: &T,
+    ) -> Result<(), ClientError> {
+        let command = TaggedCommand::Signal {
+            channel: channel.name().to_string(),
+            value: Payload::json(value)?,
+            signal_id: SignalId::new(),
+        };
+        self.by_tag(W::NAME, tag, command).await
+    }
+
+    /// Cancels every instance of `workflow` carrying `tag`.
+    pub async fn cancel_by_tag(&self, workflow: &str, tag: &str, reason: &str) -> Result<(), ClientError> {
+        self.by_tag(
+            workflow,
+            tag,
+            TaggedCommand::Cancel {
+                reason: reason.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// One page of the ids of `workflow` instances carrying `tag`.
+    pub async fn ids_by_tag_page(
+        &self,
+        workflow: &str,
+        tag: &str,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<IdPage, ClientError> {
+        let request_id = RequestId::new();
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending().id_pages.insert(request_id, tx);
+        let message = TagEngineMessage::GetIds {
+            workflow_name: workflow.to_string(),
+            tag: tag.to_string(),
+            cursor,
+            limit,
+            client: self.inner.id,
+            request_id,
+        };
+        self.inner
+            .publisher
+            .publish(&Topic::workflow_tag(workflow), message, self.inner.clock.now())
+            .await?;
+        match tokio::time::timeout(self.inner.reply_timeout, rx).await {
+            Ok(reply) => reply.map_err(|_| ClientError::Closed),
+            Err(_) => {
+                self.inner.pending().id_pages.remove(&request_id);
+                Err(ClientError::Timeout(self.inner.reply_timeout))
+            }
+        }
+    }
+
+    /// Every id of `workflow` instances carrying `tag` (running ones, and ended ones until
+    /// their tags are removed).
+    pub async fn ids_by_tag(&self, workflow: &str, tag: &str) -> Result<Vec<WorkflowId>, ClientError> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (ids, next) = self.ids_by_tag_page(workflow, tag, cursor, 1_000).await?;
+            all.extend(ids);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Completes a task its service handed back (`TaskContext::delegate`).
+    pub async fn complete_delegated_task<T: Serialize>(
+        &self,
+        service: &str,
+        task_id: TaskId,
+        value: &T,
+    ) -> Result<(), ClientError> {
+        self.delegated(service, task_id, Ok(Payload::json(value)?)).await
+    }
+
+    /// Fails a task its service handed back; the workflow gets a service error with `message`.
+    pub async fn fail_delegated_task(&self, service: &str, task_id: TaskId, message: &str) -> Result<(), ClientError> {
+        self.delegated(service, task_id, Err(message.to_string())).await
+    }
+
+    async fn delegated(
+        &self,
+        service: &str,
+        task_id: TaskId,
+        result: Result<Payload, String>,
+    ) -> Result<(), ClientError> {
+        let message = TagEngineMessage::CompleteDelegatedTask { task_id, result };
+        self.inner
+            .publisher
+            .publish(&Topic::service_tag(service), message, self.inner.clock.now())
+            .await?;
+        Ok(())
+    }
+
     /// Stops receiving replies; waiting calls end with [`ClientError::Closed`].
     pub fn close(&self) {
         self.inner.stop.cancel();
@@ -379,5 +559,27 @@ impl<W: Workflow> WorkflowHandle<W> {
     /// Cancels the instance.
     pub async fn cancel(&self, reason: &str) -> Result<(), ClientError> {
         self.client.cancel(W::NAME, self.id, reason).await
+    }
+
+    /// Sends a value on one of the instance's channels.
+    pub async fn signal<T: Serialize>(&self, channel: &Channel<T>, value: &T) -> Result<(), ClientError> {
+        self.client
+            .signal_raw(W::NAME, self.id, channel.name(), Payload::json(value)?)
+            .await
+    }
+
+    /// Retries the instance's failed workflow task.
+    pub async fn retry_workflow_task(&self) -> Result<(), ClientError> {
+        self.client.retry_workflow_task(W::NAME, self.id).await
+    }
+
+    /// Retries the instance's failed tasks.
+    pub async fn retry_tasks(&self, selector: TaskSelector) -> Result<(), ClientError> {
+        self.client.retry_tasks(W::NAME, self.id, selector).await
+    }
+
+    /// Fires the instance's pending timers now.
+    pub async fn complete_timers(&self) -> Result<(), ClientError> {
+        self.client.complete_timers(W::NAME, self.id).await
     }
 }

@@ -29,6 +29,7 @@ pub struct TaskContext {
     /// Metadata of the task.
     pub meta: BTreeMap<String, String>,
     pub(crate) cancellation: CancellationToken,
+    pub(crate) delegated: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TaskContext {
@@ -48,8 +49,9 @@ impl TaskContext {
         self.task_id.to_string()
     }
 
-    /// Whether the attempt has been asked to stop (execution timeout or worker shutdown
-    /// deadline). Long-running code should check it and return early.
+    /// Whether the attempt has been asked to stop: its workflow was cancelled or ended, its
+    /// execution timeout passed, or the worker is shutting down. Long-running code should check
+    /// it and return early.
     pub fn is_cancelled(&self) -> bool {
         self.cancellation.is_cancelled()
     }
@@ -57,6 +59,19 @@ impl TaskContext {
     /// Completes when the attempt is asked to stop.
     pub async fn cancelled(&self) {
         self.cancellation.cancelled().await;
+    }
+
+    /// Hands the task back: whatever the method returns is ignored, and the task stays open
+    /// until it is completed or failed through the client (`complete_delegated_task` /
+    /// `fail_delegated_task`) with [`task_id`](Self::task_id). Use it when the work finishes in
+    /// another system (a human approval, a callback).
+    pub fn delegate(&self) {
+        self.delegated.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`delegate`](Self::delegate) was called.
+    pub fn is_delegated(&self) -> bool {
+        self.delegated.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) async fn scope<F: Future>(self, f: F) -> F::Output {

@@ -2,14 +2,15 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_runtime::{CancellationToken, Clock};
 use baton_shared_schemas::messages::{
-    ExecuteTask, ServiceTaskMessage, TimerMessage, WorkflowEngineMessage, WorkflowTaskMessage,
+    ExecuteTask, ServiceTaskMessage, TagEngineMessage, TaskControlMessage, TimerMessage, WorkflowEngineMessage,
+    WorkflowTaskMessage,
 };
-use baton_shared_schemas::{AttemptFailure, Envelope, Failure, FailureKind, TimerId, Topic};
+use baton_shared_schemas::{AttemptFailure, Envelope, Failure, FailureKind, TaskId, TimerId, Topic};
 use baton_transport::{
     Delivery, EncodedMessage, Publisher, Subscription, SubscriptionKind, Transport, decode_delivery,
 };
@@ -48,6 +49,8 @@ pub struct WorkerConfig {
     pub workflow_concurrency: usize,
     /// How long shutdown waits for in-flight attempts before cancelling them.
     pub drain_timeout: Duration,
+    /// How long a cancelled task may take to stop on its own before it is dropped.
+    pub cancel_grace: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -56,6 +59,29 @@ impl Default for WorkerConfig {
             concurrency: 64,
             workflow_concurrency: 16,
             drain_timeout: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Tasks cancelled recently, so a retry that arrives after the cancellation is skipped.
+#[derive(Default)]
+struct Cancelled {
+    order: std::collections::VecDeque<TaskId>,
+    set: std::collections::HashSet<TaskId>,
+}
+
+const CANCELLED_KEPT: usize = 100_000;
+
+impl Cancelled {
+    fn insert(&mut self, task: TaskId) {
+        if self.set.insert(task) {
+            self.order.push_back(task);
+            if self.order.len() > CANCELLED_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
         }
     }
 }
@@ -109,6 +135,11 @@ impl Worker {
         self.registry.names().map(str::to_string).collect()
     }
 
+    /// Names of the hosted services.
+    pub fn service_names(&self) -> Vec<String> {
+        self.services.keys().cloned().collect()
+    }
+
     /// Consumes tasks until `shutdown` is cancelled, then stops consuming, waits for in-flight
     /// work (up to the drain timeout, after which attempts are cancelled and redelivered later)
     /// and returns.
@@ -123,10 +154,35 @@ impl Worker {
             clock,
             registry: self.registry,
             attempts: CancellationToken::new(),
+            running: Mutex::new(HashMap::new()),
+            cancelled: Mutex::new(Cancelled::default()),
+            cancel_grace: self.config.cancel_grace,
         });
+        // Each worker has its own subscription to the control topics, so every worker hears
+        // every cancellation and stops the task if it runs it.
+        let control_subscription = format!("{SUBSCRIPTION}-{}", baton_shared_schemas::ClientId::new());
         let service_slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let workflow_slots = Arc::new(Semaphore::new(self.config.workflow_concurrency.max(1)));
         let mut readers = JoinSet::new();
+        for name in self.services.keys() {
+            let mut control = transport
+                .subscribe(
+                    Topic::task_control(name).name(),
+                    &control_subscription,
+                    SubscriptionKind::Shared,
+                )
+                .await?;
+            let (shared, shutdown) = (shared.clone(), shutdown.clone());
+            readers.spawn(async move {
+                loop {
+                    let delivery = tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        next = control.next() => next?,
+                    };
+                    shared.on_control(delivery).await;
+                }
+            });
+        }
         for (name, (handler, options)) in self.services {
             let subscription = transport
                 .subscribe(
@@ -237,6 +293,14 @@ struct Shared {
     registry: Registry,
     /// Cancelled at the drain deadline: running attempts are asked to stop.
     attempts: CancellationToken,
+    /// Tokens of the attempts running here, by task.
+    running: Mutex<HashMap<TaskId, CancellationToken>>,
+    cancelled: Mutex<Cancelled>,
+    cancel_grace: Duration,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A number in `[0, 1)` derived from the task and attempt, for retry jitter.
@@ -249,6 +313,29 @@ fn unit_random(task: &ExecuteTask) -> f64 {
 }
 
 impl Shared {
+    async fn on_control(&self, delivery: Delivery) {
+        match decode_delivery::<TaskControlMessage>(&delivery) {
+            Ok(envelope) => {
+                let TaskControlMessage::Cancel { task_id } = envelope.body;
+                locked(&self.cancelled).insert(task_id);
+                if let Some(token) = locked(&self.running).get(&task_id) {
+                    tracing::debug!(task = %task_id, "cancelling a running task");
+                    token.cancel();
+                }
+                delivery.ack().await;
+            }
+            Err(e) => {
+                delivery
+                    .dead_letter(&format!("undecodable task control message: {e}"))
+                    .await
+            }
+        }
+    }
+
+    fn was_cancelled(&self, task: TaskId) -> bool {
+        locked(&self.cancelled).set.contains(&task)
+    }
+
     async fn execute_service_task(&self, delivery: Delivery, handler: &dyn ServiceHandler, options: &ServiceOptions) {
         let envelope: Envelope<ServiceTaskMessage> = match decode_delivery(&delivery) {
             Ok(e) => e,
@@ -258,8 +345,15 @@ impl Shared {
             }
         };
         let ServiceTaskMessage::Execute(task) = envelope.body;
+        if self.was_cancelled(task.task_id) {
+            // Its workflow was cancelled or ended, e.g. while this attempt waited for its retry.
+            delivery.ack().await;
+            return;
+        }
         let method = options.for_method(&task.method);
         let cancellation = self.attempts.child_token();
+        locked(&self.running).insert(task.task_id, cancellation.clone());
+        let delegated = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let context = TaskContext {
             task_id: task.task_id,
             attempt: task.attempt,
@@ -270,29 +364,73 @@ impl Shared {
             tags: task.tags.clone(),
             meta: task.meta.clone(),
             cancellation: cancellation.clone(),
+            delegated: delegated.clone(),
         };
         let call = AssertUnwindSafe(handler.call(&task.method, task.args.clone())).catch_unwind();
-        let outcome = tokio::select! {
-            r = context.scope(tokio::time::timeout(method.timeout, call)) => match r {
-                Ok(Ok(result)) => result,
-                Ok(Err(panic)) => Err(Failure {
-                    retryable: true,
-                    ..Failure::new(FailureKind::Panic, format!("{}.{} panicked: {}", task.service, task.method, panic_text(panic.as_ref())))
-                }),
-                Err(_) => {
-                    cancellation.cancel();
-                    Err(Failure {
-                        retryable: true,
-                        ..Failure::new(FailureKind::ExecutionTimeout, format!("{}.{} ran longer than {:?}", task.service, task.method, method.timeout))
-                    })
-                }
-            },
-            _ = cancellation.cancelled() => {
+        let attempt = context.scope(tokio::time::timeout(method.timeout, call));
+        tokio::pin!(attempt);
+        let finished = tokio::select! {
+            r = &mut attempt => Some(r),
+            _ = cancellation.cancelled() => None,
+        };
+        let finished = match finished {
+            Some(r) => r,
+            None if self.was_cancelled(task.task_id) => {
+                // Asked to stop: give the attempt a grace period to wind down, then drop it.
+                let _ = tokio::time::timeout(self.cancel_grace, &mut attempt).await;
+                locked(&self.running).remove(&task.task_id);
+                delivery.ack().await;
+                return;
+            }
+            None => {
                 // Worker shutdown deadline: leave the task unacknowledged so it is redelivered.
+                locked(&self.running).remove(&task.task_id);
                 delivery.nack("worker shut down before the attempt finished").await;
                 return;
             }
         };
+        locked(&self.running).remove(&task.task_id);
+        let outcome = match finished {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => Err(Failure {
+                retryable: true,
+                ..Failure::new(
+                    FailureKind::Panic,
+                    format!(
+                        "{}.{} panicked: {}",
+                        task.service,
+                        task.method,
+                        panic_text(panic.as_ref())
+                    ),
+                )
+            }),
+            Err(_) => {
+                cancellation.cancel();
+                Err(Failure {
+                    retryable: true,
+                    ..Failure::new(
+                        FailureKind::ExecutionTimeout,
+                        format!("{}.{} ran longer than {:?}", task.service, task.method, method.timeout),
+                    )
+                })
+            }
+        };
+        if delegated.load(std::sync::atomic::Ordering::SeqCst) {
+            let handed_back = TagEngineMessage::TaskDelegated {
+                task_id: task.task_id,
+                workflow_name: task.workflow_name.clone(),
+                workflow_id: task.workflow_id,
+            };
+            match self
+                .publisher
+                .publish(&Topic::service_tag(&task.service), handed_back, self.clock.now())
+                .await
+            {
+                Ok(()) => delivery.ack().await,
+                Err(e) => delivery.nack(&format!("cannot register delegated task: {e}")).await,
+            }
+            return;
+        }
         let now = self.clock.now();
         let engine = Topic::workflow_engine(&task.workflow_name);
         let published = match outcome {

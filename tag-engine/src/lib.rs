@@ -1,10 +1,14 @@
 //! The tag engine: keeps, per workflow name, tag → set of workflow ids, so instances can be
 //! looked up and addressed by tag.
 //!
-//! This crate holds the [`TagIndex`], the storage-facing core of the tag engine. The consumer of
-//! the `workflow-tag:{Workflow}` topics (tag maintenance on start and completion, by-tag
-//! signal/cancel/retry fan-out, custom-id uniqueness) is built on it together with the tag
-//! messages in `shared-schemas`. Depends on the key-set storage trait only.
+//! [`TagIndex`] is the storage-facing core; [`run`] consumes `workflow-tag:{Workflow}` (keyed by
+//! tag: tag maintenance from the engine, id lookups, commands addressed by tag, fanned out a
+//! page at a time) and `service-tag:{Service}` (keyed by task id: delegated tasks, completed or
+//! failed later through the client). Depends on the transport and key-set storage traits.
+
+mod runner;
+
+pub use runner::{TagEngineConfig, run};
 
 use std::sync::Arc;
 
@@ -25,6 +29,9 @@ pub enum TagError {
         /// The bad member.
         member: String,
     },
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] baton_transport::TransportError),
     /// Tags must be non-empty and free of control characters.
     #[error("invalid tag {0:?}: tags are non-empty text without control characters")]
     InvalidTag(String),

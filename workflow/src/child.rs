@@ -35,8 +35,12 @@ impl<W: Workflow> ChildCall<W> {
     }
 
     fn spec(&mut self, detached: bool) -> Result<CommandSpec, Failure> {
-        let input = std::mem::replace(&mut self.input, Ok(Payload::null()))
-            .map_err(|e| Failure::new(FailureKind::Serialization, format!("cannot encode input of {}: {e}", W::NAME)))?;
+        let input = std::mem::replace(&mut self.input, Ok(Payload::null())).map_err(|e| {
+            Failure::new(
+                FailureKind::Serialization,
+                format!("cannot encode input of {}: {e}", W::NAME),
+            )
+        })?;
         Ok(CommandSpec::ChildWorkflow {
             workflow: W::NAME.to_string(),
             input,
@@ -74,7 +78,10 @@ impl<W: Workflow> ChildCall<W> {
                 return WorkflowId(uuid::Uuid::nil());
             }
         };
-        self.ctx.command(spec).map(|c| c.child_workflow()).unwrap_or(WorkflowId(uuid::Uuid::nil()))
+        self.ctx
+            .command(spec)
+            .map(|c| c.child_workflow())
+            .unwrap_or(WorkflowId(uuid::Uuid::nil()))
     }
 }
 

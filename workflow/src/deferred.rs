@@ -23,7 +23,7 @@ enum DeferredState {
 /// The future result of a command, made by `dispatch` (or by awaiting a call directly).
 /// Awaiting it yields the value, or a [`CallError`] the code can match on.
 #[must_use = "a deferred does nothing unless awaited"]
-pub struct Deferred<T, E = std::convert::Infallible> {
+pub struct Deferred<T, E = crate::error::NoError> {
     ctx: WorkflowContext,
     state: DeferredState,
     /// A timer that ends the wait with a `TimedOut` failure if it fires first.

@@ -1,6 +1,18 @@
 //! Errors that workflow code sees from the commands it awaits.
 
 use baton_shared_schemas::{Failure, FailureKind};
+use serde::{Deserialize, Serialize};
+
+/// The error type of results that have no error of their own (signals, timers): it has no
+/// values, so `CallError<NoError>` is always `CallError::Failed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoError {}
+
+impl std::fmt::Display for NoError {
+    fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {}
+    }
+}
 
 /// Why an awaited call (service task or child workflow) did not return a value.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,13 +8,19 @@
 //! calling thread with a no-op waker, so no tokio, real clock or randomness reaches workflow
 //! code except through the context. Pure: no I/O, no async runtime.
 
+mod channel;
+mod child;
 mod context;
 mod deferred;
 mod definition;
 mod error;
 pub mod replay;
+mod saga;
 
-pub use context::{CheckMode, WorkflowContext};
+pub use channel::{Channel, Filter, Receiver};
+pub use child::ChildCall;
+pub use context::{CheckMode, ContinueAsNew, WorkflowContext};
 pub use deferred::{Deferred, Either, ServiceCall, Timer, all_of, any_of, race};
 pub use definition::{ErasedWorkflow, Registry, RegistryError, ServiceStub, Workflow, erase};
-pub use error::CallError;
+pub use error::{CallError, NoError};
+pub use saga::Saga;

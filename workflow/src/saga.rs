@@ -42,7 +42,8 @@ impl Saga {
         F: FnOnce() -> Fut + 'static,
         Fut: Future<Output = Result<(), String>> + 'static,
     {
-        self.compensations.push((name.into(), Box::new(move || Box::pin(compensation()))));
+        self.compensations
+            .push((name.into(), Box::new(move || Box::pin(compensation()))));
     }
 
     /// How many compensations are registered.
