@@ -148,6 +148,8 @@ pub struct CompletedRecord {
 }
 
 /// The record of an instance.
+// One record per instance, moved rarely: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Record {
     /// Still running.

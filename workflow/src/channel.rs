@@ -61,9 +61,11 @@ pub struct Receiver<T> {
     _value: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned> Receiver<T> {
-    /// The next signal, or `None` once the limit is reached.
-    pub fn next(&mut self) -> Option<Deferred<T>> {
+impl<T: DeserializeOwned> Iterator for Receiver<T> {
+    type Item = Deferred<T>;
+
+    /// The next signal's deferred, or `None` once the limit is reached.
+    fn next(&mut self) -> Option<Deferred<T>> {
         if self.next >= self.limit {
             return None;
         }

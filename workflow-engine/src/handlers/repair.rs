@@ -90,10 +90,15 @@ pub(crate) fn retry_tasks(
     // Back to the last workflow task that made commands: later task starts are dropped, and so
     // are the retried failures; other results stay.
     let mut new_history: Vec<HistoryEvent> = history[..after_last_command].to_vec();
-    new_history.extend(history[after_last_command..].iter().cloned().filter(|e| match e {
-        HistoryEvent::ResultDelivered { command_id, .. } => !retried.contains(command_id),
-        _ => false,
-    }));
+    new_history.extend(
+        history[after_last_command..]
+            .iter()
+            .filter(|e| match e {
+                HistoryEvent::ResultDelivered { command_id, .. } => !retried.contains(command_id),
+                _ => false,
+            })
+            .cloned(),
+    );
 
     let mut r = *resumable;
     r.task_index = task_index;
