@@ -109,16 +109,21 @@ impl Inner {
         let mut pending = self.pending();
         match message {
             ClientMessage::WorkflowResult { workflow_id, outcome } => {
-                let slot = pending.results.remove(&workflow_id);
-                match slot {
+                match pending.results.remove(&workflow_id) {
                     Some(ResultSlot::Waiting(waiters)) if !waiters.is_empty() => {
                         for w in waiters {
                             let _ = w.send(Ok(outcome.clone()));
                         }
                     }
-                    _ => {
+                    // Started here and not awaited yet: keep it for `result()`.
+                    Some(ResultSlot::Waiting(_)) => {
                         pending.results.insert(workflow_id, ResultSlot::Done(outcome));
                     }
+                    // Nobody here waits for it (a repeated reply): drop it.
+                    Some(done @ ResultSlot::Done(_)) => {
+                        pending.results.insert(workflow_id, done);
+                    }
+                    None => {}
                 }
             }
             ClientMessage::WorkflowUnknown {

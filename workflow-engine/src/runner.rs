@@ -132,18 +132,46 @@ impl Shard {
         Ok(())
     }
 
+    /// Republishes the outbox of a state loaded from storage (its writer may have crashed before
+    /// publishing it), then stores the state with an empty outbox so it is published once, not
+    /// on every later load.
+    async fn settle_outbox(&mut self, id: WorkflowId) -> Result<(), EngineError> {
+        let Some(cached) = self.cache.get(&id) else {
+            return Ok(());
+        };
+        let (outbox, version) = (cached.state.head.outbox.clone(), cached.version);
+        self.publish(&outbox).await?;
+        let mut settled = cached.state.clone();
+        settled.head.outbox.clear();
+        let (head, history) = settled.encode_for_save().map_err(EngineError::Encode)?;
+        match self.store.save(id, Expected::Version(version), head, history).await {
+            Ok(new_version) => {
+                settled.mark_saved();
+                self.remember(
+                    id,
+                    Cached {
+                        state: settled,
+                        version: new_version,
+                        outbox_published: true,
+                    },
+                );
+            }
+            // Another writer moved on; its own outbox is its own to publish.
+            Err(StorageError::Conflict { .. }) => {
+                self.cache.remove(&id);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
     async fn process(&mut self, envelope: &Envelope<WorkflowEngineMessage>) -> Result<(), EngineError> {
         let id = envelope.body.workflow_id();
         for _ in 0..CAS_ATTEMPTS {
             let (state, expected) = match self.load(id).await? {
                 Some(cached) => {
                     if !cached.outbox_published {
-                        let outbox = cached.state.head.outbox.clone();
-                        let version = cached.version;
-                        self.publish(&outbox).await?;
-                        if let Some(c) = self.cache.get_mut(&id).filter(|c| c.version == version) {
-                            c.outbox_published = true;
-                        }
+                        self.settle_outbox(id).await?;
                     }
                     let cached = self.cache.get(&id).ok_or(EngineError::Contended(id))?;
                     (Some(cached.state.clone()), Expected::Version(cached.version))
@@ -166,7 +194,6 @@ impl Shard {
                     match self.store.save(id, expected, head, history).await {
                         Ok(version) => {
                             state.mark_saved();
-                            let ended = matches!(state.head.record, crate::state::Record::Completed(_));
                             self.remember(
                                 id,
                                 Cached {
@@ -176,10 +203,7 @@ impl Shard {
                                 },
                             );
                             self.publish(&decision.publish).await?;
-                            if ended {
-                                // Ended instances are rarely touched again; the record stays in storage.
-                                self.cache.remove(&id);
-                            } else if let Some(c) = self.cache.get_mut(&id) {
+                            if let Some(c) = self.cache.get_mut(&id) {
                                 c.outbox_published = true;
                             }
                             return Ok(());
