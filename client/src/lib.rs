@@ -18,7 +18,7 @@ use baton_shared_schemas::{
     ClientId, Envelope, Failure, FailureKind, Payload, PayloadError, RequestId, SignalId, TaskId, Topic, WorkflowId,
 };
 use baton_transport::{Publisher, SubscriptionKind, Transport, decode_delivery};
-use baton_workflow::{Channel, Workflow};
+use baton_workflow::{Channel, Method, Workflow};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -37,6 +37,9 @@ pub enum ClientError {
     /// No reply arrived in time.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
+    /// A called method failed (its handler returned an error, or the instance ended first).
+    #[error("method failed: {0}")]
+    MethodFailed(Failure),
     /// The client was closed.
     #[error("client closed")]
     Closed,
@@ -89,6 +92,7 @@ struct Pending {
     results: HashMap<WorkflowId, ResultSlot>,
     statuses: HashMap<RequestId, oneshot::Sender<Result<WorkflowStatusView, ClientError>>>,
     id_pages: HashMap<RequestId, oneshot::Sender<IdPage>>,
+    method_calls: HashMap<RequestId, oneshot::Sender<Result<Payload, ClientError>>>,
 }
 
 struct Inner {
@@ -133,6 +137,9 @@ impl Inner {
                 if let Some(tx) = request_id.and_then(|r| pending.statuses.remove(&r)) {
                     let _ = tx.send(Err(ClientError::UnknownWorkflow(workflow_id)));
                 }
+                if let Some(tx) = request_id.and_then(|r| pending.method_calls.remove(&r)) {
+                    let _ = tx.send(Err(ClientError::UnknownWorkflow(workflow_id)));
+                }
                 if let Some(ResultSlot::Waiting(waiters)) = pending.results.remove(&workflow_id) {
                     for w in waiters {
                         let _ = w.send(Err(ClientError::UnknownWorkflow(workflow_id)));
@@ -142,6 +149,13 @@ impl Inner {
             ClientMessage::Status { request_id, status, .. } => {
                 if let Some(tx) = pending.statuses.remove(&request_id) {
                     let _ = tx.send(Ok(status));
+                }
+            }
+            ClientMessage::MethodResult {
+                invocation_id, result, ..
+            } => {
+                if let Some(tx) = pending.method_calls.remove(&invocation_id) {
+                    let _ = tx.send(result.map_err(ClientError::MethodFailed));
                 }
             }
             ClientMessage::WorkflowIds {
@@ -366,6 +380,53 @@ impl Client {
         self.send(workflow, message).await
     }
 
+    /// Calls a method of a running instance (by name, with encoded arguments) and waits for
+    /// its handler's result.
+    pub async fn call_raw(
+        &self,
+        workflow: &str,
+        id: WorkflowId,
+        method: &str,
+        args: Payload,
+    ) -> Result<Payload, ClientError> {
+        let invocation_id = RequestId::new();
+        let (tx, rx) = oneshot::channel();
+        self.inner.pending().method_calls.insert(invocation_id, tx);
+        let message = WorkflowEngineMessage::CallMethod {
+            workflow_id: id,
+            invocation_id,
+            method: method.to_string(),
+            args,
+            reply_to: Some(self.inner.id),
+        };
+        if let Err(e) = self.send(workflow, message).await {
+            self.inner.pending().method_calls.remove(&invocation_id);
+            return Err(e);
+        }
+        match tokio::time::timeout(self.inner.reply_timeout, rx).await {
+            Ok(reply) => reply.map_err(|_| ClientError::Closed)?,
+            Err(_) => {
+                self.inner.pending().method_calls.remove(&invocation_id);
+                Err(ClientError::Timeout(self.inner.reply_timeout))
+            }
+        }
+    }
+
+    /// Calls a method on every instance of `workflow` carrying `tag` (results are not returned).
+    pub async fn call_by_tag<A: Serialize, R>(
+        &self,
+        workflow: &str,
+        tag: &str,
+        method: &Method<A, R>,
+        args: &A,
+    ) -> Result<(), ClientError> {
+        let command = TaggedCommand::CallMethod {
+            method: method.name().to_string(),
+            args: Payload::json(args)?,
+        };
+        self.by_tag(workflow, tag, command).await
+    }
+
     /// Retries the failed workflow task of an instance (after a fix was deployed).
     pub async fn retry_workflow_task(&self, workflow: &str, id: WorkflowId) -> Result<(), ClientError> {
         self.send(workflow, WorkflowEngineMessage::RetryWorkflowTask { workflow_id: id })
@@ -564,6 +625,19 @@ impl<W: Workflow> WorkflowHandle<W> {
     /// Cancels the instance.
     pub async fn cancel(&self, reason: &str) -> Result<(), ClientError> {
         self.client.cancel(W::NAME, self.id, reason).await
+    }
+
+    /// Calls a method of the running instance and waits for its handler's result.
+    pub async fn call<A: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        method: &Method<A, R>,
+        args: &A,
+    ) -> Result<R, ClientError> {
+        let result = self
+            .client
+            .call_raw(W::NAME, self.id, method.name(), Payload::json(args)?)
+            .await?;
+        Ok(result.decode()?)
     }
 
     /// Sends a value on one of the instance's channels.

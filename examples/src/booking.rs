@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use baton::{CallError, TaskContext, Workflow, WorkflowContext};
+use baton::{CallError, Saga, TaskContext, Workflow, WorkflowContext};
 use serde::{Deserialize, Serialize};
 
 /// What the customer asks for.
@@ -162,6 +162,7 @@ impl Workflow for Booking {
         let flights = ctx.service::<FlightsStub>();
         let hotels = ctx.service::<HotelsStub>();
         let notifications = ctx.service::<NotificationsStub>();
+        let mut saga = Saga::new();
 
         let receipt = match payment.charge(request.clone()).await {
             Ok(receipt) => receipt,
@@ -172,38 +173,26 @@ impl Workflow for Booking {
             }
             Err(e) => return Err(format!("payment failed: {e}")),
         };
+        saga.add_named("refund", {
+            let (payment, receipt) = (payment.clone(), receipt.clone());
+            move || async move { payment.refund(receipt).await.map_err(|e| e.to_string()) }
+        });
 
         let ticket = match flights.book(request.clone()).await {
             Ok(ticket) => ticket,
-            Err(e) => {
-                payment
-                    .refund(receipt)
-                    .await
-                    .map_err(|e| format!("refund failed: {e}"))?;
-                return Ok(BookingOutcome::Compensated {
-                    reason: format!("flight: {}", reason(&e)),
-                });
-            }
+            Err(e) => return compensate(saga, format!("flight: {}", reason(&e))).await,
         };
+        saga.add_named("flight cancellation", {
+            let (flights, ticket) = (flights.clone(), ticket.clone());
+            move || async move { flights.cancel(ticket).await.map_err(|e| e.to_string()) }
+        });
 
         let reservation = match hotels.book(request.clone()).await {
             Ok(reservation) => reservation,
-            Err(e) => {
-                flights
-                    .cancel(ticket)
-                    .await
-                    .map_err(|e| format!("flight cancellation failed: {e}"))?;
-                payment
-                    .refund(receipt)
-                    .await
-                    .map_err(|e| format!("refund failed: {e}"))?;
-                return Ok(BookingOutcome::Compensated {
-                    reason: format!("hotel: {}", reason(&e)),
-                });
-            }
+            Err(e) => return compensate(saga, format!("hotel: {}", reason(&e))).await,
         };
 
-        // A failed notification does not undo a trip; it is logged in the outcome's absence.
+        // A failed notification does not undo a trip.
         let message = format!("booked {} and {}", request.flight, request.hotel);
         let _ = notifications.notify(request.customer.clone(), message).await;
         Ok(BookingOutcome::Booked {
@@ -212,6 +201,14 @@ impl Workflow for Booking {
             reservation,
         })
     }
+}
+
+/// Undoes what was done, last step first, and reports the booking as compensated.
+async fn compensate(saga: Saga, reason: String) -> Result<BookingOutcome, String> {
+    saga.compensate()
+        .await
+        .map_err(|failures| format!("compensation failed: {}", failures.join("; ")))?;
+    Ok(BookingOutcome::Compensated { reason })
 }
 
 /// Rates of injected failures, each in `[0, 1]`.

@@ -9,13 +9,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use baton::components::runtime::CancellationToken;
 use baton::components::storage::InMemoryStore;
 use baton::components::transport::{InMemoryTransport, Transport};
 use baton::components::workflow::erase;
 use baton::components::workflow_engine::EngineConfig;
 use baton::components::{timer_service, workflow_engine};
-use baton::components::runtime::CancellationToken;
-use baton::{Channel, CheckMode, Client, Embedded, FailureKind, SystemClock, Worker, WorkerConfig, Workflow, WorkflowContext, WorkflowStatus};
+use baton::{
+    Channel, CheckMode, Client, Embedded, FailureKind, SystemClock, Worker, WorkerConfig, Workflow, WorkflowContext,
+    WorkflowStatus,
+};
 
 pub const GO: Channel<()> = Channel::new("go");
 
@@ -54,14 +57,31 @@ async fn a_deploy_adds_a_version_and_running_instances_stay_on_theirs() {
     let store = InMemoryStore::new();
     let clock = Arc::new(SystemClock);
     let platform = CancellationToken::new();
-    let engine = EngineConfig { workflows: vec!["Pricing".into()], ..EngineConfig::default() };
-    let engine = tokio::spawn(workflow_engine::run(engine, transport.clone(), Arc::new(store.clone()), clock.clone(), platform.clone()));
-    let timers = tokio::spawn(timer_service::run(Default::default(), transport.clone(), Arc::new(store.clone()), clock.clone(), platform.clone()));
+    let engine = EngineConfig {
+        workflows: vec!["Pricing".into()],
+        ..EngineConfig::default()
+    };
+    let engine = tokio::spawn(workflow_engine::run(
+        engine,
+        transport.clone(),
+        Arc::new(store.clone()),
+        clock.clone(),
+        platform.clone(),
+    ));
+    let timers = tokio::spawn(timer_service::run(
+        Default::default(),
+        transport.clone(),
+        Arc::new(store.clone()),
+        clock.clone(),
+        platform.clone(),
+    ));
     let client = Client::connect(transport.clone()).await.expect("client");
 
     // Release 1: only v1 exists.
     let old_worker = CancellationToken::new();
-    let worker = Worker::new(WorkerConfig::default()).workflow(erase::<PricingV1>(), CheckMode::Simple).expect("v1");
+    let worker = Worker::new(WorkerConfig::default())
+        .workflow(erase::<PricingV1>(), CheckMode::Simple)
+        .expect("v1");
     let first = tokio::spawn(worker.run(transport.clone(), clock.clone(), old_worker.clone()));
     let old = client.start::<PricingV1>(&()).await.expect("start");
     common::wait_pending(&client, "Pricing", old.id(), 1).await;
@@ -155,15 +175,25 @@ async fn patched_keeps_old_instances_on_the_old_branch_and_new_ones_on_the_new()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_bad_deploy_the_instance_waits_visibly_and_resumes_once_fixed_and_retried() {
-    let baton = Embedded::builder().workflow_with::<Fragile>(CheckMode::Strict).start().await.expect("start");
+    let baton = Embedded::builder()
+        .workflow_with::<Fragile>(CheckMode::Strict)
+        .start()
+        .await
+        .expect("start");
     BROKEN.store(false, Ordering::SeqCst);
     let handle = baton.client().start::<Fragile>(&()).await.expect("start");
     common::wait_pending(baton.client(), "Fragile", handle.id(), 1).await;
     BROKEN.store(true, Ordering::SeqCst); // the bad deploy
     handle.signal(&GO, &()).await.expect("go");
-    let stuck = common::wait_for_status(baton.client(), "Fragile", handle.id(), "non-determinism visible", |s| s.workflow_task_failure.is_some()).await;
+    let stuck = common::wait_for_status(baton.client(), "Fragile", handle.id(), "non-determinism visible", |s| {
+        s.workflow_task_failure.is_some()
+    })
+    .await;
     assert_eq!(stuck.status, WorkflowStatus::Running);
-    assert_eq!(stuck.workflow_task_failure.as_ref().map(|f| f.kind), Some(FailureKind::NonDeterminism));
+    assert_eq!(
+        stuck.workflow_task_failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::NonDeterminism)
+    );
     // Retrying without a fix fails the same way and changes nothing else.
     handle.retry_workflow_task().await.expect("retry");
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CommandId, Failure, Payload, Timestamp};
+use crate::{CommandId, Failure, Payload, RequestId, Timestamp};
 
 /// What workflow code asked for at one position. Append-only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,13 @@ pub enum CommandSpec {
         /// The change's id.
         change_id: String,
     },
+    /// A method handler finished; its caller gets `result`.
+    MethodReturned {
+        /// The invocation it answers.
+        invocation_id: RequestId,
+        /// The handler's value, or why it failed.
+        result: Result<Payload, Failure>,
+    },
 }
 
 /// A condition on a signal's JSON value: the value at `pointer` (RFC 6901) equals `equals`.
@@ -84,6 +91,7 @@ impl CommandSpec {
             CommandSpec::DeclareChannel { channel, .. } => format!("channel {channel}"),
             CommandSpec::ChildWorkflow { workflow, .. } => format!("child workflow {workflow}"),
             CommandSpec::Patch { change_id } => format!("patch {change_id}"),
+            CommandSpec::MethodReturned { .. } => "method return".to_string(),
         }
     }
 }
@@ -132,5 +140,14 @@ pub enum HistoryEvent {
         command_id: CommandId,
         /// The result.
         outcome: Outcome,
+    },
+    /// A method of the instance was called; its handler runs beside the main function.
+    MethodCalled {
+        /// The invocation (answered by a `MethodReturned` command).
+        invocation_id: RequestId,
+        /// Method name.
+        method: String,
+        /// Arguments.
+        args: Payload,
     },
 }

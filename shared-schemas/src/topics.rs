@@ -55,7 +55,8 @@ impl TopicMessage for ClientMessage {
         match self {
             ClientMessage::WorkflowResult { workflow_id, .. }
             | ClientMessage::WorkflowUnknown { workflow_id, .. }
-            | ClientMessage::Status { workflow_id, .. } => workflow_id.to_string(),
+            | ClientMessage::Status { workflow_id, .. }
+            | ClientMessage::MethodResult { workflow_id, .. } => workflow_id.to_string(),
             ClientMessage::WorkflowIds { request_id, .. } => request_id.to_string(),
         }
     }

@@ -203,6 +203,16 @@ fn engine_messages() -> Vec<(&'static str, WorkflowEngineMessage)> {
         ),
         ("engine_expire", WorkflowEngineMessage::Expire { workflow_id: wf }),
         (
+            "engine_call_method",
+            WorkflowEngineMessage::CallMethod {
+                workflow_id: wf,
+                invocation_id: RequestId(uuid(16)),
+                method: "progress".into(),
+                args: payload(),
+                reply_to: Some(ClientId(uuid(2))),
+            },
+        ),
+        (
             "engine_send_signal",
             WorkflowEngineMessage::SendSignal {
                 workflow_id: wf,
@@ -309,22 +319,64 @@ fn engine_messages() -> Vec<(&'static str, WorkflowEngineMessage)> {
 }
 
 fn workflow_task_messages() -> Vec<(&'static str, WorkflowTaskMessage)> {
-    vec![(
-        "workflow_task_execute",
+    let mut with_methods = history();
+    with_methods.extend([
+        HistoryEvent::MethodCalled {
+            invocation_id: RequestId(uuid(16)),
+            method: "progress".into(),
+            args: payload(),
+        },
+        HistoryEvent::CommandRecorded {
+            task_index: 2,
+            command: RecordedCommand {
+                position: 3,
+                command_id: CommandId(uuid(17)),
+                spec: CommandSpec::MethodReturned {
+                    invocation_id: RequestId(uuid(16)),
+                    result: Ok(payload()),
+                },
+            },
+        },
+        HistoryEvent::WorkflowTaskStarted {
+            index: 3,
+            at: Timestamp(1_700_000_001_000),
+        },
+    ]);
+    let methods = (
+        "workflow_task_execute_with_methods",
         WorkflowTaskMessage::Execute(ExecuteWorkflowTask {
             workflow_id: WorkflowId(uuid(1)),
-            workflow_name: "Booking".into(),
-            workflow_version: Some(1),
+            workflow_name: "Loan".into(),
+            workflow_version: Some(2),
             run_id: MethodRunId(uuid(8)),
             task_id: WorkflowTaskId(uuid(6)),
-            task_index: 2,
+            task_index: 3,
             input: payload(),
             history_offset: 0,
-            history: history(),
-            tags: vec!["vip".into()],
+            history: with_methods,
+            tags: vec![],
             meta: meta(),
         }),
-    )]
+    );
+    vec![
+        methods,
+        (
+            "workflow_task_execute",
+            WorkflowTaskMessage::Execute(ExecuteWorkflowTask {
+                workflow_id: WorkflowId(uuid(1)),
+                workflow_name: "Booking".into(),
+                workflow_version: Some(1),
+                run_id: MethodRunId(uuid(8)),
+                task_id: WorkflowTaskId(uuid(6)),
+                task_index: 2,
+                input: payload(),
+                history_offset: 0,
+                history: history(),
+                tags: vec!["vip".into()],
+                meta: meta(),
+            }),
+        ),
+    ]
 }
 
 fn service_task_messages() -> Vec<(&'static str, ServiceTaskMessage)> {
@@ -399,6 +451,14 @@ fn client_messages() -> Vec<(&'static str, ClientMessage)> {
             ClientMessage::WorkflowUnknown {
                 workflow_id: wf,
                 request_id: Some(RequestId(uuid(9))),
+            },
+        ),
+        (
+            "client_method_result",
+            ClientMessage::MethodResult {
+                invocation_id: RequestId(uuid(16)),
+                workflow_id: wf,
+                result: Err(failure()),
             },
         ),
         (
@@ -503,6 +563,13 @@ fn tag_messages() -> Vec<(&'static str, TagEngineMessage)> {
             },
         ),
         tagged("tag_by_tag_complete_timers", TaggedCommand::CompleteTimers),
+        tagged(
+            "tag_by_tag_call_method",
+            TaggedCommand::CallMethod {
+                method: "refresh".into(),
+                args: payload(),
+            },
+        ),
         (
             "tag_task_delegated",
             TagEngineMessage::TaskDelegated {

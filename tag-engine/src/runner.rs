@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use baton_runtime::{CancellationToken, Clock};
 use baton_shared_schemas::messages::{ClientMessage, TagEngineMessage, TaggedCommand, WorkflowEngineMessage};
-use baton_shared_schemas::{Envelope, Failure, FailureKind, Payload, TaskId, Topic, WorkflowId};
+use baton_shared_schemas::{Envelope, Failure, FailureKind, Payload, RequestId, TaskId, Topic, WorkflowId};
 use baton_storage::KeySetStore;
 use baton_transport::{Delivery, Publisher, SubscriptionKind, Transport, decode_delivery};
 use tokio::task::JoinSet;
@@ -241,6 +241,13 @@ fn addressed(workflow_id: WorkflowId, command: &TaggedCommand) -> WorkflowEngine
         TaggedCommand::RetryWorkflowTask => WorkflowEngineMessage::RetryWorkflowTask { workflow_id },
         TaggedCommand::RetryTasks { selector } => WorkflowEngineMessage::RetryTasks { workflow_id, selector },
         TaggedCommand::CompleteTimers => WorkflowEngineMessage::CompleteTimers { workflow_id },
+        TaggedCommand::CallMethod { method, args } => WorkflowEngineMessage::CallMethod {
+            workflow_id,
+            invocation_id: RequestId::new(),
+            method,
+            args,
+            reply_to: None,
+        },
     }
 }
 

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use baton_shared_schemas::messages::{ParentRef, WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
 use baton_shared_schemas::{
-    ClientId, CodecError, CommandId, Failure, HistoryEvent, Payload, SignalFilter, SignalId, Timestamp, WorkflowId,
-    WorkflowTaskId, codec,
+    ClientId, CodecError, CommandId, Failure, HistoryEvent, Payload, RequestId, SignalFilter, SignalId, Timestamp,
+    WorkflowId, WorkflowTaskId, codec,
 };
 use baton_storage::{HistoryWrite, StoredWorkflow};
 use serde::{Deserialize, Serialize};
@@ -121,6 +121,8 @@ pub struct RunningWorkflow {
     pub seen_signals: BTreeSet<SignalId>,
     /// Signals dropped by discarding channels.
     pub discarded_signals: u32,
+    /// Method calls not answered yet, with who to answer.
+    pub method_calls: BTreeMap<RequestId, Option<ClientId>>,
 }
 
 /// What remains of an instance once it ended, kept for the retention period.

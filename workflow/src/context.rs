@@ -53,6 +53,8 @@ pub(crate) struct ContextState {
     pub(crate) random_counter: u64,
     /// Set by `continue_as_new`: the input of the next run.
     pub(crate) continue_as_new: Option<Payload>,
+    /// Method handlers registered by the code.
+    pub(crate) handlers: HashMap<String, crate::methods::Handler>,
 }
 
 /// Handle through which workflow code calls services, sleeps, reads time and runs side
@@ -430,6 +432,16 @@ fn describe_mismatch(mode: CheckMode, recorded: &CommandSpec, now: &CommandSpec)
             CheckMode::Strict => w1 != w2 || d1 != d2 || i1 != i2,
         },
         (CommandSpec::Patch { change_id: p1 }, CommandSpec::Patch { change_id: p2 }) => p1 != p2,
+        (
+            CommandSpec::MethodReturned {
+                invocation_id: i1,
+                result: r1,
+            },
+            CommandSpec::MethodReturned {
+                invocation_id: i2,
+                result: r2,
+            },
+        ) => i1 != i2 || (mode == CheckMode::Strict && r1 != r2),
         _ => true,
     };
     differs.then(|| {

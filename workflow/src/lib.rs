@@ -14,6 +14,7 @@ mod context;
 mod deferred;
 mod definition;
 mod error;
+mod methods;
 pub mod replay;
 mod saga;
 
@@ -23,4 +24,5 @@ pub use context::{CheckMode, ContinueAsNew, WorkflowContext};
 pub use deferred::{Deferred, Either, ServiceCall, Timer, all_of, any_of, race};
 pub use definition::{ErasedWorkflow, Registry, RegistryError, ServiceStub, Workflow, erase};
 pub use error::{CallError, NoError};
+pub use methods::Method;
 pub use saga::Saga;

@@ -11,7 +11,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::task::{Context, Poll, Waker};
 
 use baton_shared_schemas::messages::{ExecuteWorkflowTask, RunCompletion, WorkflowTaskCompleted};
-use baton_shared_schemas::{Failure, FailureKind, HistoryEvent};
+use baton_shared_schemas::{CommandSpec, Failure, FailureKind, HistoryEvent, Payload, RequestId};
+
+use crate::methods::HandlerFuture;
 
 use crate::context::{ContextState, RecordedEntry, WorkflowContext};
 use crate::definition::Registry;
@@ -81,10 +83,14 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
         violation: None,
         random_counter: 0,
         continue_as_new: None,
+        handlers: HashMap::new(),
     });
     let mut run = hosted.workflow.start(ctx.clone(), &task.input)?;
     let mut cx = Context::from_waker(Waker::noop());
     let mut completion = None;
+    // Method calls made visible since the last task start, and the handlers running.
+    let mut calls: Vec<(RequestId, String, Payload)> = Vec::new();
+    let mut handlers: Vec<(RequestId, HandlerFuture)> = Vec::new();
 
     for event in &task.history {
         match event {
@@ -92,6 +98,13 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
                 ctx.state.borrow_mut().results.insert(*command_id, outcome.clone());
             }
             HistoryEvent::CommandRecorded { .. } => {}
+            HistoryEvent::MethodCalled {
+                invocation_id,
+                method,
+                args,
+            } => {
+                calls.push((*invocation_id, method.clone(), args.clone()));
+            }
             HistoryEvent::WorkflowTaskStarted { index, at } => {
                 if completion.is_some() {
                     return Err(non_determinism(format!(
@@ -110,11 +123,45 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
                         format!("workflow code panicked: {}", panic_message(p.as_ref())),
                     )
                 })?;
-                if let Some(violation) = ctx.state.borrow_mut().violation.take() {
-                    return Err(violation);
-                }
                 if let Poll::Ready(done) = polled {
                     completion = Some(done);
+                }
+                // Start the handlers of calls visible to this task, then poll every handler in
+                // call order; a handler that returns answers its caller through a command.
+                for (invocation_id, method, args) in calls.drain(..) {
+                    let handler = ctx.state.borrow().handlers.get(&method).cloned();
+                    match handler {
+                        Some(handler) => handlers.push((invocation_id, handler(args))),
+                        None => {
+                            let failure = Failure::new(
+                                FailureKind::UnknownMethod,
+                                format!("workflow {} has no method {method}", task.workflow_name),
+                            );
+                            ctx.command(CommandSpec::MethodReturned {
+                                invocation_id,
+                                result: Err(failure),
+                            });
+                        }
+                    }
+                }
+                let mut still_running = Vec::with_capacity(handlers.len());
+                for (invocation_id, mut handler) in handlers.drain(..) {
+                    let polled = catch_unwind(AssertUnwindSafe(|| handler.as_mut().poll(&mut cx))).map_err(|p| {
+                        Failure::new(
+                            FailureKind::Panic,
+                            format!("method handler panicked: {}", panic_message(p.as_ref())),
+                        )
+                    })?;
+                    match polled {
+                        Poll::Ready(result) => {
+                            ctx.command(CommandSpec::MethodReturned { invocation_id, result });
+                        }
+                        Poll::Pending => still_running.push((invocation_id, handler)),
+                    }
+                }
+                handlers = still_running;
+                if let Some(violation) = ctx.state.borrow_mut().violation.take() {
+                    return Err(violation);
                 }
                 if *index < task.task_index {
                     let s = ctx.state.borrow();

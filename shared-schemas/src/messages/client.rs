@@ -91,4 +91,13 @@ pub enum ClientMessage {
         /// Cursor of the next page, if any.
         next_cursor: Option<String>,
     },
+    /// The result of a method called on a running instance.
+    MethodResult {
+        /// The call.
+        invocation_id: RequestId,
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// The handler's value, or why the call failed.
+        result: Result<Payload, Failure>,
+    },
 }

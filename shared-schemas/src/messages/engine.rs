@@ -191,6 +191,19 @@ pub enum WorkflowEngineMessage {
         /// How the child ended.
         outcome: WorkflowOutcome,
     },
+    /// Call a method of the running instance (a query or an update).
+    CallMethod {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// Identifies this call; the reply carries it.
+        invocation_id: RequestId,
+        /// Method name.
+        method: String,
+        /// Arguments.
+        args: Payload,
+        /// Who gets the result.
+        reply_to: Option<ClientId>,
+    },
 }
 
 impl WorkflowEngineMessage {
@@ -211,7 +224,8 @@ impl WorkflowEngineMessage {
             | Self::RetryWorkflowTask { workflow_id }
             | Self::RetryTasks { workflow_id, .. }
             | Self::CompleteTimers { workflow_id }
-            | Self::ChildEnded { workflow_id, .. } => *workflow_id,
+            | Self::ChildEnded { workflow_id, .. }
+            | Self::CallMethod { workflow_id, .. } => *workflow_id,
             Self::StartChild { start, .. } => start.workflow_id,
         }
     }
@@ -235,6 +249,7 @@ impl WorkflowEngineMessage {
             Self::CompleteTimers { .. } => "CompleteTimers",
             Self::StartChild { .. } => "StartChild",
             Self::ChildEnded { .. } => "ChildEnded",
+            Self::CallMethod { .. } => "CallMethod",
         }
     }
 }

@@ -32,6 +32,13 @@ pub enum TaggedCommand {
     },
     /// Fire pending timers now.
     CompleteTimers,
+    /// Call a method on each instance (results are not returned).
+    CallMethod {
+        /// Method name.
+        method: String,
+        /// Arguments.
+        args: Payload,
+    },
 }
 
 /// Messages for the tag engine. Append-only.

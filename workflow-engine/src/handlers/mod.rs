@@ -1,6 +1,7 @@
 //! One handler per incoming message kind, and the state changes they share.
 
 mod cancel;
+mod methods;
 mod queries;
 mod repair;
 mod results;
@@ -77,6 +78,13 @@ pub(crate) fn handle(
         } => signals::send(state, *signal_id, channel, value, out),
         M::RetryTasks { selector, .. } => repair::retry_tasks(state, selector, out),
         M::Expire { .. } => queries::expire(state, out),
+        M::CallMethod {
+            workflow_id,
+            invocation_id,
+            method,
+            args,
+            reply_to,
+        } => methods::call(state, *workflow_id, *invocation_id, method, args, *reply_to, out),
     }
 }
 
@@ -249,6 +257,7 @@ pub(crate) fn finish(
         )?;
     }
     cancel_owned_work(id, r, out)?;
+    methods::answer_unanswered(id, r, "the instance ended before answering", out)?;
     let failed = matches!(outcome, WorkflowOutcome::Failed(_));
     if !failed {
         tag_messages(&r.workflow_name, &r.tags, id, false, out)?;
@@ -292,9 +301,12 @@ fn unique(clients: &[ClientId]) -> Vec<ClientId> {
     clients.iter().copied().collect::<BTreeSet<_>>().into_iter().collect()
 }
 
-/// Whether any of these results completes something the code waits on.
+/// Whether any of these events lets the code make progress: a result it waits on, or a
+/// method call (which always needs its handler run).
 pub(crate) fn wakes(events: &[HistoryEvent], waiting_on: &BTreeSet<CommandId>) -> bool {
-    events
-        .iter()
-        .any(|e| matches!(e, HistoryEvent::ResultDelivered { command_id, .. } if waiting_on.contains(command_id)))
+    events.iter().any(|e| match e {
+        HistoryEvent::ResultDelivered { command_id, .. } => waiting_on.contains(command_id),
+        HistoryEvent::MethodCalled { .. } => true,
+        _ => false,
+    })
 }

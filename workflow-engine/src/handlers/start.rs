@@ -39,6 +39,7 @@ pub(crate) fn start(
             discarding_channels: BTreeSet::new(),
             seen_signals: BTreeSet::new(),
             discarded_signals: 0,
+            method_calls: BTreeMap::new(),
         };
         let mut history = Vec::new();
         tag_messages(&m.workflow_name, &m.tags, m.workflow_id, true, out)?;

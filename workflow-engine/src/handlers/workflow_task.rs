@@ -139,6 +139,9 @@ pub(crate) fn completed(
                 };
                 out.emit(&Topic::workflow_cmd(workflow), message)?;
             }
+            CommandSpec::MethodReturned { invocation_id, result } => {
+                super::methods::answer(id, r, *invocation_id, result.clone(), out)?;
+            }
             CommandSpec::Inline { .. } | CommandSpec::Patch { .. } => {}
         }
     }
@@ -187,6 +190,8 @@ fn continue_as_new(
     out: &mut Out<'_>,
 ) -> Result<(), EngineError> {
     cancel_owned_work(id, r, out)?;
+    super::methods::answer_unanswered(id, r, "the instance continued as new before answering", out)?;
+    r.method_calls.clear();
     r.generation += 1;
     r.input = input.clone();
     r.task_index = 0;
