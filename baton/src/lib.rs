@@ -37,7 +37,7 @@ pub use baton_shared_schemas::messages::{
 };
 pub use baton_shared_schemas::{ClientId, Failure, FailureKind, Payload, TaskId, Timestamp, WorkflowId};
 pub use baton_workflow::{
-    CallError, Channel, CheckMode, ChildCall, ContinueAsNew, Deferred, Either, Filter, NoError, Receiver, Saga,
+    CallError, Channel, CheckMode, ChildCall, ContinueAsNew, Deferred, Either, Filter, Method, NoError, Receiver, Saga,
     ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of, race,
 };
 pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, TransportLayer};

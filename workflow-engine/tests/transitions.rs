@@ -609,11 +609,15 @@ fn filters_and_limits_select_which_signals_a_receive_takes() {
         equals: "\"approved\"".into(),
     };
     let rc = h.receive(&t1, 0, "decision", Some(filter), 2);
-    h.task_done(&t1, vec![rc.clone()], vec![], None);
+    h.task_done(&t1, vec![rc.clone()], vec![rc.command_id.nth(0)], None);
     h.signal("decision", serde_json::json!({"status": "rejected"}));
-    h.signal("decision", serde_json::json!({"status": "approved", "n": 1}));
+    let (note, out) = h.signal("decision", serde_json::json!({"status": "approved", "n": 1}));
+    assert_eq!(note, "signal woke the workflow");
+    let t2 = only_workflow_task(&out);
+    // Arrives while task 2 runs: kept, since the code may be moving on.
     h.signal("decision", serde_json::json!({"status": "approved", "n": 2}));
     h.signal("decision", serde_json::json!({"status": "approved", "n": 3}));
+    h.task_done(&t2, vec![], vec![rc.command_id.nth(1)], None);
     let delivered = h.delivered();
     assert_eq!(delivered.len(), 2, "the limit is 2");
     assert_eq!(
@@ -636,6 +640,40 @@ fn filters_and_limits_select_which_signals_a_receive_takes() {
             serde_json::json!({"status": "rejected"}),
             serde_json::json!({"status": "approved", "n": 3})
         ]
+    );
+}
+
+#[test]
+fn a_receive_the_code_stopped_waiting_on_does_not_take_signals() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    // The code raced a receive against a timer; the timer won and the code went on to a
+    // second receive on the same channel.
+    let first = h.receive(&t1, 0, "decision", None, 1);
+    let timer = RecordedCommand {
+        position: 1,
+        command_id: CommandId::derive(h.id, t1.run_id, 1, 1),
+        spec: CommandSpec::Timer { due: Timestamp(1) },
+    };
+    h.task_done(
+        &t1,
+        vec![first.clone(), timer.clone()],
+        vec![first.command_id.nth(0), timer.command_id],
+        None,
+    );
+    let (_, out) = h.send(WorkflowEngineMessage::TimerFired {
+        workflow_id: h.id,
+        timer_id: timer.command_id.into(),
+    });
+    let t2 = only_workflow_task(&out);
+    let second = h.receive(&t2, 2, "decision", None, 1);
+    h.task_done(&t2, vec![second.clone()], vec![second.command_id.nth(0)], None);
+    let (note, _) = h.signal("decision", serde_json::json!("approve"));
+    assert_eq!(note, "signal woke the workflow");
+    assert_eq!(
+        h.delivered().last().map(|d| d.0),
+        Some(second.command_id.nth(0)),
+        "the awaited receive took it"
     );
 }
 
@@ -667,7 +705,8 @@ fn a_duplicate_signal_is_taken_once() {
     let mut h = Harness::new();
     let t1 = h.start();
     let rc = h.receive(&t1, 0, "decision", None, 5);
-    h.task_done(&t1, vec![rc], vec![], None);
+    let awaited = rc.command_id.nth(0);
+    h.task_done(&t1, vec![rc], vec![awaited], None);
     let signal = WorkflowEngineMessage::SendSignal {
         workflow_id: h.id,
         signal_id: SignalId::new(),

@@ -29,12 +29,20 @@ pub(crate) enum Offer {
     Discarded,
 }
 
-/// Gives a signal to the first active receive that matches, or keeps or discards it.
+/// Gives a signal to the first active receive that matches it and that the code is waiting on;
+/// otherwise keeps it in the mailbox, or drops it if its channel discards unreceived signals.
+/// A receive the code no longer waits on (it lost a race) never takes a signal, and while a
+/// workflow task runs nothing is taken, since the code may be moving to another receive.
 pub(crate) fn offer(r: &mut RunningWorkflow, history: &mut Vec<HistoryEvent>, signal: MailboxSignal) -> Offer {
-    let found = r
-        .receives
-        .iter()
-        .position(|rc| rc.channel == signal.channel && matches(&rc.filter, &signal.value));
+    let found = if r.running_task.is_some() {
+        None
+    } else {
+        r.receives.iter().position(|rc| {
+            rc.channel == signal.channel
+                && r.waiting_on.contains(&rc.command_id.nth(rc.received))
+                && matches(&rc.filter, &signal.value)
+        })
+    };
     if let Some(i) = found {
         let receive = &mut r.receives[i];
         let value_id = receive.command_id.nth(receive.received);
@@ -44,7 +52,7 @@ pub(crate) fn offer(r: &mut RunningWorkflow, history: &mut Vec<HistoryEvent>, si
         }
         return Offer::Taken(deliver(r, history, value_id, Outcome::Completed(signal.value)));
     }
-    if r.discarding_channels.contains(&signal.channel) {
+    if r.running_task.is_none() && r.discarding_channels.contains(&signal.channel) {
         r.discarded_signals += 1;
         return Offer::Discarded;
     }
@@ -52,8 +60,8 @@ pub(crate) fn offer(r: &mut RunningWorkflow, history: &mut Vec<HistoryEvent>, si
     Offer::Kept
 }
 
-/// Gives mailbox signals to the receives that can now take them, oldest first. Returns
-/// whether any of them is awaited.
+/// Gives mailbox signals to the receives the code now waits on, oldest first. Returns whether
+/// any of them is awaited.
 pub(crate) fn drain_mailbox(r: &mut RunningWorkflow, history: &mut Vec<HistoryEvent>) -> bool {
     let mut woke = false;
     let mailbox = std::mem::take(&mut r.mailbox);

@@ -34,7 +34,6 @@ pub(crate) fn completed(
     r.workflow_task_failure = None;
     r.workflow_version.get_or_insert(m.workflow_version);
 
-    let mut new_receives = false;
     for command in &m.new_commands {
         history.push(HistoryEvent::CommandRecorded {
             task_index: r.task_index,
@@ -91,7 +90,6 @@ pub(crate) fn completed(
                     limit: (*limit).max(1),
                     received: 0,
                 });
-                new_receives = true;
             }
             CommandSpec::DeclareChannel {
                 channel,
@@ -171,7 +169,7 @@ pub(crate) fn completed(
     let buffered = std::mem::take(&mut r.buffered);
     let mut wake = wakes(&buffered, &r.waiting_on);
     history.extend(buffered);
-    if new_receives {
+    if !r.mailbox.is_empty() {
         wake |= drain_mailbox(r, history);
     }
     if wake {
