@@ -25,6 +25,8 @@ pub trait Ops {
     async fn approval(&self, subject: String) -> Result<String, String>;
     /// Fails while the bug flag is set.
     async fn buggy(&self) -> Result<String, String>;
+    /// Reports the task's tags and metadata.
+    async fn context(&self) -> Result<String, String>;
 }
 
 #[derive(Default)]
@@ -81,6 +83,7 @@ pub enum Job {
     Sleep,
     Count { n: u32, to: u32 },
     Meta,
+    TaskOptions,
 }
 
 struct Jobs;
@@ -117,6 +120,12 @@ impl Workflow for Jobs {
                 ctx.continue_as_new(&Job::Count { n: n + 1, to }).await
             }
             Job::Meta => Ok(format!("{:?} {:?}", ctx.meta().get("tenant"), ctx.tags())),
+            Job::TaskOptions => ops
+                .context()
+                .tags(["priority"])
+                .meta(BTreeMap::from([("region".to_string(), "eu".to_string())]))
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -355,5 +364,60 @@ async fn cancel_by_tag_ends_every_tagged_instance() {
     assert!(matches!(a.result().await, Err(WorkflowError::Cancelled { .. })));
     assert!(matches!(b.result().await, Err(WorkflowError::Cancelled { .. })));
     assert_eq!(other.status().await.expect("status").status, WorkflowStatus::Running);
+    baton.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_tags_and_meta_reach_the_service() {
+    let baton = start(Arc::default()).await;
+    let handle = baton.client().start::<Jobs>(&Job::TaskOptions).await.expect("start");
+    assert_eq!(handle.result().await.expect("result"), r#"["priority"] Some("eu")"#);
+    baton.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_by_tag_fans_out_page_by_page() {
+    use baton::components::tag_engine::TagEngineConfig;
+    let baton = Embedded::builder()
+        .service(OpsService::new(Arc::new(OpsImpl::default())))
+        .workflow::<Jobs>()
+        .tag_config(TagEngineConfig {
+            page_size: 2,
+            ..TagEngineConfig::default()
+        })
+        .start()
+        .await
+        .expect("start");
+    let client = baton.client();
+    let tagged = StartOptions {
+        tags: vec!["many".into()],
+        ..StartOptions::default()
+    };
+    let mut handles = Vec::new();
+    for _ in 0..7 {
+        handles.push(
+            client
+                .start_with::<Jobs>(&Job::Sleep, tagged.clone())
+                .await
+                .expect("start"),
+        );
+    }
+    for _ in 0..500 {
+        if client.ids_by_tag("Jobs", "many").await.expect("ids").len() == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (first_page, next) = client.ids_by_tag_page("Jobs", "many", None, 3).await.expect("page");
+    assert_eq!(first_page.len(), 3);
+    assert!(next.is_some());
+    // Seven instances, two per page: four pages, three of them continuation messages.
+    client
+        .cancel_by_tag("Jobs", "many", "all of them")
+        .await
+        .expect("cancel by tag");
+    for handle in &handles {
+        assert!(matches!(handle.result().await, Err(WorkflowError::Cancelled { .. })));
+    }
     baton.shutdown().await;
 }

@@ -69,6 +69,33 @@ pub enum CommandSpec {
         /// The handler's value, or why it failed.
         result: Result<Payload, Failure>,
     },
+    /// Call a method of a service, with tags and metadata for the task.
+    ServiceTaskWithOptions {
+        /// Service name.
+        service: String,
+        /// Method name.
+        method: String,
+        /// Arguments.
+        args: Payload,
+        /// Tags of the task.
+        tags: Vec<String>,
+        /// Metadata of the task (visible to the service in its task context).
+        meta: std::collections::BTreeMap<String, String>,
+    },
+}
+
+/// The parts of a service-task command, whichever variant records it.
+pub struct TaskCall<'a> {
+    /// Service name.
+    pub service: &'a str,
+    /// Method name.
+    pub method: &'a str,
+    /// Arguments.
+    pub args: &'a Payload,
+    /// Tags of the task.
+    pub tags: &'a [String],
+    /// Metadata of the task.
+    pub meta: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 /// A condition on a signal's JSON value: the value at `pointer` (RFC 6901) equals `equals`.
@@ -81,10 +108,38 @@ pub struct SignalFilter {
 }
 
 impl CommandSpec {
+    /// The service call this command makes, if it is one.
+    pub fn task_call(&self) -> Option<TaskCall<'_>> {
+        match self {
+            CommandSpec::ServiceTask { service, method, args } => Some(TaskCall {
+                service,
+                method,
+                args,
+                tags: &[],
+                meta: None,
+            }),
+            CommandSpec::ServiceTaskWithOptions {
+                service,
+                method,
+                args,
+                tags,
+                meta,
+            } => Some(TaskCall {
+                service,
+                method,
+                args,
+                tags,
+                meta: Some(meta),
+            }),
+            _ => None,
+        }
+    }
+
     /// A short description for errors and status output, e.g. `Payment.charge`.
     pub fn describe(&self) -> String {
         match self {
-            CommandSpec::ServiceTask { service, method, .. } => format!("task {service}.{method}"),
+            CommandSpec::ServiceTask { service, method, .. }
+            | CommandSpec::ServiceTaskWithOptions { service, method, .. } => format!("task {service}.{method}"),
             CommandSpec::Timer { .. } => "timer".to_string(),
             CommandSpec::Inline { .. } => "inline".to_string(),
             CommandSpec::Receive { channel, .. } => format!("receive on {channel}"),

@@ -20,7 +20,7 @@ pub mod topics;
 pub use codec::{CodecError, decode, encode};
 pub use envelope::{Envelope, SCHEMA_VERSION, TraceContext};
 pub use failure::{AttemptFailure, Failure, FailureKind};
-pub use history::{CommandSpec, HistoryEvent, Outcome, RecordedCommand, SignalFilter};
+pub use history::{CommandSpec, HistoryEvent, Outcome, RecordedCommand, SignalFilter, TaskCall};
 pub use ids::{
     ClientId, CommandId, MessageId, MethodRunId, RequestId, SignalId, TaskId, TimerId, WorkflowId, WorkflowTaskId,
 };

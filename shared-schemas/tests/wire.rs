@@ -358,7 +358,43 @@ fn workflow_task_messages() -> Vec<(&'static str, WorkflowTaskMessage)> {
             meta: meta(),
         }),
     );
+    let task_options = (
+        "workflow_task_execute_with_task_options",
+        WorkflowTaskMessage::Execute(ExecuteWorkflowTask {
+            workflow_id: WorkflowId(uuid(1)),
+            workflow_name: "Loan".into(),
+            workflow_version: Some(2),
+            run_id: MethodRunId(uuid(8)),
+            task_id: WorkflowTaskId(uuid(6)),
+            task_index: 1,
+            input: payload(),
+            history_offset: 0,
+            history: vec![
+                HistoryEvent::WorkflowTaskStarted {
+                    index: 1,
+                    at: Timestamp(1_700_000_000_000),
+                },
+                HistoryEvent::CommandRecorded {
+                    task_index: 1,
+                    command: RecordedCommand {
+                        position: 0,
+                        command_id: CommandId(uuid(18)),
+                        spec: CommandSpec::ServiceTaskWithOptions {
+                            service: "Credit".into(),
+                            method: "score".into(),
+                            args: payload(),
+                            tags: vec!["applicant:7".into()],
+                            meta: meta(),
+                        },
+                    },
+                },
+            ],
+            tags: vec![],
+            meta: meta(),
+        }),
+    );
     vec![
+        task_options,
         methods,
         (
             "workflow_task_execute",

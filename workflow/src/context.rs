@@ -375,6 +375,20 @@ impl<T> std::future::Future for ContinueAsNew<T> {
 }
 
 fn describe_mismatch(mode: CheckMode, recorded: &CommandSpec, now: &CommandSpec) -> Option<String> {
+    if let (Some(a), Some(b)) = (recorded.task_call(), now.task_call()) {
+        let differs = match mode {
+            CheckMode::None => false,
+            CheckMode::Simple => a.service != b.service || a.method != b.method,
+            CheckMode::Strict => a.service != b.service || a.method != b.method || a.args != b.args,
+        };
+        return differs.then(|| {
+            format!(
+                "history has {} but code now makes {}",
+                recorded.describe(),
+                now.describe()
+            )
+        });
+    }
     let differs = match (recorded, now) {
         (
             CommandSpec::ServiceTask {

@@ -138,6 +138,8 @@ pub struct ServiceCall<T, E> {
     service: String,
     method: String,
     args: Result<Payload, PayloadError>,
+    tags: Vec<String>,
+    meta: std::collections::BTreeMap<String, String>,
     _types: PhantomData<fn() -> (T, E)>,
 }
 
@@ -153,6 +155,8 @@ impl<T: DeserializeOwned, E: DeserializeOwned> ServiceCall<T, E> {
             service,
             method,
             args,
+            tags: Vec::new(),
+            meta: std::collections::BTreeMap::new(),
             _types: PhantomData,
         }
     }
@@ -164,15 +168,38 @@ impl<T: DeserializeOwned, E: DeserializeOwned> ServiceCall<T, E> {
         self.dispatch().with_timeout(after)
     }
 
+    /// Tags of the task (visible to the service in its task context).
+    pub fn tags(mut self, tags: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Metadata of the task (visible to the service in its task context).
+    pub fn meta(mut self, meta: std::collections::BTreeMap<String, String>) -> Self {
+        self.meta = meta;
+        self
+    }
+
     /// Issues the call now; the returned deferred resolves when the task ends.
     pub fn dispatch(self) -> Deferred<T, E> {
         match self.args {
             Ok(args) => {
-                let id = self.ctx.command(CommandSpec::ServiceTask {
-                    service: self.service,
-                    method: self.method,
-                    args,
-                });
+                let spec = if self.tags.is_empty() && self.meta.is_empty() {
+                    CommandSpec::ServiceTask {
+                        service: self.service,
+                        method: self.method,
+                        args,
+                    }
+                } else {
+                    CommandSpec::ServiceTaskWithOptions {
+                        service: self.service,
+                        method: self.method,
+                        args,
+                        tags: self.tags,
+                        meta: self.meta,
+                    }
+                };
+                let id = self.ctx.command(spec);
                 Deferred::for_command(self.ctx, id)
             }
             Err(e) => Deferred::failed(

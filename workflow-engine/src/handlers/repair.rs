@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskSelector};
-use baton_shared_schemas::{CommandId, CommandSpec, HistoryEvent, Outcome, Payload, TaskId, Topic};
+use baton_shared_schemas::{CommandId, HistoryEvent, Outcome, Payload, TaskId, Topic};
 
 use super::{Step, keep, tag_messages, write};
 use crate::EngineError;
@@ -16,6 +16,8 @@ struct TaskCall {
     service: String,
     method: String,
     args: Payload,
+    tags: Vec<String>,
+    meta: BTreeMap<String, String>,
 }
 
 pub(crate) fn retry_tasks(
@@ -38,18 +40,17 @@ pub(crate) fn retry_tasks(
     let calls: HashMap<CommandId, TaskCall> = history
         .iter()
         .filter_map(|e| match e {
-            HistoryEvent::CommandRecorded { command, .. } => match &command.spec {
-                CommandSpec::ServiceTask { service, method, args } => Some((
-                    command.command_id,
-                    TaskCall {
-                        position: command.position,
-                        service: service.clone(),
-                        method: method.clone(),
-                        args: args.clone(),
-                    },
-                )),
-                _ => None,
-            },
+            HistoryEvent::CommandRecorded { command, .. } => command.spec.task_call().map(|call| {
+                let task = TaskCall {
+                    position: command.position,
+                    service: call.service.to_string(),
+                    method: call.method.to_string(),
+                    args: call.args.clone(),
+                    tags: call.tags.to_vec(),
+                    meta: call.meta.cloned().unwrap_or_default(),
+                };
+                (command.command_id, task)
+            }),
             _ => None,
         })
         .collect();
@@ -127,8 +128,8 @@ pub(crate) fn retry_tasks(
             workflow_id: id,
             workflow_name: r.workflow_name.clone(),
             previous_failures: Vec::new(),
-            tags: Vec::new(),
-            meta: BTreeMap::new(),
+            tags: call.tags.clone(),
+            meta: call.meta.clone(),
         };
         out.emit(&Topic::service_task(&call.service), ServiceTaskMessage::Execute(task))?;
     }

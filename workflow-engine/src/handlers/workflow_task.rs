@@ -1,7 +1,7 @@
 //! `WorkflowTaskCompleted`, `WorkflowTaskFailed` and `RetryWorkflowTask`: the outcome of
 //! replaying workflow code, and an operator's retry of a failed replay.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use baton_shared_schemas::messages::{
     ExecuteTask, ParentRef, RunCompletion, ServiceTaskMessage, StartWorkflow, TimerMessage, WorkflowEngineMessage,
@@ -45,26 +45,28 @@ pub(crate) fn completed(
             kind,
         };
         match &command.spec {
-            CommandSpec::ServiceTask { service, method, args } => {
-                r.pending.insert(
-                    command.command_id,
-                    pending(PendingKind::Task {
-                        service: service.clone(),
-                    }),
-                );
-                let task = ExecuteTask {
-                    task_id: command.command_id.into(),
-                    service: service.clone(),
-                    method: method.clone(),
-                    args: args.clone(),
-                    attempt: 1,
-                    workflow_id: id,
-                    workflow_name: r.workflow_name.clone(),
-                    previous_failures: Vec::new(),
-                    tags: Vec::new(),
-                    meta: BTreeMap::new(),
-                };
-                out.emit(&Topic::service_task(service), ServiceTaskMessage::Execute(task))?;
+            CommandSpec::ServiceTask { .. } | CommandSpec::ServiceTaskWithOptions { .. } => {
+                if let Some(call) = command.spec.task_call() {
+                    r.pending.insert(
+                        command.command_id,
+                        pending(PendingKind::Task {
+                            service: call.service.to_string(),
+                        }),
+                    );
+                    let task = ExecuteTask {
+                        task_id: command.command_id.into(),
+                        service: call.service.to_string(),
+                        method: call.method.to_string(),
+                        args: call.args.clone(),
+                        attempt: 1,
+                        workflow_id: id,
+                        workflow_name: r.workflow_name.clone(),
+                        previous_failures: Vec::new(),
+                        tags: call.tags.to_vec(),
+                        meta: call.meta.cloned().unwrap_or_default(),
+                    };
+                    out.emit(&Topic::service_task(call.service), ServiceTaskMessage::Execute(task))?;
+                }
             }
             CommandSpec::Timer { due } => {
                 r.pending.insert(command.command_id, pending(PendingKind::Timer));
