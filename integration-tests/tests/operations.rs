@@ -71,6 +71,11 @@ impl Ops for Arc<OpsImpl> {
             Ok("fixed".into())
         }
     }
+
+    async fn context(&self) -> Result<String, String> {
+        let ctx = TaskContext::current();
+        Ok(format!("{:?} {:?}", ctx.tags, ctx.meta.get("region")))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
