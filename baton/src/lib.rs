@@ -33,7 +33,7 @@ pub use baton_service_worker::{
     WorkerError,
 };
 pub use baton_shared_schemas::messages::{
-    TaggedCommand, TaskSelector, WorkflowOutcome, WorkflowStatus, WorkflowStatusView,
+    TaggedCommand, TaskFilter, TaskSelector, WorkflowOutcome, WorkflowStatus, WorkflowStatusView,
 };
 pub use baton_shared_schemas::{ClientId, Failure, FailureKind, Payload, TaskId, Timestamp, WorkflowId};
 pub use baton_workflow::{

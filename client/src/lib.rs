@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use baton_runtime::{CancellationToken, Clock, SystemClock};
 use baton_shared_schemas::messages::{
-    ClientMessage, StartWorkflow, TagEngineMessage, TaggedCommand, TaskSelector, WorkflowEngineMessage,
-    WorkflowOutcome, WorkflowStatusView,
+    ClientMessage, StartWorkflow, TagEngineMessage, TaggedCommand, TaskFilter, WorkflowEngineMessage, WorkflowOutcome,
+    WorkflowStatusView,
 };
 use baton_shared_schemas::{
     ClientId, Envelope, Failure, FailureKind, Payload, PayloadError, RequestId, SignalId, TaskId, Topic, WorkflowId,
@@ -434,12 +434,12 @@ impl Client {
     }
 
     /// Retries the failed tasks of an instance whose run failed because of them; the run resumes.
-    pub async fn retry_tasks(&self, workflow: &str, id: WorkflowId, selector: TaskSelector) -> Result<(), ClientError> {
+    pub async fn retry_tasks(&self, workflow: &str, id: WorkflowId, selector: TaskFilter) -> Result<(), ClientError> {
         self.send(
             workflow,
-            WorkflowEngineMessage::RetryTasks {
+            WorkflowEngineMessage::RetryTasksMatching {
                 workflow_id: id,
-                selector,
+                filter: selector,
             },
         )
         .await
@@ -653,7 +653,7 @@ impl<W: Workflow> WorkflowHandle<W> {
     }
 
     /// Retries the instance's failed tasks.
-    pub async fn retry_tasks(&self, selector: TaskSelector) -> Result<(), ClientError> {
+    pub async fn retry_tasks(&self, selector: TaskFilter) -> Result<(), ClientError> {
         self.client.retry_tasks(W::NAME, self.id, selector).await
     }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use baton::{
-    CallError, Embedded, FailureKind, MethodOptions, RetryPolicy, ServiceOptions, StartOptions, TaskContext, TaskId,
-    TaskSelector, Workflow, WorkflowContext, WorkflowError, WorkflowStatus,
+    CallError, Embedded, FailureKind, MethodOptions, RetryPolicy, ServiceOptions, StartOptions, TaskContext,
+    TaskFilter, TaskId, Workflow, WorkflowContext, WorkflowError, WorkflowStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -274,9 +274,9 @@ async fn an_operator_retries_a_failed_task_after_a_fix_and_the_run_resumes() {
     assert_eq!(handle.status().await.expect("status").status, WorkflowStatus::Failed);
     ops.bug.store(false, Ordering::SeqCst); // the fix is deployed
     handle
-        .retry_tasks(TaskSelector {
+        .retry_tasks(TaskFilter {
             service: Some("Ops".into()),
-            ..TaskSelector::default()
+            ..TaskFilter::default()
         })
         .await
         .expect("retry");

@@ -203,6 +203,17 @@ fn engine_messages() -> Vec<(&'static str, WorkflowEngineMessage)> {
         ),
         ("engine_expire", WorkflowEngineMessage::Expire { workflow_id: wf }),
         (
+            "engine_retry_tasks_matching",
+            WorkflowEngineMessage::RetryTasksMatching {
+                workflow_id: wf,
+                filter: TaskFilter {
+                    task_id: None,
+                    service: Some("Payment".into()),
+                    failure: Some(FailureKind::ExecutionTimeout),
+                },
+            },
+        ),
+        (
             "engine_call_method",
             WorkflowEngineMessage::CallMethod {
                 workflow_id: wf,
@@ -599,6 +610,15 @@ fn tag_messages() -> Vec<(&'static str, TagEngineMessage)> {
             },
         ),
         tagged("tag_by_tag_complete_timers", TaggedCommand::CompleteTimers),
+        tagged(
+            "tag_by_tag_retry_tasks_matching",
+            TaggedCommand::RetryTasksMatching {
+                filter: TaskFilter {
+                    failure: Some(FailureKind::Panic),
+                    ..TaskFilter::default()
+                },
+            },
+        ),
         tagged(
             "tag_by_tag_call_method",
             TaggedCommand::CallMethod {

@@ -241,6 +241,9 @@ fn addressed(workflow_id: WorkflowId, command: &TaggedCommand) -> WorkflowEngine
         TaggedCommand::RetryWorkflowTask => WorkflowEngineMessage::RetryWorkflowTask { workflow_id },
         TaggedCommand::RetryTasks { selector } => WorkflowEngineMessage::RetryTasks { workflow_id, selector },
         TaggedCommand::CompleteTimers => WorkflowEngineMessage::CompleteTimers { workflow_id },
+        TaggedCommand::RetryTasksMatching { filter } => {
+            WorkflowEngineMessage::RetryTasksMatching { workflow_id, filter }
+        }
         TaggedCommand::CallMethod { method, args } => WorkflowEngineMessage::CallMethod {
             workflow_id,
             invocation_id: RequestId::new(),

@@ -801,6 +801,19 @@ fn retrying_the_failed_task_of_a_failed_run_resumes_it() {
         },
     });
     assert_eq!(note, "no failed task matches");
+    let id = h.id;
+    let by_kind = move |failure| WorkflowEngineMessage::RetryTasksMatching {
+        workflow_id: id,
+        filter: TaskFilter {
+            failure: Some(failure),
+            ..TaskFilter::default()
+        },
+    };
+    let (note, _) = h.send(by_kind(FailureKind::ExecutionTimeout));
+    assert_eq!(
+        note, "no failed task matches",
+        "it failed by panicking, not by timing out"
+    );
     let (note, out) = h.send(WorkflowEngineMessage::RetryTasks {
         workflow_id: h.id,
         selector: TaskSelector::default(),

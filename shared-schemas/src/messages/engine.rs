@@ -50,7 +50,30 @@ pub struct ParentRef {
     pub command_id: CommandId,
 }
 
-/// Which failed tasks an operator retries. Empty fields match everything.
+/// Which failed tasks an operator retries, by id, service and how they failed. Empty fields
+/// match everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFilter {
+    /// Only this task.
+    pub task_id: Option<TaskId>,
+    /// Only tasks of this service.
+    pub service: Option<String>,
+    /// Only tasks that failed this way (e.g. `ExecutionTimeout`, `Panic`, `ServiceError`).
+    pub failure: Option<crate::FailureKind>,
+}
+
+impl From<TaskSelector> for TaskFilter {
+    fn from(s: TaskSelector) -> Self {
+        Self {
+            task_id: s.task_id,
+            service: s.service,
+            failure: None,
+        }
+    }
+}
+
+/// Which failed tasks an operator retries (superseded by [`TaskFilter`], which also filters by
+/// how they failed). Empty fields match everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSelector {
     /// Only this task.
@@ -204,6 +227,13 @@ pub enum WorkflowEngineMessage {
         /// Who gets the result.
         reply_to: Option<ClientId>,
     },
+    /// Run failed tasks matching a filter again; a run that failed because of them resumes.
+    RetryTasksMatching {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// Which tasks.
+        filter: TaskFilter,
+    },
 }
 
 impl WorkflowEngineMessage {
@@ -225,7 +255,8 @@ impl WorkflowEngineMessage {
             | Self::RetryTasks { workflow_id, .. }
             | Self::CompleteTimers { workflow_id }
             | Self::ChildEnded { workflow_id, .. }
-            | Self::CallMethod { workflow_id, .. } => *workflow_id,
+            | Self::CallMethod { workflow_id, .. }
+            | Self::RetryTasksMatching { workflow_id, .. } => *workflow_id,
             Self::StartChild { start, .. } => start.workflow_id,
         }
     }
@@ -250,6 +281,7 @@ impl WorkflowEngineMessage {
             Self::StartChild { .. } => "StartChild",
             Self::ChildEnded { .. } => "ChildEnded",
             Self::CallMethod { .. } => "CallMethod",
+            Self::RetryTasksMatching { .. } => "RetryTasksMatching",
         }
     }
 }

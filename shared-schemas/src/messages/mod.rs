@@ -9,7 +9,9 @@ pub mod timer;
 pub mod workflow_task;
 
 pub use client::{ClientMessage, WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
-pub use engine::{ParentRef, RunCompletion, StartWorkflow, TaskSelector, WorkflowEngineMessage, WorkflowTaskCompleted};
+pub use engine::{
+    ParentRef, RunCompletion, StartWorkflow, TaskFilter, TaskSelector, WorkflowEngineMessage, WorkflowTaskCompleted,
+};
 pub use service_task::{ExecuteTask, ServiceTaskMessage};
 pub use tag::{TagEngineMessage, TaggedCommand};
 pub use task_control::TaskControlMessage;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::messages::engine::TaskSelector;
+use crate::messages::engine::{TaskFilter, TaskSelector};
 use crate::{ClientId, Payload, RequestId, SignalId, TaskId, WorkflowId};
 
 /// A command addressed to every instance carrying a tag.
@@ -38,6 +38,11 @@ pub enum TaggedCommand {
         method: String,
         /// Arguments.
         args: Payload,
+    },
+    /// Retry failed tasks matching a filter.
+    RetryTasksMatching {
+        /// Which.
+        filter: TaskFilter,
     },
 }
 

@@ -76,7 +76,8 @@ pub(crate) fn handle(
             value,
             ..
         } => signals::send(state, *signal_id, channel, value, out),
-        M::RetryTasks { selector, .. } => repair::retry_tasks(state, selector, out),
+        M::RetryTasks { selector, .. } => repair::retry_tasks(state, &selector.clone().into(), out),
+        M::RetryTasksMatching { filter, .. } => repair::retry_tasks(state, filter, out),
         M::Expire { .. } => queries::expire(state, out),
         M::CallMethod {
             workflow_id,

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskSelector};
+use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskFilter};
 use baton_shared_schemas::{CommandId, HistoryEvent, Outcome, Payload, TaskId, Topic};
 
 use super::{Step, keep, tag_messages, write};
@@ -22,7 +22,7 @@ struct TaskCall {
 
 pub(crate) fn retry_tasks(
     state: Option<WorkflowState>,
-    selector: &TaskSelector,
+    filter: &TaskFilter,
     out: &mut Out<'_>,
 ) -> Result<Step, EngineError> {
     let Some(mut state) = state else {
@@ -60,20 +60,21 @@ pub(crate) fn retry_tasks(
         .rposition(|e| matches!(e, HistoryEvent::CommandRecorded { .. }))
         .map(|i| i + 1)
         .unwrap_or(0);
-    let selected = |command_id: &CommandId| {
+    let selected = |command_id: &CommandId, failure: &baton_shared_schemas::Failure| {
         let Some(call) = calls.get(command_id) else {
             return false;
         };
-        selector.task_id.is_none_or(|t| t == TaskId::from(*command_id))
-            && selector.service.as_deref().is_none_or(|s| s == call.service)
+        filter.task_id.is_none_or(|t| t == TaskId::from(*command_id))
+            && filter.service.as_deref().is_none_or(|s| s == call.service)
+            && filter.failure.is_none_or(|kind| kind == failure.kind)
     };
     let retried: BTreeSet<CommandId> = history[after_last_command..]
         .iter()
         .filter_map(|e| match e {
             HistoryEvent::ResultDelivered {
                 command_id,
-                outcome: Outcome::Failed(_),
-            } if selected(command_id) => Some(*command_id),
+                outcome: Outcome::Failed(failure),
+            } if selected(command_id, failure) => Some(*command_id),
             _ => None,
         })
         .collect();
