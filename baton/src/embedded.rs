@@ -8,7 +8,7 @@ use std::time::Duration;
 use baton_client::Client;
 use baton_runtime::{CancellationToken, Clock, Supervisor, SystemClock};
 use baton_service_worker::{ServiceHandler, ServiceOptions, Worker, WorkerConfig, WorkerError};
-use baton_storage::InMemoryStore;
+use baton_storage::{InMemoryStore, KeySetStore, TimerStore, WorkflowStore};
 use baton_timer_service::TimerConfig;
 use baton_transport::{InMemoryTransport, MemoryConfig, Transport};
 use baton_workflow::{CheckMode, Workflow, erase};
@@ -37,6 +37,29 @@ pub struct EmbeddedBuilder {
     memory: MemoryConfig,
     clock: Arc<dyn Clock>,
     layer: Option<TransportLayer>,
+    stores: Option<Stores>,
+}
+
+/// The stores the components use.
+#[derive(Clone)]
+pub struct Stores {
+    /// Workflow state (engine).
+    pub workflows: Arc<dyn WorkflowStore>,
+    /// Timers (timer service).
+    pub timers: Arc<dyn TimerStore>,
+    /// Key sets (tag engine).
+    pub key_sets: Arc<dyn KeySetStore>,
+}
+
+impl Stores {
+    /// One store serving all three roles (e.g. a `RedisStore` or an `InMemoryStore`).
+    pub fn all<S: WorkflowStore + TimerStore + KeySetStore + Clone>(store: S) -> Self {
+        Self {
+            workflows: Arc::new(store.clone()),
+            timers: Arc::new(store.clone()),
+            key_sets: Arc::new(store),
+        }
+    }
 }
 
 /// Wraps the transport every component uses (fault injection, metrics, tracing).
@@ -104,6 +127,12 @@ impl EmbeddedBuilder {
         self
     }
 
+    /// Uses these stores instead of the in-memory one, e.g. `Stores::all(RedisStore::connect(url, "baton:").await?)`.
+    pub fn stores(mut self, stores: Stores) -> Self {
+        self.stores = Some(stores);
+        self
+    }
+
     /// How long completed instances are kept.
     pub fn retention(mut self, retention: Duration) -> Self {
         self.engine.retention = retention;
@@ -124,7 +153,7 @@ impl EmbeddedBuilder {
             return Err(EmbeddedError::NoWorkflow);
         }
         let transport = InMemoryTransport::new(self.memory);
-        let store = InMemoryStore::new();
+        let stores = self.stores.unwrap_or_else(|| Stores::all(InMemoryStore::new()));
         let mut shared: Arc<dyn Transport> = Arc::new(transport.clone());
         if let Some(layer) = self.layer {
             shared = layer(shared);
@@ -136,7 +165,7 @@ impl EmbeddedBuilder {
             baton_workflow_engine::run(
                 engine,
                 shared.clone(),
-                Arc::new(store.clone()),
+                stores.workflows.clone(),
                 self.clock.clone(),
                 token.clone(),
             ),
@@ -146,7 +175,7 @@ impl EmbeddedBuilder {
             baton_timer_service::run(
                 self.timers,
                 shared.clone(),
-                Arc::new(store.clone()),
+                stores.timers.clone(),
                 self.clock.clone(),
                 token.clone(),
             ),
@@ -156,7 +185,7 @@ impl EmbeddedBuilder {
             baton_tag_engine::run(
                 tags,
                 shared.clone(),
-                Arc::new(store.clone()),
+                stores.key_sets.clone(),
                 self.clock.clone(),
                 token.clone(),
             ),
@@ -168,7 +197,7 @@ impl EmbeddedBuilder {
         let client = Client::connect_with(shared, self.clock, Duration::from_secs(30)).await?;
         Ok(Embedded {
             transport,
-            store,
+            stores,
             supervisor,
             client,
         })
@@ -178,7 +207,7 @@ impl EmbeddedBuilder {
 /// Every Baton component running in this process.
 pub struct Embedded {
     transport: InMemoryTransport,
-    store: InMemoryStore,
+    stores: Stores,
     supervisor: Supervisor,
     client: Client,
 }
@@ -194,6 +223,7 @@ impl Embedded {
             memory: MemoryConfig::default(),
             clock: Arc::new(SystemClock),
             layer: None,
+            stores: None,
         }
     }
 
@@ -207,9 +237,9 @@ impl Embedded {
         &self.transport
     }
 
-    /// The in-memory store.
-    pub fn store(&self) -> &InMemoryStore {
-        &self.store
+    /// The stores the components use.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
     }
 
     /// Stops every component: consumers stop, in-flight work drains, then tasks end.

@@ -40,7 +40,7 @@ pub use baton_workflow::{
     CallError, Channel, CheckMode, ChildCall, ContinueAsNew, Deferred, Either, Filter, Method, NoError, Receiver, Saga,
     ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of, race,
 };
-pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, TransportLayer};
+pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, Stores, TransportLayer};
 
 /// Component crates, for programs that wire components themselves.
 pub mod components {

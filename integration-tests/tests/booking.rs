@@ -199,3 +199,34 @@ async fn an_engine_that_reloads_every_state_from_storage_keeps_the_books_exact()
     let audit = ledger.audit(&run.outcomes);
     assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_storage_with_every_message_twice_and_no_engine_cache_the_books_stay_exact() {
+    use baton::Stores;
+    use baton::components::storage::RedisStore;
+    use baton::components::workflow_engine::EngineConfig;
+    let redis = baton_test_support::RedisServer::start();
+    let store = RedisStore::connect(&redis.url, "baton:")
+        .await
+        .expect("connect to redis");
+    let ledger = Ledger::new(harsh_rates(), 13);
+    let engine = EngineConfig {
+        shards: 2,
+        cache_per_shard: 1,
+        ..EngineConfig::default()
+    };
+    let baton = booking::embedded(&ledger, Embedded::builder())
+        .stores(Stores::all(store))
+        .engine_config(engine)
+        .transport_layer(|inner| DuplicatingTransport::new(inner))
+        .start()
+        .await
+        .expect("start");
+    let run = run_bookings(&baton, 120).await;
+    baton.shutdown().await;
+    assert!(run.failed.is_empty(), "failed: {:?}", run.failed);
+    assert_eq!(run.completed + run.compensated, 120);
+    let audit = ledger.audit(&run.outcomes);
+    assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
+    assert!(run.compensated >= 5);
+}

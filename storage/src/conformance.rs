@@ -217,7 +217,8 @@ pub async fn timers_report_next_due(store: &dyn TimerStore) {
 }
 
 /// Instantiates every storage check as a `#[tokio::test]`, given an expression that evaluates
-/// to an async factory `|| async { store }` whose store implements all three traits.
+/// to an async factory `|| async { (store, guard) }`: the store implements all three traits,
+/// and the guard (a server process, or `()`) lives until the check ends.
 #[macro_export]
 macro_rules! storage_conformance_tests {
     ($factory:expr) => {
@@ -234,7 +235,7 @@ macro_rules! storage_conformance_tests {
             #[tokio::test]
             async fn $case() {
                 let factory = $factory;
-                let store = factory().await;
+                let (store, _guard) = factory().await;
                 $crate::conformance::$case(&store).await;
             }
         )*

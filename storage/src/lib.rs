@@ -3,7 +3,7 @@
 //!
 //! A workflow's stored form is a small *head* plus an append-only *history* of encoded entries,
 //! so a transition writes what changed rather than the whole record. Backends live in one module
-//! each behind a cargo feature (`in-memory` here); the [`conformance`] suite (feature
+//! each behind a cargo feature (`in-memory`, `redis`); the [`conformance`] suite (feature
 //! `conformance`) is the contract each one runs. This crate stores bytes and knows no message
 //! types beyond ids.
 
@@ -11,6 +11,8 @@
 pub mod conformance;
 #[cfg(feature = "in-memory")]
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::time::Duration;
 
@@ -18,6 +20,8 @@ use baton_shared_schemas::{TimerId, Timestamp, WorkflowId};
 
 #[cfg(feature = "in-memory")]
 pub use memory::InMemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]

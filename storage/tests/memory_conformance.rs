@@ -2,4 +2,4 @@
 
 use baton_storage::InMemoryStore;
 
-baton_storage::storage_conformance_tests!(|| async { InMemoryStore::new() });
+baton_storage::storage_conformance_tests!(|| async { (InMemoryStore::new(), ()) });
