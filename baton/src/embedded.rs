@@ -8,7 +8,7 @@ use std::time::Duration;
 use baton_client::Client;
 use baton_runtime::{CancellationToken, Clock, Supervisor, SystemClock};
 use baton_service_worker::{ServiceHandler, ServiceOptions, Worker, WorkerConfig, WorkerError};
-use baton_storage::{InMemoryStore, KeySetStore, TimerStore, WorkflowStore};
+use baton_storage::{InMemoryStore, Stores};
 use baton_timer_service::TimerConfig;
 use baton_transport::{InMemoryTransport, MemoryConfig, Transport};
 use baton_workflow::{CheckMode, Workflow, erase};
@@ -38,28 +38,6 @@ pub struct EmbeddedBuilder {
     clock: Arc<dyn Clock>,
     layer: Option<TransportLayer>,
     stores: Option<Stores>,
-}
-
-/// The stores the components use.
-#[derive(Clone)]
-pub struct Stores {
-    /// Workflow state (engine).
-    pub workflows: Arc<dyn WorkflowStore>,
-    /// Timers (timer service).
-    pub timers: Arc<dyn TimerStore>,
-    /// Key sets (tag engine).
-    pub key_sets: Arc<dyn KeySetStore>,
-}
-
-impl Stores {
-    /// One store serving all three roles (e.g. a `RedisStore` or an `InMemoryStore`).
-    pub fn all<S: WorkflowStore + TimerStore + KeySetStore + Clone>(store: S) -> Self {
-        Self {
-            workflows: Arc::new(store.clone()),
-            timers: Arc::new(store.clone()),
-            key_sets: Arc::new(store),
-        }
-    }
 }
 
 /// Wraps the transport every component uses (fault injection, metrics, tracing).

@@ -36,11 +36,12 @@ pub use baton_shared_schemas::messages::{
     TaggedCommand, TaskFilter, TaskSelector, WorkflowOutcome, WorkflowStatus, WorkflowStatusView,
 };
 pub use baton_shared_schemas::{ClientId, Failure, FailureKind, Payload, TaskId, Timestamp, WorkflowId};
+pub use baton_storage::Stores;
 pub use baton_workflow::{
     CallError, Channel, CheckMode, ChildCall, ContinueAsNew, Deferred, Either, Filter, Method, NoError, Receiver, Saga,
     ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of, race,
 };
-pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, Stores, TransportLayer};
+pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, TransportLayer};
 
 /// Component crates, for programs that wire components themselves.
 pub mod components {

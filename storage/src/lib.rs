@@ -135,3 +135,25 @@ pub trait TimerStore: Send + Sync + 'static {
     /// The earliest instant at which some timer becomes claimable.
     async fn next_due(&self) -> Result<Option<Timestamp>>;
 }
+
+/// The stores the components use.
+#[derive(Clone)]
+pub struct Stores {
+    /// Workflow state (engine).
+    pub workflows: std::sync::Arc<dyn WorkflowStore>,
+    /// Timers (timer service).
+    pub timers: std::sync::Arc<dyn TimerStore>,
+    /// Key sets (tag engine).
+    pub key_sets: std::sync::Arc<dyn KeySetStore>,
+}
+
+impl Stores {
+    /// One store serving all three roles (e.g. a `RedisStore` or an `InMemoryStore`).
+    pub fn all<S: WorkflowStore + TimerStore + KeySetStore + Clone>(store: S) -> Self {
+        Self {
+            workflows: std::sync::Arc::new(store.clone()),
+            timers: std::sync::Arc::new(store.clone()),
+            key_sets: std::sync::Arc::new(store),
+        }
+    }
+}

@@ -95,10 +95,14 @@ fn backend(e: redis::RedisError) -> StorageError {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`); keys start with `prefix`.
+    /// Connects to `url` (`redis://host:port/db`); keys start with `prefix`. Fails if the
+    /// server cannot be reached within ten seconds.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(backend)?;
-        let connection = ConnectionManager::new(client).await.map_err(backend)?;
+        let connection = tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new(client))
+            .await
+            .map_err(|_| StorageError::Backend(format!("cannot reach redis at {url} within 10 s")))?
+            .map_err(backend)?;
         Ok(Self {
             connection,
             prefix: prefix.to_string(),

@@ -55,3 +55,82 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// A running tansu broker (Kafka-compatible) with in-memory storage.
+pub struct KafkaBroker {
+    child: Child,
+    /// `host:port` to bootstrap from.
+    pub bootstrap: String,
+}
+
+/// Where the `tansu` binary is: on the `PATH`, or where `cargo install` puts it.
+fn tansu_binary() -> String {
+    if Command::new("tansu")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+    {
+        return "tansu".to_string();
+    }
+    let home = std::env::var("CARGO_HOME")
+        .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.cargo")))
+        .unwrap_or_else(|_| ".cargo".to_string());
+    format!("{home}/bin/tansu")
+}
+
+impl KafkaBroker {
+    /// Starts a broker on a free loopback port.
+    pub fn start() -> Self {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start the tansu broker ({e}); ./scripts/test.sh installs it \
+                     (cargo install tansu --locked --features dynostore,libsql)"
+                )
+            });
+        let broker = Self {
+            child,
+            bootstrap: format!("127.0.0.1:{port}"),
+        };
+        wait_for_port(port, "tansu");
+        broker
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -287,7 +287,8 @@ pub async fn exclusive_has_one_consumer(t: Arc<dyn Transport>) {
 }
 
 /// Instantiates every conformance check as a `#[tokio::test]`, given an expression that
-/// evaluates to an async factory `|| async { Arc<dyn Transport> }`.
+/// evaluates to an async factory `|| async { (Arc<dyn Transport>, guard) }`; the guard (a broker
+/// process, or `()`) lives until the check ends.
 #[macro_export]
 macro_rules! transport_conformance_tests {
     ($factory:expr) => {
@@ -308,7 +309,8 @@ macro_rules! transport_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 let factory = $factory;
-                $crate::conformance::$case(factory().await).await;
+                let (transport, _guard) = factory().await;
+                $crate::conformance::$case(transport).await;
             }
         )*
     };

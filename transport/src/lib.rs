@@ -7,13 +7,15 @@
 //! consumer that goes away redelivers it; after `max_redeliveries` it moves to the topic's
 //! dead-letter topic with the reason in its headers.
 //!
-//! Backends live in one module each behind a cargo feature (`in-memory` here). The
+//! Backends live in one module each behind a cargo feature (`in-memory`, `kafka`). The
 //! [`conformance`] suite (feature `conformance`) is the contract every backend runs.
 //! This crate knows the wire codec only through `shared-schemas`; it has no storage.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod delivery;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 #[cfg(feature = "in-memory")]
 pub mod memory;
 mod typed;
@@ -21,6 +23,8 @@ mod typed;
 use std::sync::Arc;
 
 pub use delivery::{Acknowledger, Delivery, headers};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaConfig, KafkaTransport};
 #[cfg(feature = "in-memory")]
 pub use memory::{InMemoryTransport, MemoryConfig};
 pub use typed::{EncodedMessage, Publisher, decode_delivery};

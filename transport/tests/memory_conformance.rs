@@ -10,5 +10,5 @@ baton_transport::transport_conformance_tests!(|| async {
         nack_delay: Duration::from_millis(1),
         ..MemoryConfig::default()
     };
-    Arc::new(InMemoryTransport::new(config)) as Arc<dyn Transport>
+    (Arc::new(InMemoryTransport::new(config)) as Arc<dyn Transport>, ())
 });
