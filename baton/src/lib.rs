@@ -46,6 +46,7 @@ pub use embedded::{Embedded, EmbeddedBuilder, EmbeddedError, TransportLayer};
 /// Component crates, for programs that wire components themselves.
 pub mod components {
     pub use baton_runtime as runtime;
+    pub use baton_service_worker as worker;
     pub use baton_shared_schemas as schemas;
     pub use baton_storage as storage;
     pub use baton_tag_engine as tag_engine;

@@ -9,11 +9,13 @@
 //! `baton-workflow`. Concurrency is bounded; shutdown stops consuming and drains in-flight work.
 
 mod context;
+pub mod http_bridge;
 mod retry;
 mod service;
 mod worker;
 
 pub use context::TaskContext;
+pub use http_bridge::{HttpMethod, HttpService, HttpServiceConfig};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use service::{
     MethodOptions, ServiceError, ServiceHandler, ServiceOptions, TaskFuture, decode_arguments, encode_outcome,
