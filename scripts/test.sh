@@ -14,6 +14,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
+# tansu, a Kafka-compatible broker written in Rust, for the Kafka transport's tests. Building it
+# takes about 17 minutes on two cores, so an existing binary is reused.
+if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
+  step "installing the tansu broker (once; about 17 minutes)"
+  cargo install tansu --locked --features dynostore,libsql
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install --locked cargo-nextest

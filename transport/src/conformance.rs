@@ -92,6 +92,53 @@ pub async fn keyed_preserves_order_per_key(t: Arc<dyn Transport>) {
     }
 }
 
+/// Two consumers that join a keyed subscription at the same moment share the work: every
+/// message arrives, and each consumer sees the messages of a key in publish order.
+pub async fn keyed_consumers_joining_together(t: Arc<dyn Transport>) {
+    let topic = unique("keyed-together");
+    let (a, b) = tokio::join!(
+        t.subscribe(&topic, "s", SubscriptionKind::Keyed),
+        t.subscribe(&topic, "s", SubscriptionKind::Keyed)
+    );
+    let mut consumers = [a.expect("subscribe"), b.expect("subscribe")];
+    let keys = ["k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"];
+    let per_key = 15;
+    for i in 0..per_key {
+        for k in keys {
+            publish(t.as_ref(), &topic, k, format!("{k}:{i}")).await;
+        }
+    }
+    let mut seen: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut by_consumer: [HashMap<String, Vec<usize>>; 2] = [HashMap::new(), HashMap::new()];
+    let mut rounds = 0;
+    while seen
+        .values()
+        .map(|v| v.iter().collect::<std::collections::HashSet<_>>().len())
+        .sum::<usize>()
+        < keys.len() * per_key
+    {
+        rounds += 1;
+        assert!(rounds < 5_000, "messages missing: {seen:?}");
+        let which = rounds % 2;
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(100), consumers[which].next()).await {
+            let body = text(&d);
+            let (k, i) = body.split_once(':').expect("body");
+            let i: usize = i.parse().expect("index");
+            seen.entry(k.to_string()).or_default().push(i);
+            by_consumer[which].entry(k.to_string()).or_default().push(i);
+            d.ack().await;
+        }
+    }
+    for consumer in &by_consumer {
+        for (k, got) in consumer {
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "one consumer saw key {k} out of order: {got:?}"
+            );
+        }
+    }
+}
+
 /// Shared consumers compete: every message is delivered to exactly one of them.
 pub async fn shared_delivers_each_message_once(t: Arc<dyn Transport>) {
     let topic = unique("shared");
@@ -294,6 +341,7 @@ macro_rules! transport_conformance_tests {
     ($factory:expr) => {
         $crate::transport_conformance_tests!(@cases $factory;
             keyed_preserves_order_per_key,
+            keyed_consumers_joining_together,
             shared_delivers_each_message_once,
             subscriptions_each_receive_every_message,
             first_subscription_receives_earlier_messages,
