@@ -38,6 +38,7 @@ pub struct EmbeddedBuilder {
     clock: Arc<dyn Clock>,
     layer: Option<TransportLayer>,
     stores: Option<Stores>,
+    external_transport: Option<Arc<dyn Transport>>,
 }
 
 /// Wraps the transport every component uses (fault injection, metrics, tracing).
@@ -90,6 +91,12 @@ impl EmbeddedBuilder {
         self
     }
 
+    /// Uses this transport (e.g. a `KafkaTransport`) instead of the in-memory one.
+    pub fn transport(mut self, transport: Arc<dyn Transport>) -> Self {
+        self.external_transport = Some(transport);
+        self
+    }
+
     /// In-memory transport settings.
     pub fn transport_config(mut self, config: MemoryConfig) -> Self {
         self.memory = config;
@@ -130,9 +137,17 @@ impl EmbeddedBuilder {
         if engine.workflows.is_empty() {
             return Err(EmbeddedError::NoWorkflow);
         }
-        let transport = InMemoryTransport::new(self.memory);
+        let memory = self
+            .external_transport
+            .is_none()
+            .then(|| InMemoryTransport::new(self.memory));
         let stores = self.stores.unwrap_or_else(|| Stores::all(InMemoryStore::new()));
-        let mut shared: Arc<dyn Transport> = Arc::new(transport.clone());
+        let mut shared: Arc<dyn Transport> = match (&memory, self.external_transport) {
+            (Some(memory), _) => Arc::new(memory.clone()),
+            (None, Some(external)) => external,
+            (None, None) => Arc::new(InMemoryTransport::default()),
+        };
+        let unwrapped = shared.clone();
         if let Some(layer) = self.layer {
             shared = layer(shared);
         }
@@ -174,7 +189,8 @@ impl EmbeddedBuilder {
         );
         let client = Client::connect_with(shared, self.clock, Duration::from_secs(30)).await?;
         Ok(Embedded {
-            transport,
+            transport: unwrapped,
+            memory,
             stores,
             supervisor,
             client,
@@ -184,7 +200,8 @@ impl EmbeddedBuilder {
 
 /// Every Baton component running in this process.
 pub struct Embedded {
-    transport: InMemoryTransport,
+    transport: Arc<dyn Transport>,
+    memory: Option<InMemoryTransport>,
     stores: Stores,
     supervisor: Supervisor,
     client: Client,
@@ -202,6 +219,7 @@ impl Embedded {
             clock: Arc::new(SystemClock),
             layer: None,
             stores: None,
+            external_transport: None,
         }
     }
 
@@ -210,8 +228,9 @@ impl Embedded {
         &self.client
     }
 
-    /// The in-memory transport (to publish or inspect messages directly).
-    pub fn transport(&self) -> &InMemoryTransport {
+    /// The transport the components use, before any layer (to publish or inspect messages
+    /// directly).
+    pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.transport
     }
 
@@ -226,6 +245,8 @@ impl Embedded {
         for failure in self.supervisor.shutdown(Duration::from_secs(30)).await {
             tracing::error!(%failure, "component failed during shutdown");
         }
-        self.transport.close();
+        if let Some(memory) = self.memory {
+            memory.close();
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use baton::components::transport::{OutgoingMessage, SubscriptionKind, Transport, headers};
+use baton::components::transport::{OutgoingMessage, SubscriptionKind, headers};
 use baton::{
     CallError, Client, ClientError, Embedded, FailureKind, MethodOptions, RetryPolicy, ServiceOptions, StartOptions,
     TaskContext, Workflow, WorkflowContext, WorkflowError, WorkflowId, WorkflowStatus,
@@ -206,9 +206,7 @@ async fn a_result_is_returned_to_the_starter_and_to_later_clients() {
         .expect("start");
     assert_eq!(handle.result().await.expect("result"), "hello");
     // A fresh client (as after a restart) asks for the result of the finished instance.
-    let later = Client::connect(Arc::new(baton.transport().clone()))
-        .await
-        .expect("connect");
+    let later = Client::connect(baton.transport().clone()).await.expect("connect");
     assert_eq!(
         later
             .handle::<Scenarios>(handle.id())

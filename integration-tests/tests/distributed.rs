@@ -1,0 +1,148 @@
+//! Every component on the real backends: a tansu Kafka-compatible broker and a Redis server,
+//! each started by the test on free loopback ports.
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton::components::storage::RedisStore;
+use baton::components::transport::{OutgoingMessage, SubscriptionKind, Transport, headers};
+use baton::{Embedded, Stores, WorkflowError};
+use baton_examples::booking::{self, Booking, BookingOutcome, FailureRates, Ledger};
+use baton_test_support::{KafkaBroker, RedisServer};
+use baton_transport::{KafkaConfig, KafkaTransport};
+use tokio::task::JoinSet;
+
+struct Backends {
+    transport: Arc<dyn Transport>,
+    stores: Stores,
+    _broker: KafkaBroker,
+    _redis: RedisServer,
+}
+
+async fn backends() -> Backends {
+    let broker = KafkaBroker::start();
+    let redis = RedisServer::start();
+    let config = KafkaConfig {
+        bootstrap_servers: broker.bootstrap.clone(),
+        namespace: "it.".into(),
+        nack_delay: Duration::from_millis(50),
+        ..KafkaConfig::default()
+    };
+    let transport: Arc<dyn Transport> = Arc::new(KafkaTransport::connect(config).expect("kafka"));
+    let stores = Stores::all(RedisStore::connect(&redis.url, "baton:").await.expect("redis"));
+    Backends {
+        transport,
+        stores,
+        _broker: broker,
+        _redis: redis,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_balance_their_books_on_kafka_and_redis() {
+    let b = backends().await;
+    let ledger = Ledger::new(
+        FailureRates {
+            transient: 0.15,
+            declined: 0.08,
+            flight_sold_out: 0.08,
+            hotel_sold_out: 0.08,
+        },
+        21,
+    );
+    let baton = booking::embedded(&ledger, Embedded::builder())
+        .transport(b.transport.clone())
+        .stores(b.stores.clone())
+        .start()
+        .await
+        .expect("start");
+    let mut running = JoinSet::new();
+    for n in 0..60 {
+        let client = baton.client().clone();
+        running.spawn(async move {
+            let outcome = match client.start::<Booking>(&booking::request(n)).await {
+                Ok(handle) => handle.result().await,
+                Err(e) => Err(WorkflowError::Client(e)),
+            };
+            (n, outcome)
+        });
+    }
+    let mut outcomes: HashMap<u64, Option<BookingOutcome>> = HashMap::new();
+    let mut failed = Vec::new();
+    while let Some(joined) = running.join_next().await {
+        let (n, outcome) = joined.expect("task");
+        match outcome {
+            Ok(o) => {
+                outcomes.insert(n, Some(o));
+            }
+            Err(e) => {
+                failed.push(format!("{n}: {e}"));
+                outcomes.insert(n, None);
+            }
+        }
+    }
+    baton.shutdown().await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let audit = ledger.audit(&outcomes);
+    assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
+    assert_eq!(audit.booked_ok + audit.compensated_ok, 60);
+    assert!(audit.compensated_ok >= 3 && audit.transient_failures >= 10, "{audit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_on_the_broker_are_dead_lettered_and_components_carry_on() {
+    let b = backends().await;
+    let ledger = Ledger::new(FailureRates::default(), 3);
+    let baton = booking::embedded(&ledger, Embedded::builder())
+        .transport(b.transport.clone())
+        .stores(b.stores.clone())
+        .start()
+        .await
+        .expect("start");
+    let topics = [
+        "workflow-cmd:Booking",
+        "workflow-engine:Booking",
+        "workflow-task:Booking",
+        "service-task:Payment",
+        "timers",
+        "workflow-tag:Booking",
+    ];
+    let mut dead_letters = Vec::new();
+    for topic in topics {
+        dead_letters.push(
+            b.transport
+                .subscribe(&format!("dlq:{topic}"), "ops", SubscriptionKind::Shared)
+                .await
+                .expect("dlq"),
+        );
+        b.transport
+            .publish(
+                topic,
+                OutgoingMessage::new("garbage", b"\x01\xff\xff not a message".to_vec()),
+            )
+            .await
+            .expect("publish");
+    }
+    for (topic, dlq) in topics.iter().zip(dead_letters.iter_mut()) {
+        let dead = tokio::time::timeout(Duration::from_secs(30), dlq.next())
+            .await
+            .expect("dead-lettered in time")
+            .expect("delivery");
+        let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
+        assert!(
+            reason.contains("undecodable") || reason.contains("malformed"),
+            "{topic}: {reason}"
+        );
+        assert_eq!(dead.header(headers::ORIGINAL_TOPIC), Some(*topic));
+        dead.ack().await;
+    }
+    let handle = baton
+        .client()
+        .start::<Booking>(&booking::request(1))
+        .await
+        .expect("start");
+    assert!(handle.result().await.is_ok(), "components keep working after bad input");
+    baton.shutdown().await;
+}
