@@ -252,26 +252,222 @@ fn text_hash(s: &str) -> u64 {
     })
 }
 
-#[derive(Default)]
-struct Books {
+/// A snapshot of the books: every effect the services made, keyed by the task that made it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Books {
     /// charge id → (booking, amount); one entry per effective charge.
-    charges: HashMap<String, (u64, u64)>,
-    /// Refunded charge ids.
-    refunds: HashMap<String, u64>,
+    pub charges: HashMap<String, (u64, u64)>,
+    /// Refunded charge ids → amount.
+    pub refunds: HashMap<String, u64>,
     /// ticket id → (booking, cancelled).
-    tickets: HashMap<String, (u64, bool)>,
+    pub tickets: HashMap<String, (u64, bool)>,
     /// reservation id → booking.
-    reservations: HashMap<String, u64>,
-    notifications: HashMap<String, u64>,
+    pub reservations: HashMap<String, u64>,
+    /// Notifications sent, by task.
+    pub notifications: HashMap<String, u64>,
     /// Executions of each method, attempts and redeliveries included.
-    executions: HashMap<&'static str, u64>,
-    transient_failures: u64,
+    pub executions: HashMap<String, u64>,
+    /// Attempts that failed transiently.
+    pub transient_failures: u64,
 }
 
-/// The side effects of the booking services, as a bank and two inventories would record them.
-#[derive(Clone)]
-pub struct Ledger {
+/// Where the services record their effects. Every record is idempotent by its key (the task
+/// id), as a bank or an inventory keyed by request id would be.
+#[async_trait::async_trait]
+pub trait Bookkeeper: Clone + Send + Sync + 'static {
+    /// Counts one execution of a method, and whether it failed transiently.
+    async fn count(&self, method: &'static str, transient: bool) -> Result<(), String>;
+    /// Records a charge (once per key).
+    async fn charge(&self, key: &str, booking: u64, amount: u64) -> Result<(), String>;
+    /// Records a refund of a charge (once per charge).
+    async fn refund(&self, charge_id: &str, amount: u64) -> Result<(), String>;
+    /// Records a ticket (once per key).
+    async fn ticket(&self, key: &str, booking: u64) -> Result<(), String>;
+    /// Marks a ticket cancelled.
+    async fn cancel_ticket(&self, ticket_id: &str) -> Result<(), String>;
+    /// Records a reservation (once per key).
+    async fn reserve(&self, key: &str, booking: u64) -> Result<(), String>;
+    /// Records a notification (once per key).
+    async fn notify(&self, key: &str) -> Result<(), String>;
+    /// Everything recorded so far.
+    async fn snapshot(&self) -> Result<Books, String>;
+}
+
+/// Books kept in this process's memory (the embedded demo and tests).
+#[derive(Clone, Default)]
+pub struct MemoryBooks {
     books: Arc<Mutex<Books>>,
+}
+
+impl MemoryBooks {
+    fn lock(&self) -> MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl Bookkeeper for MemoryBooks {
+    async fn count(&self, method: &'static str, transient: bool) -> Result<(), String> {
+        let mut books = self.lock();
+        *books.executions.entry(method.to_string()).or_default() += 1;
+        books.transient_failures += u64::from(transient);
+        Ok(())
+    }
+    async fn charge(&self, key: &str, booking: u64, amount: u64) -> Result<(), String> {
+        self.lock().charges.entry(key.to_string()).or_insert((booking, amount));
+        Ok(())
+    }
+    async fn refund(&self, charge_id: &str, amount: u64) -> Result<(), String> {
+        self.lock().refunds.entry(charge_id.to_string()).or_insert(amount);
+        Ok(())
+    }
+    async fn ticket(&self, key: &str, booking: u64) -> Result<(), String> {
+        self.lock().tickets.entry(key.to_string()).or_insert((booking, false));
+        Ok(())
+    }
+    async fn cancel_ticket(&self, ticket_id: &str) -> Result<(), String> {
+        if let Some(entry) = self.lock().tickets.get_mut(ticket_id) {
+            entry.1 = true;
+        }
+        Ok(())
+    }
+    async fn reserve(&self, key: &str, booking: u64) -> Result<(), String> {
+        self.lock().reservations.entry(key.to_string()).or_insert(booking);
+        Ok(())
+    }
+    async fn notify(&self, key: &str) -> Result<(), String> {
+        *self.lock().notifications.entry(key.to_string()).or_default() += 1;
+        Ok(())
+    }
+    async fn snapshot(&self) -> Result<Books, String> {
+        Ok(self.lock().clone())
+    }
+}
+
+/// Books kept in Redis, shared by every worker process of a cluster, so they can be audited
+/// after processes were killed.
+#[derive(Clone)]
+pub struct RedisBooks {
+    connection: redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl RedisBooks {
+    /// Connects; keys start with `prefix` (use one prefix per run).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let connection = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            connection,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    async fn set_once(&self, hash: &str, field: &str, value: String) -> Result<(), String> {
+        let mut con = self.connection.clone();
+        redis::AsyncCommands::hset_nx::<_, _, _, ()>(&mut con, self.key(hash), field, value)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn all(&self, hash: &str) -> Result<HashMap<String, String>, String> {
+        let mut con = self.connection.clone();
+        redis::AsyncCommands::hgetall(&mut con, self.key(hash))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn number(text: &str) -> u64 {
+    text.parse().unwrap_or(0)
+}
+
+#[async_trait::async_trait]
+impl Bookkeeper for RedisBooks {
+    async fn count(&self, method: &'static str, transient: bool) -> Result<(), String> {
+        let mut con = self.connection.clone();
+        let mut pipe = redis::pipe();
+        pipe.hincr(self.key("executions"), method, 1).ignore();
+        if transient {
+            pipe.incr(self.key("transient"), 1).ignore();
+        }
+        pipe.query_async::<()>(&mut con).await.map_err(|e| e.to_string())
+    }
+    async fn charge(&self, key: &str, booking: u64, amount: u64) -> Result<(), String> {
+        self.set_once("charges", key, format!("{booking}|{amount}")).await
+    }
+    async fn refund(&self, charge_id: &str, amount: u64) -> Result<(), String> {
+        self.set_once("refunds", charge_id, amount.to_string()).await
+    }
+    async fn ticket(&self, key: &str, booking: u64) -> Result<(), String> {
+        self.set_once("tickets", key, booking.to_string()).await
+    }
+    async fn cancel_ticket(&self, ticket_id: &str) -> Result<(), String> {
+        self.set_once("cancelled-tickets", ticket_id, "1".into()).await
+    }
+    async fn reserve(&self, key: &str, booking: u64) -> Result<(), String> {
+        self.set_once("reservations", key, booking.to_string()).await
+    }
+    async fn notify(&self, key: &str) -> Result<(), String> {
+        self.set_once("notifications", key, "1".into()).await
+    }
+    async fn snapshot(&self) -> Result<Books, String> {
+        let cancelled = self.all("cancelled-tickets").await?;
+        let mut books = Books::default();
+        for (id, value) in self.all("charges").await? {
+            let (booking, amount) = value.split_once('|').unwrap_or((value.as_str(), "0"));
+            books.charges.insert(id, (number(booking), number(amount)));
+        }
+        books.refunds = self
+            .all("refunds")
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, number(&v)))
+            .collect();
+        books.tickets = self
+            .all("tickets")
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k.clone(), (number(&v), cancelled.contains_key(&k))))
+            .collect();
+        books.reservations = self
+            .all("reservations")
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, number(&v)))
+            .collect();
+        books.notifications = self
+            .all("notifications")
+            .await?
+            .into_iter()
+            .map(|(k, _)| (k, 1))
+            .collect();
+        books.executions = self
+            .all("executions")
+            .await?
+            .into_iter()
+            .map(|(k, v)| (k, number(&v)))
+            .collect();
+        let mut con = self.connection.clone();
+        let transient: Option<u64> = redis::AsyncCommands::get(&mut con, self.key("transient"))
+            .await
+            .map_err(|e| e.to_string())?;
+        books.transient_failures = transient.unwrap_or(0);
+        Ok(books)
+    }
+}
+
+/// The booking services: a bank and two inventories recording their effects in `K`, with
+/// injected failures.
+#[derive(Clone)]
+pub struct Ledger<K = MemoryBooks> {
+    books: K,
     rates: FailureRates,
     seed: u64,
 }
@@ -285,38 +481,35 @@ pub struct Audit {
     pub compensated_ok: u64,
     /// Every discrepancy found.
     pub problems: Vec<String>,
+    /// Effects made more than once for one booking (extra charges, tickets, rooms).
+    pub duplicated_effects: u64,
     /// Service method executions (attempts and redeliveries included).
     pub executions: u64,
     /// Attempts that failed transiently and were retried.
     pub transient_failures: u64,
 }
 
-impl Ledger {
-    /// An empty ledger with the given failure rates; `seed` varies which bookings fail.
+impl Ledger<MemoryBooks> {
+    /// A ledger in memory with the given failure rates; `seed` varies which bookings fail.
     pub fn new(rates: FailureRates, seed: u64) -> Self {
-        Self {
-            books: Arc::default(),
-            rates,
-            seed,
-        }
+        Self::with_books(MemoryBooks::default(), rates, seed)
     }
+}
 
-    fn books(&self) -> MutexGuard<'_, Books> {
-        self.books.lock().unwrap_or_else(|e| e.into_inner())
+impl<K: Bookkeeper> Ledger<K> {
+    /// A ledger recording into `books`.
+    pub fn with_books(books: K, rates: FailureRates, seed: u64) -> Self {
+        Self { books, rates, seed }
     }
 
     /// Counts an execution and decides whether this attempt fails transiently.
-    fn attempt(&self, method: &'static str) -> (String, bool) {
+    async fn attempt(&self, method: &'static str) -> Result<(String, bool), String> {
         let ctx = TaskContext::current();
         let key = ctx.idempotency_key();
         let roll = chance(self.seed, &[text_hash(&key), u64::from(ctx.attempt)]);
-        let mut books = self.books();
-        *books.executions.entry(method).or_default() += 1;
         let transient = roll < self.rates.transient;
-        if transient {
-            books.transient_failures += 1;
-        }
-        (key, transient)
+        self.books.count(method, transient).await?;
+        Ok((key, transient))
     }
 
     fn business(&self, booking: u64, step: u64, rate: f64) -> bool {
@@ -325,63 +518,75 @@ impl Ledger {
 
     /// Checks the books: `outcomes` maps each booking to how its workflow ended (`None` if it
     /// failed or was lost).
-    pub fn audit(&self, outcomes: &HashMap<u64, Option<BookingOutcome>>) -> Audit {
-        let books = self.books();
-        let mut audit = Audit {
-            executions: books.executions.values().sum(),
-            transient_failures: books.transient_failures,
-            ..Audit::default()
-        };
-        let mut charges: HashMap<u64, Vec<&String>> = HashMap::new();
-        for (id, (booking, _)) in &books.charges {
-            charges.entry(*booking).or_default().push(id);
-        }
-        let mut live_tickets: HashMap<u64, u32> = HashMap::new();
-        for (booking, cancelled) in books.tickets.values() {
-            if !cancelled {
-                *live_tickets.entry(*booking).or_default() += 1;
-            }
-        }
-        let mut reservations: HashMap<u64, u32> = HashMap::new();
-        for booking in books.reservations.values() {
-            *reservations.entry(*booking).or_default() += 1;
-        }
-        for (booking, outcome) in outcomes {
-            let charged = charges.get(booking).map(Vec::as_slice).unwrap_or_default();
-            let refunded = charged.iter().filter(|c| books.refunds.contains_key(**c)).count();
-            let tickets = live_tickets.get(booking).copied().unwrap_or(0);
-            let rooms = reservations.get(booking).copied().unwrap_or(0);
-            match outcome {
-                Some(BookingOutcome::Booked { .. }) => {
-                    if charged.len() == 1 && refunded == 0 && tickets == 1 && rooms == 1 {
-                        audit.booked_ok += 1;
-                    } else {
-                        audit.problems.push(format!(
-                            "booking {booking} completed but has {} charges, {refunded} refunds, {tickets} tickets, {rooms} rooms",
-                            charged.len()
-                        ));
-                    }
-                }
-                Some(BookingOutcome::Compensated { reason }) => {
-                    if charged.len() == refunded && charged.len() <= 1 && tickets == 0 && rooms == 0 {
-                        audit.compensated_ok += 1;
-                    } else {
-                        audit.problems.push(format!(
-                            "booking {booking} compensated ({reason}) but has {} charges, {refunded} refunds, {tickets} tickets, {rooms} rooms",
-                            charged.len()
-                        ));
-                    }
-                }
-                None => audit.problems.push(format!("booking {booking} did not finish")),
-            }
-        }
-        audit
+    pub async fn audit(&self, outcomes: &HashMap<u64, Option<BookingOutcome>>) -> Result<Audit, String> {
+        Ok(audit_books(&self.books.snapshot().await?, outcomes))
     }
 }
 
-impl Payment for Ledger {
+/// Checks a snapshot of the books against the workflows' outcomes.
+pub fn audit_books(books: &Books, outcomes: &HashMap<u64, Option<BookingOutcome>>) -> Audit {
+    let mut audit = Audit {
+        executions: books.executions.values().sum(),
+        transient_failures: books.transient_failures,
+        ..Audit::default()
+    };
+    let mut charges: HashMap<u64, Vec<&String>> = HashMap::new();
+    for (id, (booking, _)) in &books.charges {
+        charges.entry(*booking).or_default().push(id);
+    }
+    let mut live_tickets: HashMap<u64, u32> = HashMap::new();
+    let mut all_tickets: HashMap<u64, u32> = HashMap::new();
+    for (booking, cancelled) in books.tickets.values() {
+        *all_tickets.entry(*booking).or_default() += 1;
+        if !cancelled {
+            *live_tickets.entry(*booking).or_default() += 1;
+        }
+    }
+    let mut reservations: HashMap<u64, u32> = HashMap::new();
+    for booking in books.reservations.values() {
+        *reservations.entry(*booking).or_default() += 1;
+    }
+    for (booking, outcome) in outcomes {
+        let charged = charges.get(booking).map(Vec::as_slice).unwrap_or_default();
+        let refunded = charged.iter().filter(|c| books.refunds.contains_key(**c)).count();
+        let tickets = live_tickets.get(booking).copied().unwrap_or(0);
+        let rooms = reservations.get(booking).copied().unwrap_or(0);
+        audit.duplicated_effects += (charged.len() as u64).saturating_sub(1)
+            + u64::from(all_tickets.get(booking).copied().unwrap_or(0).saturating_sub(1))
+            + u64::from(rooms.saturating_sub(1));
+        match outcome {
+            Some(BookingOutcome::Booked { .. }) => {
+                if charged.len() == 1 && refunded == 0 && tickets == 1 && rooms == 1 {
+                    audit.booked_ok += 1;
+                } else {
+                    audit.problems.push(format!(
+                        "booking {booking} completed but has {} charges, {refunded} refunds, {tickets} tickets, {rooms} rooms",
+                        charged.len()
+                    ));
+                }
+            }
+            Some(BookingOutcome::Compensated { reason }) => {
+                if charged.len() == refunded && charged.len() <= 1 && tickets == 0 && rooms == 0 {
+                    audit.compensated_ok += 1;
+                } else {
+                    audit.problems.push(format!(
+                        "booking {booking} compensated ({reason}) but has {} charges, {refunded} refunds, {tickets} tickets, {rooms} rooms",
+                        charged.len()
+                    ));
+                }
+            }
+            None => audit.problems.push(format!("booking {booking} did not finish")),
+        }
+    }
+    audit
+}
+
+impl<K: Bookkeeper> Payment for Ledger<K> {
     async fn charge(&self, request: BookingRequest) -> Result<Receipt, PaymentError> {
-        let (key, transient) = self.attempt("Payment.charge");
+        let (key, transient) = self
+            .attempt("Payment.charge")
+            .await
+            .map_err(|_| PaymentError::Unavailable)?;
         if transient {
             return Err(PaymentError::Unavailable);
         }
@@ -389,10 +594,10 @@ impl Payment for Ledger {
             return Err(PaymentError::Declined("insufficient funds".into()));
         }
         // The task id is the idempotency key: a repeated attempt finds the charge it made.
-        self.books()
-            .charges
-            .entry(key.clone())
-            .or_insert((request.booking, request.amount_cents));
+        self.books
+            .charge(&key, request.booking, request.amount_cents)
+            .await
+            .map_err(|_| PaymentError::Unavailable)?;
         Ok(Receipt {
             booking: request.booking,
             charge_id: key,
@@ -401,31 +606,36 @@ impl Payment for Ledger {
     }
 
     async fn refund(&self, receipt: Receipt) -> Result<(), PaymentError> {
-        let (_, transient) = self.attempt("Payment.refund");
+        let (_, transient) = self
+            .attempt("Payment.refund")
+            .await
+            .map_err(|_| PaymentError::Unavailable)?;
         if transient {
             return Err(PaymentError::Unavailable);
         }
-        self.books()
-            .refunds
-            .entry(receipt.charge_id)
-            .or_insert(receipt.amount_cents);
-        Ok(())
+        self.books
+            .refund(&receipt.charge_id, receipt.amount_cents)
+            .await
+            .map_err(|_| PaymentError::Unavailable)
     }
 }
 
-impl Flights for Ledger {
+impl<K: Bookkeeper> Flights for Ledger<K> {
     async fn book(&self, request: BookingRequest) -> Result<Ticket, InventoryError> {
-        let (key, transient) = self.attempt("Flights.book");
+        let (key, transient) = self
+            .attempt("Flights.book")
+            .await
+            .map_err(|_| InventoryError::Unavailable)?;
         if transient {
             return Err(InventoryError::Unavailable);
         }
         if self.business(request.booking, 2, self.rates.flight_sold_out) {
             return Err(InventoryError::SoldOut);
         }
-        self.books()
-            .tickets
-            .entry(key.clone())
-            .or_insert((request.booking, false));
+        self.books
+            .ticket(&key, request.booking)
+            .await
+            .map_err(|_| InventoryError::Unavailable)?;
         Ok(Ticket {
             booking: request.booking,
             ticket_id: key,
@@ -433,27 +643,36 @@ impl Flights for Ledger {
     }
 
     async fn cancel(&self, ticket: Ticket) -> Result<(), InventoryError> {
-        let (_, transient) = self.attempt("Flights.cancel");
+        let (_, transient) = self
+            .attempt("Flights.cancel")
+            .await
+            .map_err(|_| InventoryError::Unavailable)?;
         if transient {
             return Err(InventoryError::Unavailable);
         }
-        if let Some(entry) = self.books().tickets.get_mut(&ticket.ticket_id) {
-            entry.1 = true;
-        }
-        Ok(())
+        self.books
+            .cancel_ticket(&ticket.ticket_id)
+            .await
+            .map_err(|_| InventoryError::Unavailable)
     }
 }
 
-impl Hotels for Ledger {
+impl<K: Bookkeeper> Hotels for Ledger<K> {
     async fn book(&self, request: BookingRequest) -> Result<Reservation, InventoryError> {
-        let (key, transient) = self.attempt("Hotels.book");
+        let (key, transient) = self
+            .attempt("Hotels.book")
+            .await
+            .map_err(|_| InventoryError::Unavailable)?;
         if transient {
             return Err(InventoryError::Unavailable);
         }
         if self.business(request.booking, 3, self.rates.hotel_sold_out) {
             return Err(InventoryError::SoldOut);
         }
-        self.books().reservations.entry(key.clone()).or_insert(request.booking);
+        self.books
+            .reserve(&key, request.booking)
+            .await
+            .map_err(|_| InventoryError::Unavailable)?;
         Ok(Reservation {
             booking: request.booking,
             reservation_id: key,
@@ -461,14 +680,13 @@ impl Hotels for Ledger {
     }
 }
 
-impl Notifications for Ledger {
+impl<K: Bookkeeper> Notifications for Ledger<K> {
     async fn notify(&self, _customer: String, _message: String) -> Result<(), String> {
-        let (key, transient) = self.attempt("Notifications.notify");
+        let (key, transient) = self.attempt("Notifications.notify").await?;
         if transient {
             return Err("mail server unavailable".into());
         }
-        *self.books().notifications.entry(key).or_default() += 1;
-        Ok(())
+        self.books.notify(&key).await
     }
 }
 
@@ -485,7 +703,7 @@ pub fn request(n: u64) -> BookingRequest {
 
 /// Hosts the booking services and workflow on an embedded builder, with a retry policy that
 /// absorbs transient failures quickly.
-pub fn embedded(ledger: &Ledger, builder: baton::EmbeddedBuilder) -> baton::EmbeddedBuilder {
+pub fn embedded<K: Bookkeeper>(ledger: &Ledger<K>, builder: baton::EmbeddedBuilder) -> baton::EmbeddedBuilder {
     let options = baton::ServiceOptions::with_retry(baton::RetryPolicy {
         max_attempts: 12,
         initial_delay: std::time::Duration::from_millis(5),

@@ -75,7 +75,7 @@ async fn two_hundred_bookings_with_failures_balance_the_books_exactly() {
 
     assert!(run.failed.is_empty(), "failed: {:?}", run.failed);
     assert_eq!(run.completed + run.compensated, 200);
-    let audit = ledger.audit(&run.outcomes);
+    let audit = ledger.audit(&run.outcomes).await.expect("books readable");
     assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
     assert_eq!(
         (audit.booked_ok, audit.compensated_ok),
@@ -129,7 +129,7 @@ async fn every_message_delivered_twice_changes_nothing() {
     );
     assert!(run.failed.is_empty(), "failed: {:?}", run.failed);
     assert_eq!(run.completed + run.compensated, 200);
-    let audit = ledger.audit(&run.outcomes);
+    let audit = ledger.audit(&run.outcomes).await.expect("books readable");
     assert!(
         audit.problems.is_empty(),
         "duplicates leaked into effects: {:#?}",
@@ -196,7 +196,7 @@ async fn an_engine_that_reloads_every_state_from_storage_keeps_the_books_exact()
     baton.shutdown().await;
     assert!(run.failed.is_empty(), "failed: {:?}", run.failed);
     assert_eq!(run.completed + run.compensated, 100);
-    let audit = ledger.audit(&run.outcomes);
+    let audit = ledger.audit(&run.outcomes).await.expect("books readable");
     assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
 }
 
@@ -226,7 +226,7 @@ async fn on_redis_storage_with_every_message_twice_and_no_engine_cache_the_books
     baton.shutdown().await;
     assert!(run.failed.is_empty(), "failed: {:?}", run.failed);
     assert_eq!(run.completed + run.compensated, 120);
-    let audit = ledger.audit(&run.outcomes);
+    let audit = ledger.audit(&run.outcomes).await.expect("books readable");
     assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
     assert!(run.compensated >= 5);
 }

@@ -85,7 +85,7 @@ async fn bookings_balance_their_books_on_kafka_and_redis() {
     }
     baton.shutdown().await;
     assert!(failed.is_empty(), "{failed:?}");
-    let audit = ledger.audit(&outcomes);
+    let audit = ledger.audit(&outcomes).await.expect("books readable");
     assert!(audit.problems.is_empty(), "{:#?}", audit.problems);
     assert_eq!(audit.booked_ok + audit.compensated_ok, 60);
     assert!(audit.compensated_ok >= 3 && audit.transient_failures >= 10, "{audit:?}");

@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     progress.finish_and_clear();
     baton.shutdown().await;
 
-    let audit = ledger.audit(&outcomes);
+    let audit = ledger.audit(&outcomes).await.map_err(|e| anyhow::anyhow!(e))?;
     let failed_ids = outcomes.values().filter(|o| o.is_none()).count() as u64;
     let books_ok = audit.problems.iter().all(|p| p.ends_with("did not finish"))
         && audit.booked_ok == completed
