@@ -701,17 +701,21 @@ pub fn request(n: u64) -> BookingRequest {
     }
 }
 
-/// Hosts the booking services and workflow on an embedded builder, with a retry policy that
-/// absorbs transient failures quickly.
-pub fn embedded<K: Bookkeeper>(ledger: &Ledger<K>, builder: baton::EmbeddedBuilder) -> baton::EmbeddedBuilder {
-    let options = baton::ServiceOptions::with_retry(baton::RetryPolicy {
+/// The retry policy of the booking services: absorbs transient failures quickly.
+pub fn service_options() -> baton::ServiceOptions {
+    baton::ServiceOptions::with_retry(baton::RetryPolicy {
         max_attempts: 12,
         initial_delay: std::time::Duration::from_millis(5),
         max_delay: std::time::Duration::from_millis(200),
         multiplier: 2.0,
         jitter: 0.3,
         ..baton::RetryPolicy::default()
-    });
+    })
+}
+
+/// Hosts the booking services and workflow on an embedded builder.
+pub fn embedded<K: Bookkeeper>(ledger: &Ledger<K>, builder: baton::EmbeddedBuilder) -> baton::EmbeddedBuilder {
+    let options = service_options();
     builder
         .service_with(PaymentService::new(ledger.clone()), options.clone())
         .service_with(FlightsService::new(ledger.clone()), options.clone())
@@ -719,3 +723,23 @@ pub fn embedded<K: Bookkeeper>(ledger: &Ledger<K>, builder: baton::EmbeddedBuild
         .service_with(NotificationsService::new(ledger.clone()), options)
         .workflow::<Booking>()
 }
+
+/// A worker hosting the booking services and workflow (for a worker process).
+pub fn worker<K: Bookkeeper>(
+    ledger: &Ledger<K>,
+    config: baton::WorkerConfig,
+) -> Result<baton::Worker, baton::WorkerError> {
+    let options = service_options();
+    baton::Worker::new(config)
+        .service_with(PaymentService::new(ledger.clone()), options.clone())?
+        .service_with(FlightsService::new(ledger.clone()), options.clone())?
+        .service_with(HotelsService::new(ledger.clone()), options.clone())?
+        .service_with(NotificationsService::new(ledger.clone()), options)?
+        .workflow(
+            baton::components::workflow::erase::<Booking>(),
+            baton::CheckMode::Simple,
+        )
+}
+
+/// The services a booking worker hosts.
+pub const SERVICES: [&str; 4] = ["Payment", "Flights", "Hotels", "Notifications"];

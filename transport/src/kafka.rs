@@ -213,6 +213,9 @@ impl Transport for KafkaTransport {
             .set("auto.offset.reset", "earliest")
             .set("partition.assignment.strategy", "roundrobin")
             .set("session.timeout.ms", "10000")
+            // Also the rebalance timeout: how long a rebalance waits for a member that died
+            // without leaving (SIGKILL). Consumers poll continuously, so a short value is safe.
+            .set("max.poll.interval.ms", "30000")
             .create()
         {
             Ok(c) => c,

@@ -1,0 +1,325 @@
+//! Runs the booking saga on a local multi-process cluster and checks that killing components
+//! loses nothing and duplicates nothing.
+//!
+//! It starts Redis and a Kafka-compatible broker (tansu) unless their URLs are given. It then
+//! starts two `workflow-engine` replicas, a `tag-engine`, a `timer-service` and two
+//! `booking-worker` processes, and runs N bookings through a client. Mid-run it kills one
+//! engine and one worker with SIGKILL and restarts them, then waits for every workflow, checks
+//! the books kept in Redis, tears everything down and prints one line:
+//!
+//! `cluster-booking: workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 killed=2 elapsed_ms=…`
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use baton::{Client, WorkflowError};
+use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBooks, audit_books};
+use baton_test_support::{KafkaBroker, RedisServer};
+use baton_transport::{KafkaConfig, KafkaTransport};
+use clap::Parser;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Run booking sagas on a local multi-process cluster, killing components mid-run.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "cluster-booking", version, about)]
+struct Args {
+    /// Bookings to run.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    workflows: u64,
+    /// Bookings in flight at once.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
+    concurrency: u64,
+    /// Kill an engine and a worker once this share of the bookings has finished (0 disables).
+    #[arg(long, default_value_t = 0.3)]
+    kill_at: f64,
+    /// Directory of the Baton binaries (default: this program's directory).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// An existing Redis (default: start one).
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// An existing broker, host:port (default: start tansu).
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Give up on a booking after this many seconds (it counts as lost).
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+}
+
+/// One process of the cluster, restartable.
+struct Process {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Process {
+    fn start(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
+        let child = Command::new(&self.program)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {} ({})", self.name, self.program.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found; build it first (cargo build --release --workspace --bins)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    let bin_dir = match &args.bin_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("no binary directory")?,
+    };
+    let programs = ["workflow-engine", "tag-engine", "timer-service", "booking-worker"]
+        .into_iter()
+        .map(|name| binary(&bin_dir, name).map(|p| (name, p)))
+        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+
+    // Servers, and a namespace of this run so earlier runs on the same servers do not interfere.
+    let redis_server = args.redis_url.is_none().then(RedisServer::start);
+    let broker = args.kafka.is_none().then(KafkaBroker::start);
+    let redis_url = args
+        .redis_url
+        .clone()
+        .or(redis_server.as_ref().map(|r| r.url.clone()))
+        .context("redis")?;
+    let bootstrap = args
+        .kafka
+        .clone()
+        .or(broker.as_ref().map(|b| b.bootstrap.clone()))
+        .context("broker")?;
+    let run = format!("run{}", baton::WorkflowId::new().as_uuid().simple());
+    let logs = std::env::temp_dir().join(format!("baton-cluster-{run}"));
+    std::fs::create_dir_all(&logs)?;
+    let env = vec![
+        ("BATON_TRANSPORT__URL".to_string(), format!("kafka://{bootstrap}")),
+        ("BATON_TRANSPORT__NAMESPACE".to_string(), format!("{run}.")),
+        ("BATON_STORAGE__URL".to_string(), redis_url.clone()),
+        ("BATON_STORAGE__PREFIX".to_string(), format!("{run}:")),
+        ("BATON_PROCESS__LOG".to_string(), "warn".to_string()),
+        ("BATON_PROCESS__SHUTDOWN_DEADLINE_SECS".to_string(), "10".to_string()),
+    ];
+    let books_prefix = format!("{run}:books:");
+    let process = |name: &str, program: &str, args: Vec<String>| Process {
+        name: name.to_string(),
+        program: programs[program].clone(),
+        args,
+        env: env.clone(),
+        log: logs.join(format!("{name}.log")),
+        child: None,
+    };
+    let worker_args = vec![
+        "--ledger-url".to_string(),
+        redis_url.clone(),
+        "--ledger-prefix".to_string(),
+        books_prefix.clone(),
+    ];
+    let mut tag_args = vec!["--workflow".to_string(), "Booking".to_string()];
+    for service in booking::SERVICES {
+        tag_args.extend(["--service".to_string(), service.to_string()]);
+    }
+    let mut cluster = vec![
+        process(
+            "engine-1",
+            "workflow-engine",
+            vec!["--workflow".into(), "Booking".into()],
+        ),
+        process(
+            "engine-2",
+            "workflow-engine",
+            vec!["--workflow".into(), "Booking".into()],
+        ),
+        process("tag-engine", "tag-engine", tag_args),
+        process("timer-service", "timer-service", vec![]),
+        process("worker-1", "booking-worker", worker_args.clone()),
+        process("worker-2", "booking-worker", worker_args),
+    ];
+    for p in &mut cluster {
+        p.start()?;
+    }
+
+    let kafka = KafkaConfig {
+        bootstrap_servers: bootstrap.clone(),
+        namespace: format!("{run}."),
+        ..KafkaConfig::default()
+    };
+    let transport = Arc::new(KafkaTransport::connect(kafka).context("kafka client")?);
+    let client = Client::connect(transport).await.context("connecting the client")?;
+    let started = Instant::now();
+
+    let finished = Arc::new(AtomicU64::new(0));
+    let slots = Arc::new(Semaphore::new(usize::try_from(args.concurrency).unwrap_or(usize::MAX)));
+    let mut running = JoinSet::new();
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let submit = {
+        let (client, finished) = (client.clone(), finished.clone());
+        let workflows = args.workflows;
+        async move {
+            for n in 0..workflows {
+                let permit = slots.clone().acquire_owned().await?;
+                let (client, finished) = (client.clone(), finished.clone());
+                running.spawn(async move {
+                    let mut id = None;
+                    let outcome = tokio::time::timeout(timeout, async {
+                        match client.start::<Booking>(&booking::request(n)).await {
+                            Ok(handle) => {
+                                id = Some(handle.id());
+                                handle.result().await
+                            }
+                            Err(e) => Err(WorkflowError::Client(e)),
+                        }
+                    })
+                    .await;
+                    drop(permit);
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    (n, id, outcome)
+                });
+            }
+            let mut outcomes = Vec::new();
+            while let Some(joined) = running.join_next().await {
+                outcomes.push(joined?);
+            }
+            anyhow::Ok(outcomes)
+        }
+    };
+    let killer = async {
+        let mut killed = 0;
+        if args.kill_at > 0.0 {
+            let threshold = ((args.workflows as f64) * args.kill_at).ceil() as u64;
+            while finished.load(Ordering::SeqCst) < threshold.min(args.workflows.saturating_sub(1)).max(1) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // SIGKILL: no shutdown, no commits, in-flight work abandoned.
+            cluster[0].kill();
+            cluster[4].kill();
+            killed = 2;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            cluster[0].start()?;
+            cluster[4].start()?;
+        }
+        anyhow::Ok(killed)
+    };
+    let (outcomes, killed) = tokio::join!(submit, killer);
+    let (outcomes, killed) = (outcomes?, killed?);
+    let elapsed = started.elapsed();
+
+    let (mut completed, mut compensated, mut failed, mut lost) = (0u64, 0u64, 0u64, 0u64);
+    let mut by_booking: HashMap<u64, Option<BookingOutcome>> = HashMap::new();
+    let mut lost_ids = Vec::new();
+    for (n, id, outcome) in outcomes {
+        match outcome {
+            Ok(Ok(o)) => {
+                match o {
+                    BookingOutcome::Booked { .. } => completed += 1,
+                    BookingOutcome::Compensated { .. } => compensated += 1,
+                }
+                by_booking.insert(n, Some(o));
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                eprintln!("booking {n} failed: {e}");
+                by_booking.insert(n, None);
+            }
+            Err(_) => {
+                lost += 1;
+                lost_ids.extend(id);
+                by_booking.insert(n, None);
+            }
+        }
+    }
+    for id in lost_ids.iter().take(5) {
+        match client.status("Booking", *id).await {
+            Ok(status) => eprintln!(
+                "lost {id}: {:?}, {} workflow tasks, {} pending commands, failure {:?}",
+                status.status, status.workflow_tasks, status.pending_commands, status.workflow_task_failure
+            ),
+            Err(e) => eprintln!("lost {id}: status unavailable: {e}"),
+        }
+    }
+    let books = RedisBooks::connect(&redis_url, &books_prefix)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let audit = audit_books(&books.snapshot().await.map_err(anyhow::Error::msg)?, &by_booking);
+    let wrong: Vec<&String> = audit
+        .problems
+        .iter()
+        .filter(|p| !p.ends_with("did not finish"))
+        .collect();
+    for problem in wrong.iter().take(20) {
+        eprintln!("books: {problem}");
+    }
+
+    client.close();
+    for p in cluster.iter_mut().rev() {
+        p.terminate();
+    }
+    drop(broker);
+    drop(redis_server);
+    println!(
+        "cluster-booking: workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} killed={killed} elapsed_ms={}",
+        args.workflows,
+        audit.duplicated_effects,
+        elapsed.as_millis()
+    );
+    let ok = failed == 0 && lost == 0 && audit.duplicated_effects == 0 && wrong.is_empty();
+    if !ok {
+        eprintln!("logs of the cluster's processes: {}", logs.display());
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
