@@ -442,12 +442,7 @@ impl Bookkeeper for RedisBooks {
             .into_iter()
             .map(|(k, v)| (k, number(&v)))
             .collect();
-        books.notifications = self
-            .all("notifications")
-            .await?
-            .into_iter()
-            .map(|(k, _)| (k, 1))
-            .collect();
+        books.notifications = self.all("notifications").await?.into_keys().map(|k| (k, 1)).collect();
         books.executions = self
             .all("executions")
             .await?
