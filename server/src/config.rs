@@ -208,7 +208,8 @@ impl BatonConfig {
             }
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("BATON_").split("__"));
+        // BATON_CONFIG names the file itself (the --config flag); it is not a setting.
+        figment = figment.merge(Env::prefixed("BATON_").ignore(&["CONFIG"]).split("__"));
         figment.extract().map_err(|e| ConfigError::Load(Box::new(e)))
     }
 
@@ -282,6 +283,7 @@ mod tests {
                 "[storage]\nurl = \"redis://10.0.0.1:6379/2\"\n[engine]\nworkflows = [\"Booking\"]\nshards = 3\n",
             )?;
             jail.set_env("BATON_ENGINE__SHARDS", "5");
+            jail.set_env("BATON_CONFIG", "baton.toml");
             let config = BatonConfig::load(Some(Path::new("baton.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.storage.url, "redis://10.0.0.1:6379/2");
             assert_eq!(config.engine.workflows, vec!["Booking".to_string()]);

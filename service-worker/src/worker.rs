@@ -508,6 +508,7 @@ impl Shared {
             }
         };
         let WorkflowTaskMessage::Execute(task) = envelope.body;
+        tracing::debug!(workflow = %task.workflow_id, index = task.task_index, redeliveries = delivery.redeliveries, "workflow task received");
         let result = baton_workflow::replay::execute(&self.registry, &task);
         let message = match result {
             Ok(done) => WorkflowEngineMessage::WorkflowTaskCompleted(done),

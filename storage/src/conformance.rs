@@ -55,6 +55,8 @@ pub async fn workflow_compare_and_set(store: &dyn WorkflowStore) {
     let loaded = store.load(id).await.expect("load").expect("exists");
     assert_eq!((loaded.version, loaded.head.as_slice()), (v2, &b"h2"[..]));
     assert_eq!(loaded.history, entries(&["a", "b", "c"]), "a lost CAS must not append");
+    assert_eq!(store.version(id).await.expect("version"), Some(v2));
+    assert_eq!(store.version(WorkflowId::new()).await.expect("version"), None);
     let v3 = store
         .save(
             id,

@@ -83,6 +83,11 @@ pub trait WorkflowStore: Send + Sync + 'static {
 
     /// Deletes a record if it is at `version`; deleting a missing record succeeds.
     async fn delete(&self, id: WorkflowId, version: u64) -> Result<()>;
+
+    /// The record's current version (`None` if absent), without reading the record.
+    async fn version(&self, id: WorkflowId) -> Result<Option<u64>> {
+        Ok(self.load(id).await?.map(|r| r.version))
+    }
 }
 
 /// One page of a key set.

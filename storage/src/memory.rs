@@ -91,6 +91,10 @@ impl WorkflowStore for InMemoryStore {
         }
     }
 
+    async fn version(&self, id: WorkflowId) -> Result<Option<u64>> {
+        Ok(self.lock().workflows.get(&id).map(|r| r.version))
+    }
+
     async fn delete(&self, id: WorkflowId, version: u64) -> Result<()> {
         let mut data = self.lock();
         match data.workflows.get(&id) {

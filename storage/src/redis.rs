@@ -190,6 +190,13 @@ impl WorkflowStore for RedisStore {
         u64::try_from(version).map_err(|_| StorageError::Conflict { id, expected })
     }
 
+    async fn version(&self, id: WorkflowId) -> Result<Option<u64>> {
+        let keys = self.workflow_keys(id);
+        let mut con = self.connection.clone();
+        let version: Option<u64> = con.get(&keys[1]).await.map_err(backend)?;
+        Ok(version)
+    }
+
     async fn delete(&self, id: WorkflowId, version: u64) -> Result<()> {
         let keys = self.workflow_keys(id);
         let mut con = self.connection.clone();

@@ -167,7 +167,13 @@ impl Shard {
 
     async fn process(&mut self, envelope: &Envelope<WorkflowEngineMessage>) -> Result<(), EngineError> {
         let id = envelope.body.workflow_id();
+        // Whether the state used below was read from storage while handling this message (as
+        // opposed to cached from earlier, when another replica may have written since).
+        let mut fresh = false;
         for _ in 0..CAS_ATTEMPTS {
+            if !fresh && !self.cache.contains_key(&id) {
+                fresh = true;
+            }
             let (state, expected) = match self.load(id).await? {
                 Some(cached) => {
                     if !cached.outbox_published {
@@ -185,6 +191,18 @@ impl Shard {
             let decision = apply(state, envelope, &ctx)?;
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
             match decision.next {
+                // A decision to change nothing (a duplicate, a stale result) made on a cached
+                // state is checked against storage first: if the key moved to another replica
+                // and back, the cache may predate what this message answers, and dropping it
+                // would lose it. Writes need no such check: the compare-and-set catches them.
+                Next::Keep if !fresh => {
+                    fresh = true;
+                    let stored = self.store.version(id).await?;
+                    let cached = self.cache.get(&id).map(|c| c.version);
+                    if stored != cached {
+                        self.cache.remove(&id);
+                    }
+                }
                 Next::Keep => {
                     self.publish(&decision.publish).await?;
                     return Ok(());

@@ -152,7 +152,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         ("BATON_TRANSPORT__NAMESPACE".to_string(), format!("{run}.")),
         ("BATON_STORAGE__URL".to_string(), redis_url.clone()),
         ("BATON_STORAGE__PREFIX".to_string(), format!("{run}:")),
-        ("BATON_PROCESS__LOG".to_string(), "warn".to_string()),
+        (
+            "BATON_PROCESS__LOG".to_string(),
+            std::env::var("CLUSTER_BOOKING_LOG").unwrap_or_else(|_| "warn".to_string()),
+        ),
         ("BATON_PROCESS__SHUTDOWN_DEADLINE_SECS".to_string(), "10".to_string()),
     ];
     let books_prefix = format!("{run}:books:");
