@@ -345,6 +345,7 @@ impl Shared {
             }
         };
         let ServiceTaskMessage::Execute(task) = envelope.body;
+        tracing::debug!(workflow = %task.workflow_id, task = %task.task_id, attempt = task.attempt, redeliveries = delivery.redeliveries, "service task received");
         if self.was_cancelled(task.task_id) {
             // Its workflow was cancelled or ended, e.g. while this attempt waited for its retry.
             delivery.ack().await;
@@ -493,6 +494,7 @@ impl Shared {
                 }
             },
         };
+        tracing::debug!(workflow = %task.workflow_id, task = %task.task_id, ok = published.is_ok(), "service task outcome published");
         match published {
             Ok(()) => delivery.ack().await,
             Err(e) => delivery.nack(&format!("cannot publish task outcome: {e}")).await,
