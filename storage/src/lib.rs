@@ -99,6 +99,20 @@ pub struct SetPage {
     pub next_cursor: Option<String>,
 }
 
+impl SetPage {
+    /// A page from up to `limit + 1` members read in order: the extra member, if present, only
+    /// tells that there is a next page, which starts after the last member kept.
+    pub fn from_one_extra(mut members: Vec<String>, limit: usize) -> Self {
+        let next_cursor = if members.len() > limit {
+            members.truncate(limit);
+            members.last().cloned()
+        } else {
+            None
+        };
+        Self { members, next_cursor }
+    }
+}
+
 /// Sets of strings under keys (tag → ids).
 #[async_trait::async_trait]
 pub trait KeySetStore: Send + Sync + 'static {

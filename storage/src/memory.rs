@@ -138,7 +138,7 @@ impl KeySetStore for InMemoryStore {
             return Ok(SetPage::default());
         };
         let limit = limit.max(1);
-        let mut members: Vec<String> = match cursor {
+        let members: Vec<String> = match cursor {
             Some(c) => set
                 .range::<str, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
                 .take(limit + 1)
@@ -146,13 +146,7 @@ impl KeySetStore for InMemoryStore {
                 .collect(),
             None => set.iter().take(limit + 1).cloned().collect(),
         };
-        let next_cursor = if members.len() > limit {
-            members.truncate(limit);
-            members.last().cloned()
-        } else {
-            None
-        };
-        Ok(SetPage { members, next_cursor })
+        Ok(SetPage::from_one_extra(members, limit))
     }
 }
 

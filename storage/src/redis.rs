@@ -240,7 +240,7 @@ impl KeySetStore for RedisStore {
             None => "-".to_string(),
         };
         let mut con = self.connection.clone();
-        let mut members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
             .arg(self.set_key(key))
             .arg(min)
             .arg("+")
@@ -250,13 +250,7 @@ impl KeySetStore for RedisStore {
             .query_async(&mut con)
             .await
             .map_err(backend)?;
-        let next_cursor = if members.len() > limit {
-            members.truncate(limit);
-            members.last().cloned()
-        } else {
-            None
-        };
-        Ok(SetPage { members, next_cursor })
+        Ok(SetPage::from_one_extra(members, limit))
     }
 }
 
