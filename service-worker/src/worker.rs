@@ -401,7 +401,7 @@ impl Shared {
                         "{}.{} panicked: {}",
                         task.service,
                         task.method,
-                        panic_text(panic.as_ref())
+                        baton_workflow::replay::panic_message(panic.as_ref())
                     ),
                 )
             }),
@@ -536,12 +536,4 @@ impl Shared {
             }
         }
     }
-}
-
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic".to_string())
 }

@@ -22,7 +22,8 @@ fn non_determinism(message: String) -> Failure {
     Failure::new(FailureKind::NonDeterminism, message)
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The text of a panic payload (`&str` or `String` panics; a placeholder otherwise).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -30,10 +30,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "error".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    baton_server::init_logging("error");
     let ledger = BillingLedger::default();
     let baton = billing::embedded(&ledger, Embedded::builder())
         .start()

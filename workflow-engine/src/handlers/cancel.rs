@@ -1,7 +1,7 @@
 //! `Cancel`: end a running instance as cancelled.
 
-use baton_shared_schemas::messages::{ClientMessage, WorkflowOutcome};
-use baton_shared_schemas::{ClientId, Topic, WorkflowId};
+use baton_shared_schemas::messages::WorkflowOutcome;
+use baton_shared_schemas::{ClientId, WorkflowId};
 
 use super::{Step, finish, keep, write};
 use crate::EngineError;
@@ -16,15 +16,7 @@ pub(crate) fn cancel(
     out: &mut Out<'_>,
 ) -> Result<Step, EngineError> {
     let Some(mut state) = state else {
-        if let Some(client) = client {
-            out.emit(
-                &Topic::client(client),
-                ClientMessage::WorkflowUnknown {
-                    workflow_id: id,
-                    request_id: None,
-                },
-            )?;
-        }
+        super::reply_unknown(client, id, None, out)?;
         return keep("cancel of an unknown instance");
     };
     match &mut state.head.record {

@@ -39,15 +39,7 @@ pub(crate) fn call(
     out: &mut Out<'_>,
 ) -> Result<Step, EngineError> {
     let Some(mut state) = state else {
-        if let Some(client) = reply_to {
-            out.emit(
-                &Topic::client(client),
-                ClientMessage::WorkflowUnknown {
-                    workflow_id,
-                    request_id: Some(invocation_id),
-                },
-            )?;
-        }
+        super::reply_unknown(reply_to, workflow_id, Some(invocation_id), out)?;
         return keep("method call on an unknown instance");
     };
     let id = state.id;

@@ -158,6 +158,25 @@ pub(crate) fn deliver(
     r.waiting_on.contains(&command_id)
 }
 
+/// Tells a client (if any) that the instance does not exist.
+pub(crate) fn reply_unknown(
+    client: Option<ClientId>,
+    workflow_id: WorkflowId,
+    request_id: Option<baton_shared_schemas::RequestId>,
+    out: &mut Out<'_>,
+) -> Result<(), EngineError> {
+    match client {
+        Some(client) => out.emit(
+            &Topic::client(client),
+            ClientMessage::WorkflowUnknown {
+                workflow_id,
+                request_id,
+            },
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Tells a client how an instance ended.
 pub(crate) fn reply_outcome(
     client: ClientId,

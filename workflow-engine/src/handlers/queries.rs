@@ -15,13 +15,7 @@ pub(crate) fn await_result(
     out: &mut Out<'_>,
 ) -> Result<Step, EngineError> {
     let Some(mut state) = state else {
-        out.emit(
-            &Topic::client(client),
-            ClientMessage::WorkflowUnknown {
-                workflow_id: id,
-                request_id: None,
-            },
-        )?;
+        super::reply_unknown(Some(client), id, None, out)?;
         return keep("await of an unknown instance");
     };
     match &mut state.head.record {
