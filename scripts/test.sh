@@ -4,22 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
-
-# Servers the tests start themselves (each test on its own free loopback port).
-if ! command -v redis-server >/dev/null 2>&1; then
-  step "installing redis-server"
-  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
-fi
-
-# tansu, a Kafka-compatible broker written in Rust, for the Kafka transport's tests. Building it
-# takes about 17 minutes on two cores, so an existing binary is reused.
-if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
-  step "installing the tansu broker (once; about 17 minutes)"
-  cargo install tansu --locked --features dynostore,libsql
-fi
+# Redis and the tansu broker, which the tests start themselves.
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
@@ -34,6 +21,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "doc tests"
 cargo test --workspace --doc --locked --quiet
+
+step "binaries (the cluster test runs them as separate processes)"
+cargo build --workspace --bins --locked
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast

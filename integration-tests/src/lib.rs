@@ -47,4 +47,8 @@ impl Transport for DuplicatingTransport {
     ) -> Result<Box<dyn Subscription>> {
         self.inner.subscribe(topic, subscription, kind).await
     }
+
+    fn subscription_status(&self) -> baton::components::transport::SubscriptionStatus {
+        self.inner.subscription_status()
+    }
 }

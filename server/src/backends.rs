@@ -45,6 +45,10 @@ pub fn connect_transport(section: &TransportSection) -> Result<Arc<dyn Transport
                 partitions: section.partitions,
                 max_redeliveries: section.max_redeliveries,
                 nack_delay: Duration::from_millis(200),
+                fetch_wait: Duration::from_millis(section.fetch_wait_ms),
+                linger: Duration::from_millis(section.linger_ms),
+                heartbeat: Duration::from_millis(section.heartbeat_ms),
+                session_timeout: Duration::from_millis(section.session_timeout_ms),
                 ..KafkaConfig::default()
             };
             let transport = KafkaTransport::connect(config).map_err(|source| BackendError::Transport {

@@ -33,6 +33,17 @@ pub struct TransportSection {
     pub partitions: i32,
     /// Redeliveries before a message is dead-lettered.
     pub max_redeliveries: u32,
+    /// Longest time the broker may hold a fetch without data, in milliseconds. Brokers that
+    /// answer as soon as data arrives (Apache Kafka) are not slowed by it; tansu always waits the
+    /// full time, so every hop of a workflow pays it there: use 5–10.
+    pub fetch_wait_ms: u64,
+    /// How long the producer waits to batch messages, in milliseconds.
+    pub linger_ms: u64,
+    /// How often a process announces its consumers to the others, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// How long a process may stay silent before the others take over its partitions, in
+    /// milliseconds (the time a killed process's partitions wait for a new reader).
+    pub session_timeout_ms: u64,
 }
 
 impl Default for TransportSection {
@@ -42,6 +53,10 @@ impl Default for TransportSection {
             namespace: "baton.".into(),
             partitions: 4,
             max_redeliveries: 3,
+            fetch_wait_ms: 100,
+            linger_ms: 1,
+            heartbeat_ms: 500,
+            session_timeout_ms: 6000,
         }
     }
 }
@@ -238,6 +253,18 @@ impl BatonConfig {
         if self.transport.partitions < 1 {
             return invalid("transport.partitions must be at least 1".into());
         }
+        if self.transport.fetch_wait_ms == 0 || self.transport.fetch_wait_ms > 300_000 {
+            return invalid("transport.fetch_wait_ms must be between 1 and 300000".into());
+        }
+        if self.transport.linger_ms > 300_000 {
+            return invalid("transport.linger_ms must be at most 300000".into());
+        }
+        if self.transport.heartbeat_ms == 0 || self.transport.session_timeout_ms < 3 * self.transport.heartbeat_ms {
+            return invalid(format!(
+                "transport.session_timeout_ms ({}) must be at least three heartbeats (transport.heartbeat_ms = {}, at least 1)",
+                self.transport.session_timeout_ms, self.transport.heartbeat_ms
+            ));
+        }
         if self.engine.shards == 0 || self.engine.cache_per_shard == 0 {
             return invalid("engine.shards and engine.cache_per_shard must be at least 1".into());
         }
@@ -310,6 +337,24 @@ mod tests {
                 .expect_err("scheme")
                 .to_string()
                 .contains("unknown scheme `postgres`")
+        );
+        let mut config = BatonConfig::default();
+        config.transport.session_timeout_ms = 1000;
+        assert!(
+            config
+                .validate()
+                .expect_err("session shorter than three heartbeats")
+                .to_string()
+                .contains("transport.session_timeout_ms (1000)")
+        );
+        let mut config = BatonConfig::default();
+        config.transport.fetch_wait_ms = 0;
+        assert!(
+            config
+                .validate()
+                .expect_err("no fetch wait")
+                .to_string()
+                .contains("fetch_wait_ms")
         );
     }
 }

@@ -102,18 +102,33 @@ where
     let deadline = Duration::from_secs(config.process.shutdown_deadline_secs);
     let context = Context {
         config,
-        transport,
+        transport: transport.clone(),
         stores,
         clock: Arc::new(SystemClock),
         shutdown: shutdown.clone(),
     };
     let mut running = tokio::spawn(component(context));
-    health.set_ready(true);
+    // Ready once the component consumes: it opened its subscriptions and each has its share of
+    // partitions (joining a consumer group takes a moment).
+    let readiness = {
+        let (health, shutdown) = (health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                let status = transport.subscription_status();
+                health.set_ready(status.opened > 0 && status.waiting == 0);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        })
+    };
 
     let finished_early = tokio::select! {
         _ = signal() => None,
         result = &mut running => Some(result),
     };
+    readiness.abort();
     health.set_ready(false);
     shutdown.cancel();
     let outcome = match finished_early {

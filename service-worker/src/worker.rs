@@ -164,14 +164,30 @@ impl Worker {
         let service_slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let workflow_slots = Arc::new(Semaphore::new(self.config.workflow_concurrency.max(1)));
         let mut readers = JoinSet::new();
-        for name in self.services.keys() {
-            let mut control = transport
-                .subscribe(
-                    Topic::task_control(name).name(),
-                    &control_subscription,
-                    SubscriptionKind::Shared,
-                )
-                .await?;
+        // Every subscription at once: joining a broker's consumer group can take seconds each.
+        let control_topics: Vec<_> = self.services.keys().map(|name| Topic::task_control(name)).collect();
+        let service_names: Vec<String> = self.services.keys().cloned().collect();
+        let service_topics: Vec<_> = service_names.iter().map(|name| Topic::service_task(name)).collect();
+        let workflow_topics: Vec<_> = shared.registry.names().map(Topic::workflow_task).collect();
+        let (controls, service_subscriptions, workflow_subscriptions) = futures::future::try_join3(
+            futures::future::try_join_all(
+                control_topics
+                    .iter()
+                    .map(|topic| transport.subscribe(topic.name(), &control_subscription, SubscriptionKind::Shared)),
+            ),
+            futures::future::try_join_all(
+                service_topics
+                    .iter()
+                    .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Shared)),
+            ),
+            futures::future::try_join_all(
+                workflow_topics
+                    .iter()
+                    .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Shared)),
+            ),
+        )
+        .await?;
+        for mut control in controls {
             let (shared, shutdown) = (shared.clone(), shutdown.clone());
             readers.spawn(async move {
                 loop {
@@ -183,14 +199,11 @@ impl Worker {
                 }
             });
         }
-        for (name, (handler, options)) in self.services {
-            let subscription = transport
-                .subscribe(
-                    Topic::service_task(&name).name(),
-                    SUBSCRIPTION,
-                    SubscriptionKind::Shared,
-                )
-                .await?;
+        let mut services = self.services;
+        for (name, subscription) in service_names.into_iter().zip(service_subscriptions) {
+            let Some((handler, options)) = services.remove(&name) else {
+                continue;
+            };
             let (shared, options) = (shared.clone(), Arc::new(options));
             readers.spawn(consume(
                 subscription,
@@ -202,14 +215,7 @@ impl Worker {
                 },
             ));
         }
-        for name in shared.registry.names().map(str::to_string).collect::<Vec<_>>() {
-            let subscription = transport
-                .subscribe(
-                    Topic::workflow_task(&name).name(),
-                    SUBSCRIPTION,
-                    SubscriptionKind::Shared,
-                )
-                .await?;
+        for subscription in workflow_subscriptions {
             let shared = shared.clone();
             readers.spawn(consume(
                 subscription,

@@ -124,6 +124,21 @@ pub trait Transport: Send + Sync + 'static {
     /// receives what was published before any subscription existed.
     async fn subscribe(&self, topic: &str, subscription: &str, kind: SubscriptionKind)
     -> Result<Box<dyn Subscription>>;
+
+    /// How many consumers were opened and how many still wait for their first share of the
+    /// subscription's partitions; readiness probes report ready once none waits.
+    fn subscription_status(&self) -> SubscriptionStatus {
+        SubscriptionStatus::default()
+    }
+}
+
+/// Consumers of a transport, for readiness probes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriptionStatus {
+    /// Consumers opened so far.
+    pub opened: usize,
+    /// Consumers still waiting for their first partition assignment.
+    pub waiting: usize,
 }
 
 /// One consumer of a subscription. Dropping it hands its unacknowledged messages to others.

@@ -83,6 +83,8 @@ struct Inner {
     config: MemoryConfig,
     topics: RwLock<HashMap<String, Arc<Mutex<TopicState>>>>,
     closed: AtomicBool,
+    /// Consumers opened, for [`Transport::subscription_status`].
+    opened: std::sync::atomic::AtomicUsize,
 }
 
 /// The in-memory transport. Cheap to clone; clones share topics.
@@ -121,6 +123,7 @@ impl InMemoryTransport {
                 config,
                 topics: RwLock::new(HashMap::new()),
                 closed: AtomicBool::new(false),
+                opened: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -271,10 +274,18 @@ impl Transport for InMemoryTransport {
         Ok(())
     }
 
+    fn subscription_status(&self) -> crate::SubscriptionStatus {
+        crate::SubscriptionStatus {
+            opened: self.inner.opened.load(Ordering::SeqCst),
+            waiting: 0,
+        }
+    }
+
     async fn subscribe(&self, topic_name: &str, name: &str, kind: SubscriptionKind) -> Result<Box<dyn Subscription>> {
         if self.inner.closed.load(Ordering::SeqCst) {
             return Err(TransportError::Closed);
         }
+        self.inner.opened.fetch_add(1, Ordering::SeqCst);
         let topic = self.topic(topic_name);
         let (sub, backlog) = {
             let mut t = lock(&topic);

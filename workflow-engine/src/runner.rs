@@ -310,14 +310,20 @@ pub async fn run(
             Ok::<(), EngineError>(())
         });
     }
-    for workflow in &config.workflows {
-        // Events first: results and workflow-task outcomes unblock instances.
-        for topic in [Topic::workflow_engine(workflow), Topic::workflow_cmd(workflow)] {
-            let subscription = transport
-                .subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Keyed)
-                .await?;
-            tasks.spawn(read(subscription, senders.clone(), shutdown.clone()));
-        }
+    // All at once: joining a broker's consumer group can take seconds each.
+    let topics: Vec<_> = config
+        .workflows
+        .iter()
+        .flat_map(|workflow| [Topic::workflow_engine(workflow), Topic::workflow_cmd(workflow)])
+        .collect();
+    let subscriptions = futures::future::try_join_all(
+        topics
+            .iter()
+            .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Keyed)),
+    )
+    .await?;
+    for subscription in subscriptions {
+        tasks.spawn(read(subscription, senders.clone(), shutdown.clone()));
     }
     drop(senders);
     let mut result = Ok(());

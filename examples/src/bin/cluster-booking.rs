@@ -10,6 +10,7 @@
 //! `cluster-booking: workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 killed=2 elapsed_ms=…`
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBo
 use baton_test_support::{KafkaBroker, RedisServer};
 use baton_transport::{KafkaConfig, KafkaTransport};
 use clap::Parser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -52,6 +54,9 @@ struct Args {
     timeout_secs: u64,
 }
 
+/// `transport.fetch_wait_ms` of every process of the cluster.
+const FETCH_WAIT_MS: u64 = 10;
+
 /// One process of the cluster, restartable.
 struct Process {
     name: String,
@@ -59,6 +64,8 @@ struct Process {
     args: Vec<String>,
     env: Vec<(String, String)>,
     log: PathBuf,
+    /// Where it serves `/health` and `/ready`.
+    health: SocketAddr,
     child: Option<Child>,
 }
 
@@ -68,6 +75,7 @@ impl Process {
         let child = Command::new(&self.program)
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("BATON_PROCESS__HEALTH_LISTEN", self.health.to_string())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -103,6 +111,45 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A loopback address with a port nobody listens on now.
+fn free_address() -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
+
+/// Whether `GET /ready` at `address` answers 200.
+async fn is_ready(address: SocketAddr) -> bool {
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(b"GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        std::io::Result::Ok(response.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(true)))
+}
+
+/// Waits until every process reports ready: it consumes with its share of the partitions.
+async fn wait_ready(cluster: &[Process], within: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    for p in cluster {
+        while !is_ready(p.health).await {
+            if Instant::now() > deadline {
+                bail!(
+                    "{} is not ready after {}s (log: {})",
+                    p.name,
+                    within.as_secs(),
+                    p.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
@@ -150,6 +197,8 @@ async fn main() -> anyhow::Result<ExitCode> {
     let env = vec![
         ("BATON_TRANSPORT__URL".to_string(), format!("kafka://{bootstrap}")),
         ("BATON_TRANSPORT__NAMESPACE".to_string(), format!("{run}.")),
+        // tansu holds every fetch for the full wait, so a short wait keeps hops fast.
+        ("BATON_TRANSPORT__FETCH_WAIT_MS".to_string(), FETCH_WAIT_MS.to_string()),
         ("BATON_STORAGE__URL".to_string(), redis_url.clone()),
         ("BATON_STORAGE__PREFIX".to_string(), format!("{run}:")),
         (
@@ -159,13 +208,16 @@ async fn main() -> anyhow::Result<ExitCode> {
         ("BATON_PROCESS__SHUTDOWN_DEADLINE_SECS".to_string(), "10".to_string()),
     ];
     let books_prefix = format!("{run}:books:");
-    let process = |name: &str, program: &str, args: Vec<String>| Process {
-        name: name.to_string(),
-        program: programs[program].clone(),
-        args,
-        env: env.clone(),
-        log: logs.join(format!("{name}.log")),
-        child: None,
+    let process = |name: &str, program: &str, args: Vec<String>| -> anyhow::Result<Process> {
+        Ok(Process {
+            name: name.to_string(),
+            program: programs[program].clone(),
+            args,
+            env: env.clone(),
+            log: logs.join(format!("{name}.log")),
+            health: free_address()?,
+            child: None,
+        })
     };
     let worker_args = vec![
         "--ledger-url".to_string(),
@@ -182,24 +234,26 @@ async fn main() -> anyhow::Result<ExitCode> {
             "engine-1",
             "workflow-engine",
             vec!["--workflow".into(), "Booking".into()],
-        ),
+        )?,
         process(
             "engine-2",
             "workflow-engine",
             vec!["--workflow".into(), "Booking".into()],
-        ),
-        process("tag-engine", "tag-engine", tag_args),
-        process("timer-service", "timer-service", vec![]),
-        process("worker-1", "booking-worker", worker_args.clone()),
-        process("worker-2", "booking-worker", worker_args),
+        )?,
+        process("tag-engine", "tag-engine", tag_args)?,
+        process("timer-service", "timer-service", vec![])?,
+        process("worker-1", "booking-worker", worker_args.clone())?,
+        process("worker-2", "booking-worker", worker_args)?,
     ];
     for p in &mut cluster {
         p.start()?;
     }
+    wait_ready(&cluster, Duration::from_secs(120)).await?;
 
     let kafka = KafkaConfig {
         bootstrap_servers: bootstrap.clone(),
         namespace: format!("{run}."),
+        fetch_wait: Duration::from_millis(FETCH_WAIT_MS),
         ..KafkaConfig::default()
     };
     let transport = Arc::new(KafkaTransport::connect(kafka).context("kafka client")?);
