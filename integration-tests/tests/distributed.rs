@@ -28,6 +28,9 @@ async fn backends() -> Backends {
         bootstrap_servers: broker.bootstrap.clone(),
         namespace: "it.".into(),
         nack_delay: Duration::from_millis(50),
+        // tansu: see docs/deployment.md.
+        fetch_wait: Duration::from_millis(10),
+        batch_messages: 1,
         ..KafkaConfig::default()
     };
     let transport: Arc<dyn Transport> = Arc::new(KafkaTransport::connect(config).expect("kafka"));

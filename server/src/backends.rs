@@ -47,6 +47,7 @@ pub fn connect_transport(section: &TransportSection) -> Result<Arc<dyn Transport
                 nack_delay: Duration::from_millis(200),
                 fetch_wait: Duration::from_millis(section.fetch_wait_ms),
                 linger: Duration::from_millis(section.linger_ms),
+                batch_messages: section.batch_messages,
                 heartbeat: Duration::from_millis(section.heartbeat_ms),
                 session_timeout: Duration::from_millis(section.session_timeout_ms),
                 ..KafkaConfig::default()

@@ -39,6 +39,9 @@ pub struct TransportSection {
     pub fetch_wait_ms: u64,
     /// How long the producer waits to batch messages, in milliseconds.
     pub linger_ms: u64,
+    /// Most messages in one record batch. Use 1 on tansu, which serves a consumer starting inside
+    /// a batch from the next batch (skipping the rest of that one).
+    pub batch_messages: usize,
     /// How often a process announces its consumers to the others, in milliseconds.
     pub heartbeat_ms: u64,
     /// How long a process may stay silent before the others take over its partitions, in
@@ -55,6 +58,7 @@ impl Default for TransportSection {
             max_redeliveries: 3,
             fetch_wait_ms: 100,
             linger_ms: 1,
+            batch_messages: 10_000,
             heartbeat_ms: 500,
             session_timeout_ms: 6000,
         }
@@ -256,6 +260,9 @@ impl BatonConfig {
         if self.transport.fetch_wait_ms == 0 || self.transport.fetch_wait_ms > 300_000 {
             return invalid("transport.fetch_wait_ms must be between 1 and 300000".into());
         }
+        if self.transport.batch_messages == 0 || self.transport.batch_messages > 1_000_000 {
+            return invalid("transport.batch_messages must be between 1 and 1000000".into());
+        }
         if self.transport.linger_ms > 300_000 {
             return invalid("transport.linger_ms must be at most 300000".into());
         }
@@ -329,32 +336,18 @@ mod tests {
             assert!(missing.to_string().contains("nope.toml"), "{missing}");
             Ok(())
         });
-        let mut config = BatonConfig::default();
-        config.storage.url = "postgres://db".into();
-        assert!(
-            config
-                .validate()
-                .expect_err("scheme")
-                .to_string()
-                .contains("unknown scheme `postgres`")
+        let rejects = |change: fn(&mut BatonConfig), needle: &str| {
+            let mut config = BatonConfig::default();
+            change(&mut config);
+            let message = config.validate().expect_err(needle).to_string();
+            assert!(message.contains(needle), "{message}");
+        };
+        rejects(|c| c.storage.url = "postgres://db".into(), "unknown scheme `postgres`");
+        rejects(
+            |c| c.transport.session_timeout_ms = 1000,
+            "transport.session_timeout_ms (1000)",
         );
-        let mut config = BatonConfig::default();
-        config.transport.session_timeout_ms = 1000;
-        assert!(
-            config
-                .validate()
-                .expect_err("session shorter than three heartbeats")
-                .to_string()
-                .contains("transport.session_timeout_ms (1000)")
-        );
-        let mut config = BatonConfig::default();
-        config.transport.fetch_wait_ms = 0;
-        assert!(
-            config
-                .validate()
-                .expect_err("no fetch wait")
-                .to_string()
-                .contains("fetch_wait_ms")
-        );
+        rejects(|c| c.transport.fetch_wait_ms = 0, "fetch_wait_ms");
+        rejects(|c| c.transport.batch_messages = 0, "batch_messages");
     }
 }

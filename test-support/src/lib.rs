@@ -61,6 +61,8 @@ pub struct KafkaBroker {
     child: Child,
     /// `host:port` to bootstrap from.
     pub bootstrap: String,
+    /// Directory of its SQLite storage, removed when the broker stops.
+    data: std::path::PathBuf,
 }
 
 /// Where the `tansu` binary is: on the `PATH`, or where `cargo install` puts it.
@@ -85,7 +87,14 @@ impl KafkaBroker {
     pub fn start() -> Self {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
+        // SQLite storage: tansu's in-memory engine loses records when producers write to one
+        // partition concurrently (a fetch then returns one record twice and another never).
+        let data = std::env::temp_dir().join(format!("baton-tansu-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&data).expect("tansu data directory");
+        // tansu reads the database path relative to its working directory.
+        let storage = "sqlite://tansu.db";
         let child = Command::new(tansu_binary())
+            .current_dir(&data)
             .args([
                 "broker",
                 "--listener-url",
@@ -93,7 +102,7 @@ impl KafkaBroker {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                "memory://tansu/",
+                storage,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -107,6 +116,7 @@ impl KafkaBroker {
         let broker = Self {
             child,
             bootstrap: format!("127.0.0.1:{port}"),
+            data,
         };
         wait_for_port(port, "tansu");
         broker
@@ -117,6 +127,7 @@ impl Drop for KafkaBroker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data);
     }
 }
 

@@ -199,6 +199,8 @@ async fn main() -> anyhow::Result<ExitCode> {
         ("BATON_TRANSPORT__NAMESPACE".to_string(), format!("{run}.")),
         // tansu holds every fetch for the full wait, so a short wait keeps hops fast.
         ("BATON_TRANSPORT__FETCH_WAIT_MS".to_string(), FETCH_WAIT_MS.to_string()),
+        // tansu serves a fetch that starts inside a record batch from the next batch.
+        ("BATON_TRANSPORT__BATCH_MESSAGES".to_string(), "1".to_string()),
         ("BATON_STORAGE__URL".to_string(), redis_url.clone()),
         ("BATON_STORAGE__PREFIX".to_string(), format!("{run}:")),
         (
@@ -254,6 +256,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         bootstrap_servers: bootstrap.clone(),
         namespace: format!("{run}."),
         fetch_wait: Duration::from_millis(FETCH_WAIT_MS),
+        batch_messages: 1,
         ..KafkaConfig::default()
     };
     let transport = Arc::new(KafkaTransport::connect(kafka).context("kafka client")?);

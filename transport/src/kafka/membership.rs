@@ -188,17 +188,20 @@ impl Membership {
         }
     }
 
+    /// Signals a change whenever the set of live processes differs from the last check, so a
+    /// process that falls silent loses its partitions even if another joined at the same time.
     async fn expire(self: Arc<Self>, every: Duration) {
-        let mut live = 0usize;
+        let mut live: BTreeSet<String> = BTreeSet::new();
         loop {
             tokio::time::sleep(every).await;
             let now = Instant::now();
-            let count = locked(&self.remote)
-                .values()
-                .filter(|r| now.duration_since(r.seen) < self.session_timeout)
-                .count();
-            if count != live {
-                live = count;
+            let current: BTreeSet<String> = locked(&self.remote)
+                .iter()
+                .filter(|(_, r)| now.duration_since(r.seen) < self.session_timeout)
+                .map(|(process, _)| process.clone())
+                .collect();
+            if current != live {
+                live = current;
                 self.changed.send_modify(|n| *n += 1);
             }
         }

@@ -11,16 +11,15 @@
 //! - Kafka has no per-message negative acknowledgement: a nacked message is published again
 //!   with its redelivery count in a header (after the configured delay) and then settled; past
 //!   the limit it goes to the dead-letter topic with the reason.
-//! - Each consumer polls in its own task and never waits for the application, so it keeps
-//!   taking part in group rebalances while the application is busy; a full buffer pauses its
-//!   partitions instead. On a rebalance the settled watermark of each revoked partition is
-//!   committed before the partition moves, and messages of a revoked partition still buffered or
-//!   in flight no longer move its offsets.
+//! - Which consumer reads which partition is decided by Baton's own [`membership`] protocol, not
+//!   by the broker's group coordinator. When a partition moves, the settled watermark is
+//!   committed first, and messages of it still buffered or in flight no longer move its offsets.
+//! - Each consumer fetches in its own task into a buffer of `prefetch` messages.
 //! - Exclusive subscriptions are exclusive within one process; across processes, a client reply
 //!   topic is exclusive because only its client subscribes to it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -66,6 +65,10 @@ pub struct KafkaConfig {
     pub fetch_wait: Duration,
     /// How long the producer waits to batch messages (`linger.ms`); each hop of a workflow pays it.
     pub linger: Duration,
+    /// Most messages the producer puts in one record batch (`batch.num.messages`). Use 1 on
+    /// tansu: a consumer that starts at an offset inside a batch is served from the next batch
+    /// there, so the rest of that batch would be skipped.
+    pub batch_messages: usize,
     /// How often a process tells the others which consumers it runs (see [`membership`]).
     pub heartbeat: Duration,
     /// How long after its last heartbeat a silent process loses its partitions to the others.
@@ -84,6 +87,7 @@ impl Default for KafkaConfig {
             assignment_timeout: Duration::from_secs(20),
             fetch_wait: Duration::from_millis(100),
             linger: Duration::from_millis(1),
+            batch_messages: 10_000,
             heartbeat: Duration::from_millis(500),
             session_timeout: Duration::from_secs(6),
         }
@@ -141,7 +145,8 @@ impl KafkaTransport {
         client
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("message.timeout.ms", "30000")
-            .set("linger.ms", config.linger.as_millis().to_string());
+            .set("linger.ms", config.linger.as_millis().to_string())
+            .set("batch.num.messages", config.batch_messages.max(1).to_string());
         let producer: FutureProducer = client.create().map_err(|e| broker("(producer)", e))?;
         let admin: AdminClient<DefaultClientContext> = client.create().map_err(|e| broker("(admin)", e))?;
         Ok(Self {
@@ -268,12 +273,20 @@ impl KafkaTransport {
             });
         }
         let record = FutureRecord::to(&topic).key(key).payload(payload).headers(owned);
-        self.inner
+        let delivered = self
+            .inner
             .producer
             .send(record, Duration::from_secs(30))
             .await
-            .map(|_| ())
-            .map_err(|(e, _)| broker(logical, e))
+            .map_err(|(e, _)| broker(logical, e))?;
+        tracing::trace!(
+            topic = logical,
+            key,
+            partition = delivered.partition,
+            offset = delivered.offset,
+            "published"
+        );
+        Ok(())
     }
 }
 
@@ -326,6 +339,8 @@ impl Transport for KafkaTransport {
                 .set("group.id", &group)
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "earliest")
+                // librdkafka's own read-ahead per consumer, on top of `prefetch` messages.
+                .set("queued.max.messages.kbytes", "16384")
                 .set(
                     "fetch.wait.max.ms",
                     self.inner.config.fetch_wait.as_millis().max(1).to_string(),
@@ -367,11 +382,8 @@ impl Transport for KafkaTransport {
             partitions,
         };
         owner.rebalance();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let buffered = Arc::new(AtomicUsize::new(0));
-        let paused = Arc::new(AtomicBool::new(false));
-        let prefetch = self.inner.config.prefetch.max(1);
-        let poller = tokio::spawn(poll(owner, changes, tx, buffered.clone(), paused.clone(), prefetch));
+        let (tx, rx) = mpsc::channel(self.inner.config.prefetch.max(1));
+        let poller = tokio::spawn(poll(owner, changes, tx));
         let state = Arc::new(AckState {
             transport: self.clone(),
             logical_topic: topic.to_string(),
@@ -385,9 +397,6 @@ impl Transport for KafkaTransport {
             rx,
             state,
             poller,
-            buffered,
-            paused,
-            prefetch,
             membership,
             group,
             member,
@@ -446,6 +455,7 @@ impl Owner {
             for partition in held.into_iter().filter(|p| !wanted.contains(p)) {
                 if let Some(p) = assignment.partitions.remove(&partition) {
                     if p.highest_delivered >= 0 {
+                        tracing::trace!(topic = %self.logical_topic, partition, watermark = p.watermark(), epoch = p.epoch, "committing a partition handed over");
                         let _ =
                             commits.add_partition_offset(&self.kafka_topic, partition, Offset::Offset(p.watermark()));
                     }
@@ -493,16 +503,10 @@ impl Owner {
     }
 }
 
-/// Takes messages from the consumer into the subscription's buffer and follows membership
-/// changes. It never waits for the application: a full buffer pauses the partitions instead.
-async fn poll(
-    owner: Owner,
-    mut changes: tokio::sync::watch::Receiver<u64>,
-    tx: mpsc::UnboundedSender<Result<Fetched>>,
-    buffered: Arc<AtomicUsize>,
-    paused: Arc<AtomicBool>,
-    prefetch: usize,
-) {
+/// Takes messages from the consumer into the subscription's buffer, and follows membership
+/// changes also while the buffer is full. (With the broker's group protocol out of the picture,
+/// a consumer that waits for the application risks nothing: no coordinator expects it to poll.)
+async fn poll(owner: Owner, mut changes: tokio::sync::watch::Receiver<u64>, tx: mpsc::Sender<Fetched>) {
     loop {
         let received = tokio::select! {
             changed = changes.changed() => {
@@ -510,17 +514,11 @@ async fn poll(
                     return;
                 }
                 owner.rebalance();
-                if paused.load(Ordering::SeqCst) {
-                    // Newly taken partitions start unpaused; keep the buffer bounded.
-                    if let Ok(list) = owner.consumer.assignment() {
-                        let _ = owner.consumer.pause(&list);
-                    }
-                }
                 continue;
             }
             received = owner.consumer.recv() => received,
         };
-        let received = match received {
+        let fetched = match received {
             Ok(m) => {
                 let message = m.detach();
                 let epoch = locked(&owner.assignment)
@@ -529,19 +527,30 @@ async fn poll(
                     .map(|p| p.epoch);
                 // A message of a partition this member no longer holds belongs to the new owner.
                 let Some(epoch) = epoch else { continue };
-                Ok(Fetched { epoch, message })
+                Fetched { epoch, message }
             }
-            Err(e) => Err(broker("(consumer)", e)),
+            // librdkafka retries by itself (lost connections, a broker restarting); the
+            // application would only be told to stop consuming.
+            Err(e) => {
+                tracing::warn!(topic = %owner.logical_topic, error = %e, "consumer error; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
         };
-        // Counted before it is sent, so the receiver never takes the count below zero.
-        let now_buffered = buffered.fetch_add(1, Ordering::SeqCst) + 1;
-        if tx.send(received).is_err() {
-            return;
-        }
-        if now_buffered >= prefetch && !paused.swap(true, Ordering::SeqCst) {
-            if let Ok(list) = owner.consumer.assignment() {
-                if let Err(e) = owner.consumer.pause(&list) {
-                    tracing::debug!(error = %e, "cannot pause partitions");
+        loop {
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    owner.rebalance();
+                }
+                room = tx.reserve() => {
+                    match room {
+                        Ok(room) => room.send(fetched),
+                        Err(_) => return,
+                    }
+                    break;
                 }
             }
         }
@@ -625,6 +634,7 @@ impl AckState {
         let mut assignment = locked(&self.assignment);
         match assignment.partitions.get_mut(&partition) {
             Some(p) if p.epoch == epoch => {
+                tracing::trace!(topic = %self.logical_topic, partition, offset, epoch, first = p.highest_delivered < 0, "delivered");
                 p.unsettled.insert(offset);
                 p.highest_delivered = p.highest_delivered.max(offset);
                 true
@@ -651,6 +661,7 @@ impl AckState {
             }
         };
         if let Some(watermark) = commit {
+            tracing::trace!(topic = %self.logical_topic, partition, offset, watermark, "committing");
             let mut list = TopicPartitionList::new();
             if list
                 .add_partition_offset(&self.kafka_topic, partition, Offset::Offset(watermark))
@@ -781,41 +792,20 @@ impl Acknowledger for KafkaAcker {
 }
 
 struct KafkaSubscription {
-    rx: mpsc::UnboundedReceiver<Result<Fetched>>,
+    rx: mpsc::Receiver<Fetched>,
     state: Arc<AckState>,
     poller: tokio::task::JoinHandle<()>,
-    /// Messages in `rx`.
-    buffered: Arc<AtomicUsize>,
-    /// Whether the poller paused the partitions because the buffer was full.
-    paused: Arc<AtomicBool>,
-    prefetch: usize,
     membership: Arc<Membership>,
     group: String,
     member: String,
     exclusive: Option<(String, String)>,
 }
 
-impl KafkaSubscription {
-    /// Resumes fetching once the application has taken half of a full buffer.
-    fn resume_if_drained(&self) {
-        if self.buffered.load(Ordering::SeqCst) <= self.prefetch / 2 && self.paused.swap(false, Ordering::SeqCst) {
-            if let Ok(list) = self.state.consumer.assignment() {
-                if let Err(e) = self.state.consumer.resume(&list) {
-                    tracing::debug!(topic = %self.state.logical_topic, error = %e, "cannot resume partitions");
-                }
-            }
-        }
-    }
-}
-
 #[async_trait::async_trait]
 impl Subscription for KafkaSubscription {
     async fn next(&mut self) -> Result<Delivery> {
         loop {
-            let fetched = self.rx.recv().await.ok_or(TransportError::Closed)?;
-            self.buffered.fetch_sub(1, Ordering::SeqCst);
-            self.resume_if_drained();
-            let Fetched { epoch, message } = fetched?;
+            let Fetched { epoch, message } = self.rx.recv().await.ok_or(TransportError::Closed)?;
             let (partition, offset) = (message.partition(), message.offset());
             // Revoked while buffered: the partition's next owner delivers it.
             if !self.state.delivered(partition, offset, epoch) {
