@@ -3,9 +3,10 @@
 //! - Topics are created on first use with the configured partition count. Logical names map to
 //!   Kafka names by prefixing the namespace and replacing characters Kafka does not allow
 //!   (`workflow-cmd:Booking` → `{namespace}workflow-cmd.Booking`).
-//! - A subscription is a consumer group (`{namespace}{subscription}.{topic}`). Messages are
-//!   partitioned by key, so a keyed subscription keeps per-key order and one consumer per key;
-//!   a shared subscription lets one consumer process several messages of a partition at once.
+//! - A subscription is a group (`{namespace}{subscription}.{topic}`), which keys the committed
+//!   offsets. Messages are partitioned by key, so a keyed subscription keeps per-key order and
+//!   one consumer per key; a shared subscription lets one consumer process several messages of
+//!   a partition at once.
 //! - Offsets are committed only up to the lowest offset delivered but not yet settled (a
 //!   contiguous watermark), so a consumer that goes away never loses a message.
 //! - Kafka has no per-message negative acknowledgement: a nacked message is published again
@@ -57,7 +58,8 @@ pub struct KafkaConfig {
     pub nack_delay: Duration,
     /// Messages a consumer fetches ahead of the application.
     pub prefetch: usize,
-    /// How long `subscribe` waits for the group to assign partitions.
+    /// How long `subscribe` waits to read the membership heartbeats published before this
+    /// process started (so a new consumer does not take partitions live members hold).
     pub assignment_timeout: Duration,
     /// Longest time the broker may hold a fetch that has no data (`fetch.wait.max.ms`). A broker
     /// that answers a fetch as soon as data arrives is not slowed by a high value; one that always
