@@ -221,6 +221,10 @@ impl Membership {
                     continue;
                 }
             };
+            // Heartbeats published before this process started are dated by their sender's
+            // clock, so a process killed a moment ago is not counted alive for a whole session
+            // timeout; later ones are dated by their arrival, which no clock skew can distort.
+            let catching_up = !*self.caught_up.borrow();
             if end.is_some_and(|end| message.offset() + 1 >= end) {
                 self.caught_up.send_replace(true);
             }
@@ -230,8 +234,22 @@ impl Membership {
             if process == self.process {
                 continue;
             }
-            let Some(groups) = message.payload().and_then(|p| self.parse(p)) else {
+            let Some((sent, groups)) = message.payload().and_then(parse_heartbeat) else {
                 continue;
+            };
+            let now = Instant::now();
+            let seen = if catching_up {
+                let age = Duration::from_millis(u64::try_from(unix_millis().saturating_sub(sent)).unwrap_or(u64::MAX));
+                now.checked_sub(age)
+                    .or_else(|| now.checked_sub(self.session_timeout))
+                    .unwrap_or(now)
+            } else {
+                now
+            };
+            let groups = if now.duration_since(seen) >= self.session_timeout {
+                Groups::new()
+            } else {
+                groups
             };
             let mut remote = locked(&self.remote);
             let before = remote.get(&process).map(|r| r.groups.clone());
@@ -241,7 +259,7 @@ impl Membership {
                 remote.insert(
                     process,
                     Remote {
-                        seen: Instant::now(),
+                        seen,
                         groups: groups.clone(),
                     },
                 );
@@ -260,27 +278,23 @@ impl Membership {
             .map(|(_, high)| high)
             .ok()
     }
+}
 
-    /// The groups of a heartbeat, or `None` if it is malformed or older than the session
-    /// timeout (read back from before this process started).
-    fn parse(&self, payload: &[u8]) -> Option<Groups> {
-        let text = std::str::from_utf8(payload).ok()?;
-        let mut lines = text.lines();
-        let header = lines.next()?;
-        let sent: u128 = header.strip_prefix(HEARTBEAT_HEADER)?.trim().parse().ok()?;
-        if unix_millis().saturating_sub(sent) > self.session_timeout.as_millis() {
-            return Some(HashMap::new());
-        }
-        let mut groups = Groups::new();
-        for line in lines {
-            let (group, consumer) = line.split_once('\t')?;
-            groups
-                .entry(group.to_string())
-                .or_default()
-                .insert(consumer.to_string());
-        }
-        Some(groups)
+/// A heartbeat's send time (milliseconds since the Unix epoch) and groups, or `None` if it is
+/// malformed.
+fn parse_heartbeat(payload: &[u8]) -> Option<(u128, Groups)> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let mut lines = text.lines();
+    let sent: u128 = lines.next()?.strip_prefix(HEARTBEAT_HEADER)?.trim().parse().ok()?;
+    let mut groups = Groups::new();
+    for line in lines {
+        let (group, consumer) = line.split_once('\t')?;
+        groups
+            .entry(group.to_string())
+            .or_default()
+            .insert(consumer.to_string());
     }
+    Some((sent, groups))
 }
 
 /// The partitions `consumer` owns among `partitions` partitions, given the group's members.
@@ -295,7 +309,22 @@ pub(crate) fn owned_partitions(members: &[String], consumer: &str, partitions: i
 
 #[cfg(test)]
 mod tests {
-    use super::owned_partitions;
+    use super::{HEARTBEAT_HEADER, owned_partitions, parse_heartbeat};
+
+    #[test]
+    fn heartbeats_parse_and_malformed_ones_are_ignored() {
+        let text = format!("{HEARTBEAT_HEADER} 1700000000000\ng1\tp/0\ng1\tp/1\ng2\tp/2\n");
+        let (sent, groups) = parse_heartbeat(text.as_bytes()).expect("valid heartbeat");
+        assert_eq!(sent, 1_700_000_000_000);
+        assert_eq!(groups["g1"].len(), 2);
+        assert_eq!(groups["g2"].iter().next().map(String::as_str), Some("p/2"));
+        let (_, empty) = parse_heartbeat(format!("{HEARTBEAT_HEADER} 5\n").as_bytes()).expect("a farewell");
+        assert!(empty.is_empty());
+        assert!(parse_heartbeat(b"hello").is_none());
+        assert!(parse_heartbeat(format!("{HEARTBEAT_HEADER} soon\n").as_bytes()).is_none());
+        assert!(parse_heartbeat(format!("{HEARTBEAT_HEADER} 5\nno-tab\n").as_bytes()).is_none());
+        assert!(parse_heartbeat(&[0xff, 0xfe]).is_none());
+    }
 
     #[test]
     fn members_share_partitions_round_robin() {
