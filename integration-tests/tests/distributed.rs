@@ -21,6 +21,18 @@ struct Backends {
     _redis: RedisServer,
 }
 
+impl Backends {
+    /// The booking components in this process, on these backends.
+    async fn start(&self, ledger: &Ledger) -> Embedded {
+        booking::embedded(ledger, Embedded::builder())
+            .transport(self.transport.clone())
+            .stores(self.stores.clone())
+            .start()
+            .await
+            .expect("start")
+    }
+}
+
 async fn backends() -> Backends {
     let broker = KafkaBroker::start();
     let redis = RedisServer::start();
@@ -55,12 +67,7 @@ async fn bookings_balance_their_books_on_kafka_and_redis() {
         },
         21,
     );
-    let baton = booking::embedded(&ledger, Embedded::builder())
-        .transport(b.transport.clone())
-        .stores(b.stores.clone())
-        .start()
-        .await
-        .expect("start");
+    let baton = b.start(&ledger).await;
     let mut running = JoinSet::new();
     for n in 0..60 {
         let client = baton.client().clone();
@@ -98,12 +105,7 @@ async fn bookings_balance_their_books_on_kafka_and_redis() {
 async fn malformed_messages_on_the_broker_are_dead_lettered_and_components_carry_on() {
     let b = backends().await;
     let ledger = Ledger::new(FailureRates::default(), 3);
-    let baton = booking::embedded(&ledger, Embedded::builder())
-        .transport(b.transport.clone())
-        .stores(b.stores.clone())
-        .start()
-        .await
-        .expect("start");
+    let baton = b.start(&ledger).await;
     let topics = [
         "workflow-cmd:Booking",
         "workflow-engine:Booking",

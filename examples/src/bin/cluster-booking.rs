@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use baton::{Client, WorkflowError};
 use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBooks, audit_books};
-use baton_test_support::{KafkaBroker, RedisServer};
+use baton_test_support::{KafkaBroker, RedisServer, free_port};
 use baton_transport::{KafkaConfig, KafkaTransport};
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -111,12 +111,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// A loopback address with a port nobody listens on now.
-fn free_address() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?)
 }
 
 /// Whether `GET /ready` at `address` answers 200.
@@ -210,16 +204,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         ("BATON_PROCESS__SHUTDOWN_DEADLINE_SECS".to_string(), "10".to_string()),
     ];
     let books_prefix = format!("{run}:books:");
-    let process = |name: &str, program: &str, args: Vec<String>| -> anyhow::Result<Process> {
-        Ok(Process {
-            name: name.to_string(),
-            program: programs[program].clone(),
-            args,
-            env: env.clone(),
-            log: logs.join(format!("{name}.log")),
-            health: free_address()?,
-            child: None,
-        })
+    let process = |name: &str, program: &str, args: Vec<String>| Process {
+        name: name.to_string(),
+        program: programs[program].clone(),
+        args,
+        env: env.clone(),
+        log: logs.join(format!("{name}.log")),
+        health: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        child: None,
     };
     let worker_args = vec![
         "--ledger-url".to_string(),
@@ -236,16 +228,16 @@ async fn main() -> anyhow::Result<ExitCode> {
             "engine-1",
             "workflow-engine",
             vec!["--workflow".into(), "Booking".into()],
-        )?,
+        ),
         process(
             "engine-2",
             "workflow-engine",
             vec!["--workflow".into(), "Booking".into()],
-        )?,
-        process("tag-engine", "tag-engine", tag_args)?,
-        process("timer-service", "timer-service", vec![])?,
-        process("worker-1", "booking-worker", worker_args.clone())?,
-        process("worker-2", "booking-worker", worker_args)?,
+        ),
+        process("tag-engine", "tag-engine", tag_args),
+        process("timer-service", "timer-service", vec![]),
+        process("worker-1", "booking-worker", worker_args.clone()),
+        process("worker-2", "booking-worker", worker_args),
     ];
     for p in &mut cluster {
         p.start()?;

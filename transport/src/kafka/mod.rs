@@ -455,12 +455,13 @@ impl Owner {
             let mut assignment = locked(&self.assignment);
             let held: Vec<i32> = assignment.partitions.keys().copied().collect();
             for partition in held.into_iter().filter(|p| !wanted.contains(p)) {
-                if let Some(p) = assignment.partitions.remove(&partition) {
-                    if p.highest_delivered >= 0 {
-                        tracing::trace!(topic = %self.logical_topic, partition, watermark = p.watermark(), epoch = p.epoch, "committing a partition handed over");
-                        let _ =
-                            commits.add_partition_offset(&self.kafka_topic, partition, Offset::Offset(p.watermark()));
-                    }
+                if let Some((watermark, epoch)) = assignment
+                    .partitions
+                    .remove(&partition)
+                    .and_then(|p| Some((p.handover()?, p.epoch)))
+                {
+                    tracing::trace!(topic = %self.logical_topic, partition, watermark, epoch, "committing a partition handed over");
+                    let _ = commits.add_partition_offset(&self.kafka_topic, partition, Offset::Offset(watermark));
                 }
                 released.add_partition(&self.kafka_topic, partition);
             }
@@ -471,16 +472,8 @@ impl Owner {
                 .collect();
             for partition in missing {
                 assignment.next_epoch += 1;
-                let epoch = assignment.next_epoch;
-                assignment.partitions.insert(
-                    partition,
-                    PartitionOffsets {
-                        epoch,
-                        unsettled: BTreeSet::new(),
-                        highest_delivered: -1,
-                        committed: -1,
-                    },
-                );
+                let taken = PartitionOffsets::taken(assignment.next_epoch);
+                assignment.partitions.insert(partition, taken);
                 // Where the group's last reader of this partition committed.
                 let _ = gained.add_partition_offset(&self.kafka_topic, partition, Offset::Stored);
             }
@@ -569,9 +562,24 @@ struct PartitionOffsets {
 }
 
 impl PartitionOffsets {
+    /// A partition just taken, nothing delivered yet.
+    fn taken(epoch: u64) -> Self {
+        Self {
+            epoch,
+            unsettled: BTreeSet::new(),
+            highest_delivered: -1,
+            committed: -1,
+        }
+    }
+
     /// The offset below which everything delivered is settled.
     fn watermark(&self) -> i64 {
         self.unsettled.first().copied().unwrap_or(self.highest_delivered + 1)
+    }
+
+    /// What to commit when the partition is let go: the watermark, once anything was delivered.
+    fn handover(&self) -> Option<i64> {
+        (self.highest_delivered >= 0).then(|| self.watermark())
     }
 }
 
@@ -852,9 +860,8 @@ impl Drop for KafkaSubscription {
         // Commit what is settled; unsettled messages stay above the watermark for the next member.
         let mut commits = TopicPartitionList::new();
         for (partition, p) in &locked(&self.state.assignment).partitions {
-            if p.highest_delivered >= 0 {
-                let _ =
-                    commits.add_partition_offset(&self.state.kafka_topic, *partition, Offset::Offset(p.watermark()));
+            if let Some(watermark) = p.handover() {
+                let _ = commits.add_partition_offset(&self.state.kafka_topic, *partition, Offset::Offset(watermark));
             }
         }
         if commits.count() > 0 {
