@@ -1,135 +1,25 @@
-//! Real servers for Baton's tests: each starts on a free loopback port and is stopped when
-//! dropped. A missing server binary is a test failure with instructions, never a skip.
+//! Real servers for Baton's tests and local scripts: Redis, the Apache Pulsar standalone broker
+//! and the Apache Kafka broker (KRaft mode). Each starts on free loopback ports with a fresh data
+//! folder, is waited for until it serves, and is stopped (by PID) when dropped, also when a test
+//! panics. A server left behind by a test process that was killed is stopped by the next start.
+//!
+//! The brokers run as JVM processes whose classpaths Maven resolves once, from Maven Central, into
+//! the local Maven repository (see [`maven`]). A missing `java`, `mvn` or `redis-server`, or an
+//! unreachable Maven repository, is a panic with a precise message, never a skipped test.
+
+mod kafka;
+pub mod maven;
+mod process;
+mod pulsar;
+mod redis;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `redis-server`.
-pub struct RedisServer {
-    child: Child,
-    /// Its URL.
-    pub url: String,
-}
-
-impl RedisServer {
-    /// Starts a server without persistence (tests need speed, not durability).
-    pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start redis-server ({e}); ./scripts/test.sh installs it (apt-get install redis-server)")
-            });
-        let server = Self {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on port {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A running tansu broker (Kafka-compatible) with in-memory storage.
-pub struct KafkaBroker {
-    child: Child,
-    /// `host:port` to bootstrap from.
-    pub bootstrap: String,
-    /// Directory of its SQLite storage, removed when the broker stops.
-    data: std::path::PathBuf,
-}
-
-/// Where the `tansu` binary is: on the `PATH`, or where `cargo install` puts it.
-fn tansu_binary() -> String {
-    if Command::new("tansu")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-    {
-        return "tansu".to_string();
-    }
-    let home = std::env::var("CARGO_HOME")
-        .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.cargo")))
-        .unwrap_or_else(|_| ".cargo".to_string());
-    format!("{home}/bin/tansu")
-}
-
-impl KafkaBroker {
-    /// Starts a broker on a free loopback port.
-    pub fn start() -> Self {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        // SQLite storage: tansu's in-memory engine loses records when producers write to one
-        // partition concurrently (a fetch then returns one record twice and another never).
-        let data = std::env::temp_dir().join(format!("baton-tansu-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&data).expect("tansu data directory");
-        // tansu reads the database path relative to its working directory.
-        let storage = "sqlite://tansu.db";
-        let child = Command::new(tansu_binary())
-            .current_dir(&data)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--storage-engine",
-                storage,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start the tansu broker ({e}); ./scripts/test.sh installs it \
-                     (cargo install tansu --locked --features dynostore,libsql)"
-                )
-            });
-        let broker = Self {
-            child,
-            bootstrap: format!("127.0.0.1:{port}"),
-            data,
-        };
-        wait_for_port(port, "tansu");
-        broker
-    }
-}
-
-impl Drop for KafkaBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data);
-    }
-}
+pub use kafka::KafkaBroker;
+pub use process::sweep_orphans;
+pub use pulsar::PulsarBroker;
+pub use redis::RedisServer;
 
 /// A loopback port nobody listens on now.
 pub fn free_port() -> u16 {
@@ -139,10 +29,33 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on port {port}");
-        std::thread::sleep(Duration::from_millis(20));
+/// Whether something accepts connections on a loopback port.
+fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).is_ok()
+}
+
+/// Polls `ready` every 50 ms until it holds or `within` has passed.
+fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The status code of `GET http://127.0.0.1:{port}{path}`, if the server answered.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }

@@ -7,7 +7,7 @@
 //! consumer that goes away redelivers it; after `max_redeliveries` it moves to the topic's
 //! dead-letter topic with the reason in its headers.
 //!
-//! Backends live in one module each behind a cargo feature (`in-memory`, `kafka`). The
+//! Backends live in one module each behind a cargo feature (`in-memory`, `pulsar`, `kafka`). The
 //! [`conformance`] suite (feature `conformance`) is the contract every backend runs.
 //! This crate knows the wire codec only through `shared-schemas`; it has no storage.
 
@@ -18,15 +18,19 @@ mod delivery;
 pub mod kafka;
 #[cfg(feature = "in-memory")]
 pub mod memory;
+#[cfg(feature = "pulsar")]
+pub mod pulsar;
 mod typed;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use delivery::{Acknowledger, Delivery, headers};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaTransport};
 #[cfg(feature = "in-memory")]
 pub use memory::{InMemoryTransport, MemoryConfig};
+#[cfg(feature = "pulsar")]
+pub use pulsar::{PulsarConfig, PulsarPolicies, PulsarTransport};
 pub use typed::{EncodedMessage, Publisher, decode_delivery};
 
 /// A transport operation failed.
@@ -59,6 +63,9 @@ pub enum TransportError {
         /// Why.
         reason: String,
     },
+    /// A setting cannot work.
+    #[error("invalid transport configuration: {0}")]
+    Config(String),
     /// The broker rejected or failed an operation.
     #[error("broker error on {topic}: {reason}")]
     Broker {
@@ -67,6 +74,12 @@ pub enum TransportError {
         /// What the broker said.
         reason: String,
     },
+}
+
+/// Locks a mutex, taking the data of one poisoned by a panic (the data is still consistent:
+/// every critical section here is a few map operations).
+pub(crate) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Result alias for transport operations.

@@ -1,0 +1,155 @@
+//! The Apache Kafka broker in KRaft mode (`kafka.Kafka`): one node that is both broker and
+//! controller, its storage formatted before the first start.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::process::ServerProcess;
+use crate::pulsar::{JAVA_HINT, log_config, rebuild};
+use crate::{free_port, listening, maven, wait_until};
+
+/// How long a start may take before it is a failure.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The line the broker logs once it serves clients.
+const STARTED: &str = "Kafka Server started";
+
+/// A running Apache Kafka broker on loopback.
+pub struct KafkaBroker {
+    process: ServerProcess,
+    command: Command,
+    /// `host:port` to bootstrap from.
+    pub bootstrap: String,
+    port: u16,
+}
+
+fn server_properties(port: u16, controller_port: u16, logs: &std::path::Path) -> String {
+    format!(
+        "# Written by baton-test-support for one test broker.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs={logs}
+num.partitions=1
+# One node: every internal topic has one copy.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Tests join groups often; a new group starts at once, and tests may use short sessions.
+group.initial.rebalance.delay.ms=0
+group.min.session.timeout.ms=1000
+auto.create.topics.enable=false
+",
+        logs = logs.display()
+    )
+}
+
+impl KafkaBroker {
+    /// Resolves the broker (once), formats its storage, starts it on free loopback ports and waits
+    /// until it serves.
+    pub fn start() -> Self {
+        maven::require_java();
+        let classpath = maven::classpath("kafka");
+        let (port, controller_port) = (free_port(), free_port());
+        let dir = ServerProcess::folder("kafka", port);
+        let properties = dir.join("server.properties");
+        std::fs::write(&properties, server_properties(port, controller_port, &dir.join("data")))
+            .expect("write server.properties");
+        let java = |main: &str| {
+            let mut command = Command::new("java");
+            command
+                .args(["-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
+                .arg(log_config())
+                .arg("-cp")
+                .arg(&classpath)
+                .arg(main);
+            command
+        };
+        // The cluster id only has to be a base64 UUID; this one is fixed, each broker is alone.
+        let mut format = java("kafka.tools.StorageTool");
+        format
+            .args(["format", "--ignore-formatted", "-t", "q1Sh-9_ISia_zwGINzRvyQ", "-c"])
+            .arg(&properties);
+        let formatted = format
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run the Kafka storage tool ({e}); {JAVA_HINT}"));
+        assert!(
+            formatted.status.success(),
+            "formatting the Kafka storage failed:\n{}{}",
+            String::from_utf8_lossy(&formatted.stdout),
+            String::from_utf8_lossy(&formatted.stderr)
+        );
+        let mut command = java("kafka.Kafka");
+        command.arg(&properties);
+        let process = ServerProcess::spawn("kafka", dir, rebuild(&command), JAVA_HINT);
+        let mut broker = Self {
+            process,
+            command,
+            bootstrap: format!("127.0.0.1:{port}"),
+            port,
+        };
+        broker.wait_ready(0);
+        broker
+    }
+
+    /// Waits for the `STARTED` line number `starts` (counted from 0) and the listening port.
+    fn wait_ready(&mut self, starts: usize) {
+        let log = self.process.log_path();
+        let port = self.port;
+        let mut exited = false;
+        let ready = wait_until(START_TIMEOUT, || {
+            if !self.process.running() {
+                exited = true;
+                return true;
+            }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            text.matches(STARTED).count() > starts && listening(port)
+        });
+        if exited {
+            self.process.fail("exited during start");
+        }
+        if !ready {
+            self.process.fail(&format!("did not start within {START_TIMEOUT:?}"));
+        }
+    }
+
+    /// Kills the broker (SIGKILL); it keeps its data and ports for [`resume`](Self::resume).
+    pub fn stop(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts a stopped broker again on the same ports and data, and waits until it serves.
+    pub fn resume(&mut self) {
+        let starts = std::fs::read_to_string(self.process.log_path())
+            .unwrap_or_default()
+            .matches(STARTED)
+            .count();
+        let mut command = rebuild(&self.command);
+        self.process.start(&mut command, JAVA_HINT);
+        self.wait_ready(starts);
+    }
+
+    /// Kills the broker and starts it again (a crash and a restart).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.resume();
+    }
+
+    /// The broker's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// The broker's log file.
+    pub fn log_path(&self) -> std::path::PathBuf {
+        self.process.log_path()
+    }
+}

@@ -1,0 +1,243 @@
+//! The admin REST API: tenant, namespace and its policies, partitioned topics and the
+//! subscriptions that keep dead letters, all created on first use and idempotently.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use super::config::{PulsarConfig, local_name};
+use crate::{TransportError, locked};
+
+/// The subscription every dead-letter topic gets when it is created, so its messages are kept
+/// until an operator reads them (a topic without subscriptions keeps nothing past retention).
+pub const DEAD_LETTER_SUBSCRIPTION: &str = "baton-dead-letters";
+
+/// An admin REST client.
+pub(crate) struct Admin {
+    http: reqwest::Client,
+    base: String,
+    config: PulsarConfig,
+    /// Topics known to exist.
+    created: Mutex<HashSet<String>>,
+    namespace_ready: tokio::sync::OnceCell<()>,
+}
+
+fn admin_error(what: &str, e: impl std::fmt::Display) -> TransportError {
+    TransportError::Broker {
+        topic: "(admin)".into(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+impl Admin {
+    pub(crate) fn new(config: &PulsarConfig) -> Result<Arc<Self>, TransportError> {
+        // Our own rustls configuration (ring), also for http:// URLs: reqwest would otherwise
+        // look for a process-wide crypto provider.
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.operation_timeout.max(Duration::from_secs(10)))
+            .use_preconfigured_tls(super::tls::rustls_client_config(config)?);
+        let http = http
+            .build()
+            .map_err(|e| admin_error("cannot build the admin client", e))?;
+        Ok(Arc::new(Self {
+            http,
+            base: config.admin_base(),
+            config: config.clone(),
+            created: Mutex::new(HashSet::new()),
+            namespace_ready: tokio::sync::OnceCell::new(),
+        }))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<(StatusCode, String), TransportError> {
+        let url = format!("{}/admin/v2/{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url);
+        if let Some(token) = &self.config.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| admin_error(&format!("{method} {url}"), e))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        Ok((status, text))
+    }
+
+    /// Fails unless the status is a success or one of `also_fine`.
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        also_fine: &[StatusCode],
+    ) -> Result<StatusCode, TransportError> {
+        let (status, text) = self.call(method.clone(), path, body).await?;
+        if status.is_success() || also_fine.contains(&status) {
+            return Ok(status);
+        }
+        let hint = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                " (check transport.pulsar.token and its role's permissions)"
+            }
+            _ => "",
+        };
+        Err(admin_error(
+            &format!("{method} {}/admin/v2/{path} answered {status}{hint}", self.base),
+            text.trim(),
+        ))
+    }
+
+    /// Creates the tenant and namespace if missing, and sets the namespace's policies when it was
+    /// created here (or always, with `policies.enforce`).
+    pub(crate) async fn ensure_namespace(&self) -> Result<(), TransportError> {
+        self.namespace_ready
+            .get_or_try_init(|| async {
+                let tenant = &self.config.tenant;
+                let (status, _) = self.call(Method::GET, &format!("tenants/{tenant}"), None).await?;
+                if status == StatusCode::NOT_FOUND {
+                    let (status, clusters) = self.call(Method::GET, "clusters", None).await?;
+                    if !status.is_success() {
+                        return Err(admin_error("cannot list the clusters", status));
+                    }
+                    let clusters: Vec<String> =
+                        serde_json::from_str(&clusters).map_err(|e| admin_error("unreadable cluster list", e))?;
+                    self.expect(
+                        Method::PUT,
+                        &format!("tenants/{tenant}"),
+                        Some(json!({ "allowedClusters": clusters })),
+                        &[StatusCode::CONFLICT],
+                    )
+                    .await?;
+                    tracing::info!(tenant, "created the Pulsar tenant");
+                }
+                let namespace = format!("{tenant}/{}", self.config.namespace);
+                let created = self
+                    .expect(
+                        Method::PUT,
+                        &format!("namespaces/{namespace}"),
+                        None,
+                        &[StatusCode::CONFLICT],
+                    )
+                    .await?
+                    != StatusCode::CONFLICT;
+                if created {
+                    tracing::info!(%namespace, "created the Pulsar namespace");
+                }
+                if created || self.config.policies.enforce {
+                    self.set_policies(&namespace).await?;
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_policies(&self, namespace: &str) -> Result<(), TransportError> {
+        let p = &self.config.policies;
+        self.expect(
+            Method::POST,
+            &format!("namespaces/{namespace}/retention"),
+            Some(json!({ "retentionTimeInMinutes": p.retention_minutes, "retentionSizeInMB": p.retention_size_mb })),
+            &[],
+        )
+        .await?;
+        self.expect(
+            Method::POST,
+            &format!("namespaces/{namespace}/deduplication"),
+            Some(json!(p.deduplication)),
+            &[],
+        )
+        .await?;
+        let inactive = if p.inactive_topic_delete_secs == 0 {
+            json!({ "deleteWhileInactive": false, "maxInactiveDurationSeconds": 0, "inactiveTopicDeleteMode": "delete_when_subscriptions_caught_up" })
+        } else {
+            json!({ "deleteWhileInactive": true, "maxInactiveDurationSeconds": p.inactive_topic_delete_secs, "inactiveTopicDeleteMode": "delete_when_subscriptions_caught_up" })
+        };
+        self.expect(
+            Method::POST,
+            &format!("namespaces/{namespace}/inactiveTopicPolicies"),
+            Some(inactive),
+            &[],
+        )
+        .await?;
+        tracing::info!(namespace, ?p, "set the Pulsar namespace policies");
+        Ok(())
+    }
+
+    /// The REST path of a topic: `persistent/{tenant}/{namespace}/{encoded local name}`.
+    fn topic_path(&self, topic: &str) -> String {
+        let local = topic.rsplit('/').next().unwrap_or(topic);
+        format!(
+            "persistent/{}/{}/{}",
+            self.config.tenant,
+            self.config.namespace,
+            encode_segment(local)
+        )
+    }
+
+    /// Creates `topic` (a full Pulsar name) as a partitioned topic unless it exists. A dead-letter
+    /// topic also gets [`DEAD_LETTER_SUBSCRIPTION`].
+    pub(crate) async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: u32,
+        dead_letters: bool,
+    ) -> Result<(), TransportError> {
+        if locked(&self.created).contains(topic) {
+            return Ok(());
+        }
+        self.ensure_namespace().await?;
+        let path = self.topic_path(topic);
+        let status = self
+            .expect(
+                Method::PUT,
+                &format!("{path}/partitions"),
+                Some(json!(partitions)),
+                &[StatusCode::CONFLICT],
+            )
+            .await?;
+        if status != StatusCode::CONFLICT {
+            tracing::debug!(topic, partitions, "created a partitioned topic");
+        }
+        if dead_letters {
+            self.expect(
+                Method::PUT,
+                &format!(
+                    "{path}/subscription/{}",
+                    encode_segment(&local_name(DEAD_LETTER_SUBSCRIPTION))
+                ),
+                Some(json!({ "ledgerId": -1, "entryId": -1, "partitionIndex": -1 })),
+                &[StatusCode::CONFLICT],
+            )
+            .await?;
+        }
+        locked(&self.created).insert(topic.to_string());
+        Ok(())
+    }
+}
+
+/// Percent-encodes a path segment (topic names hold `:`, which is fine, but nothing else odd
+/// should reach the URL unencoded).
+fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~' | b':' | b'=') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,230 @@
+//! A subscription: one task owns the Pulsar consumer (of the topic's partitions and of the
+//! subscription's retry topic), hands messages to the application through a bounded buffer and
+//! sends the acks that come back. It keeps serving acks while the buffer is full, and opens the
+//! consumer again if the client gives up on it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::{Consumer, ConsumerOptions, SubType, TokioExecutor};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Inner;
+use super::ack::{AckState, InFlight, PulsarAcker, REDELIVERIES, Settle};
+use crate::{Delivery, Result, Subscription, SubscriptionKind, TransportError, locked};
+
+type RawConsumer = Consumer<Vec<u8>, TokioExecutor>;
+
+/// What a consumer is opened on.
+#[derive(Clone)]
+pub(crate) struct ConsumerSpec {
+    pub topics: Vec<String>,
+    pub subscription: String,
+    pub kind: SubscriptionKind,
+    pub name: String,
+}
+
+static NEXT_CONSUMER: AtomicU64 = AtomicU64::new(0);
+
+impl ConsumerSpec {
+    pub(crate) fn new(topics: Vec<String>, subscription: &str, kind: SubscriptionKind, process: &str) -> Self {
+        Self {
+            topics,
+            subscription: super::config::local_name(subscription),
+            kind,
+            name: format!("{process}-{}", NEXT_CONSUMER.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Opens a consumer. New subscriptions start at the earliest retained message, so the first
+/// subscriber of a topic receives what was published before it.
+pub(crate) async fn open(inner: &Inner, spec: &ConsumerSpec) -> Result<RawConsumer> {
+    let sub_type = match spec.kind {
+        SubscriptionKind::Keyed => SubType::KeyShared,
+        SubscriptionKind::Shared => SubType::Shared,
+        SubscriptionKind::Exclusive => SubType::Exclusive,
+    };
+    let options = ConsumerOptions::default()
+        .with_initial_position(InitialPosition::Earliest)
+        .durable(true);
+    inner
+        .client
+        .consumer()
+        .with_topics(&spec.topics)
+        .with_subscription(&spec.subscription)
+        .with_subscription_type(sub_type)
+        .with_consumer_name(&spec.name)
+        .with_batch_size(inner.config.prefetch)
+        .with_options(options)
+        .build::<Vec<u8>>()
+        .await
+        .map_err(|e| {
+            let reason = e.to_string();
+            if reason.contains("ConsumerBusy") {
+                TransportError::SubscriptionBusy {
+                    topic: spec.topics.first().cloned().unwrap_or_default(),
+                    subscription: spec.subscription.clone(),
+                }
+            } else {
+                TransportError::Broker {
+                    topic: spec.topics.first().cloned().unwrap_or_default(),
+                    reason: format!("cannot subscribe {}: {reason}", spec.subscription),
+                }
+            }
+        })
+}
+
+/// A consumer of a subscription.
+pub(crate) struct PulsarSubscription {
+    pub rx: mpsc::Receiver<Delivery>,
+    pub closing: Option<oneshot::Sender<()>>,
+    pub inner: Arc<Inner>,
+    pub exclusive: Option<(String, String)>,
+}
+
+#[async_trait::async_trait]
+impl Subscription for PulsarSubscription {
+    async fn next(&mut self) -> Result<Delivery> {
+        self.rx.recv().await.ok_or(TransportError::Closed)
+    }
+}
+
+impl Drop for PulsarSubscription {
+    fn drop(&mut self) {
+        // The task sends the acks already given, then closes the consumer: the broker hands
+        // what is unacknowledged to the subscription's other consumers.
+        if let Some(closing) = self.closing.take() {
+            let _ = closing.send(());
+        }
+        self.inner.opened.fetch_sub(1, Ordering::SeqCst);
+        if let Some(key) = self.exclusive.take() {
+            locked(&self.inner.exclusive).remove(&key);
+        }
+    }
+}
+
+/// Turns a received message into a delivery, remembering it until it is settled.
+fn deliver(state: &Arc<AckState>, message: pulsar::consumer::Message<Vec<u8>>) -> Delivery {
+    let properties: HashMap<String, String> = message
+        .payload
+        .metadata
+        .properties
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    let redeliveries = properties.get(REDELIVERIES).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let headers: Vec<(String, String)> = properties
+        .iter()
+        .filter(|(k, _)| k.as_str() != REDELIVERIES)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let key = message.key().unwrap_or_default();
+    let payload: Arc<[u8]> = Arc::from(message.payload.data);
+    let tag = state.tag();
+    locked(&state.inflight).insert(
+        tag,
+        InFlight {
+            topic: message.topic,
+            id: message.message_id.id,
+            key: key.clone(),
+            payload: payload.clone(),
+            properties,
+            redeliveries,
+        },
+    );
+    Delivery::new(
+        state.logical_topic.clone(),
+        key,
+        payload,
+        Arc::new(headers),
+        redeliveries,
+        tag,
+        Arc::new(PulsarAcker { state: state.clone() }),
+    )
+}
+
+async fn apply(consumer: &mut RawConsumer, settle: Settle) {
+    let (topic, outcome) = match settle {
+        Settle::Ack { topic, id } => {
+            let outcome = consumer.ack_with_id(&topic, id).await;
+            (topic, outcome)
+        }
+        Settle::Nack { topic, id } => {
+            let outcome = consumer.nack_with_id(&topic, id).await;
+            (topic, outcome)
+        }
+    };
+    if let Err(e) = outcome {
+        // The broker redelivers what it did not hear settled; consumers are idempotent.
+        tracing::debug!(%topic, error = %e, "cannot settle a message");
+    }
+}
+
+/// The consumer's task. Ends when the subscription is dropped.
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    spec: ConsumerSpec,
+    mut consumer: RawConsumer,
+    state: Arc<AckState>,
+    tx: mpsc::Sender<Delivery>,
+    mut settles: mpsc::UnboundedReceiver<Settle>,
+    mut closing: oneshot::Receiver<()>,
+) {
+    'consume: loop {
+        // Room in the buffer first, so nothing is taken from the broker that cannot be handed on.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                _ = &mut closing => break 'consume,
+                Some(settle) = settles.recv() => apply(&mut consumer, settle).await,
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => break permit,
+                    Err(_) => break 'consume,
+                },
+            }
+        };
+        let received = loop {
+            tokio::select! {
+                biased;
+                _ = &mut closing => break 'consume,
+                Some(settle) = settles.recv() => apply(&mut consumer, settle).await,
+                received = consumer.next() => break received,
+            }
+        };
+        match received {
+            Some(Ok(message)) => permit.send(deliver(&state, message)),
+            Some(Err(e)) => {
+                tracing::warn!(topic = %state.logical_topic, error = %e, "consumer error");
+            }
+            None => {
+                // The client gave up on this consumer (e.g. reconnections exhausted): open it again.
+                tracing::warn!(topic = %state.logical_topic, "consumer ended; opening it again");
+                drop(permit);
+                let mut delay = Duration::from_millis(100);
+                consumer = loop {
+                    tokio::select! {
+                        _ = &mut closing => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    match open(&inner, &spec).await {
+                        Ok(c) => break c,
+                        Err(e) => {
+                            tracing::warn!(topic = %state.logical_topic, error = %e, "cannot reopen the consumer");
+                            delay = (delay * 2).min(inner.config.max_reconnect_delay);
+                        }
+                    }
+                };
+            }
+        }
+    }
+    // Acks given before the subscription was dropped still reach the broker, ahead of the close.
+    while let Ok(settle) = settles.try_recv() {
+        apply(&mut consumer, settle).await;
+    }
+    drop(consumer);
+}

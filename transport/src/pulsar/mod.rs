@@ -1,0 +1,279 @@
+//! The Pulsar transport (via the `pulsar` crate), the production default.
+//!
+//! - **Topics** are `persistent://{tenant}/{namespace}/{name}` (DESIGN §2), created on first use
+//!   as partitioned topics through the admin REST API, with the tenant and namespace (and the
+//!   namespace's retention, deduplication and inactive-topic policies) created if missing.
+//! - **Subscriptions:** keyed = Key_Shared (messages are routed to partitions by key and
+//!   producers do not batch, so one key's messages reach one consumer in order), shared =
+//!   Shared, exclusive = Exclusive. A new subscription starts at the earliest retained message.
+//! - **Acknowledgement** after processing, individually. A nack republishes the message, after a
+//!   delay growing with its redelivery count, to the subscription's own retry topic (which the
+//!   same consumer reads), with the count in a message property: the broker's own counter is
+//!   lost when a consumer reconnects or the broker restarts. Past `max_redeliveries`, and for
+//!   poison, the message goes to `dlq:{topic}`, which keeps it under a durable subscription.
+//! - **Reconnection** is the client's: connections and lookups are retried with a backoff capped
+//!   at `max_reconnect_delay`; producers resend what the broker did not confirm.
+//!
+//! Modules by role: `config`, `admin`, `producer`, `consumer`, `ack` (and `tls`).
+
+mod ack;
+mod admin;
+mod config;
+mod consumer;
+mod producer;
+mod tls;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::future::try_join_all;
+use pulsar::{Authentication, ConnectionRetryOptions, OperationRetryOptions, Pulsar, TokioExecutor};
+use tokio::sync::{mpsc, oneshot};
+
+pub use admin::DEAD_LETTER_SUBSCRIPTION;
+pub use config::{PulsarConfig, PulsarPolicies};
+
+use crate::{OutgoingMessage, Result, Subscription, SubscriptionKind, Transport, TransportError, locked};
+
+/// A connection to a Pulsar cluster.
+#[derive(Clone)]
+pub struct PulsarTransport {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: PulsarConfig,
+    pub client: Pulsar<TokioExecutor>,
+    admin: Arc<admin::Admin>,
+    producers: producer::Producers,
+    pub exclusive: Mutex<HashSet<(String, String)>>,
+    pub opened: AtomicUsize,
+    process: String,
+}
+
+impl Inner {
+    /// The partitions a topic is created with.
+    fn partitions_of(&self, logical: &str) -> u32 {
+        if logical.starts_with("client:") || logical.starts_with("dlq:") {
+            1
+        } else {
+            self.config.partitions
+        }
+    }
+
+    /// The Pulsar name of a logical topic, created if missing.
+    async fn ensure(&self, logical: &str) -> Result<String> {
+        let topic = self.config.topic(logical);
+        self.admin
+            .ensure_topic(&topic, self.partitions_of(logical), logical.starts_with("dlq:"))
+            .await?;
+        Ok(topic)
+    }
+
+    /// Publishes to a logical topic.
+    pub(crate) async fn publish_logical(
+        &self,
+        logical: &str,
+        key: &str,
+        payload: Vec<u8>,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        let topic = self.ensure(logical).await?;
+        self.publish_full(&topic, key, payload, properties).await
+    }
+
+    /// Publishes to a Pulsar topic that exists.
+    pub(crate) async fn publish_full(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: Vec<u8>,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        let receipt = self.producers.enqueue(topic, key, payload, properties).await?;
+        self.producers.confirmed(topic, receipt).await
+    }
+}
+
+impl PulsarTransport {
+    /// Validates the configuration and connects to the broker (retrying with a backoff capped at
+    /// `max_reconnect_delay`, within `connect_timeout` per attempt).
+    pub async fn connect(config: PulsarConfig) -> Result<Self> {
+        config.validate()?;
+        let mut builder = Pulsar::builder(config.service_url.clone(), TokioExecutor)
+            .with_connection_retry_options(ConnectionRetryOptions {
+                min_backoff: Duration::from_millis(10),
+                max_backoff: config.max_reconnect_delay,
+                max_retries: 8,
+                connection_timeout: config.connect_timeout,
+                keep_alive: Duration::from_secs(10),
+                ..ConnectionRetryOptions::default()
+            })
+            .with_operation_retry_options(OperationRetryOptions {
+                operation_timeout: config.operation_timeout,
+                retry_delay: Duration::from_millis(200),
+                // A busy exclusive subscription or a topic still loading is retried this often.
+                max_retries: Some(
+                    u32::try_from(config.operation_timeout.as_millis() / 200)
+                        .unwrap_or(50)
+                        .max(1),
+                ),
+            });
+        if let Some(token) = &config.token {
+            builder = builder.with_auth(Authentication {
+                name: "token".into(),
+                data: token.clone().into_bytes(),
+            });
+        }
+        if config.tls_trust_certs.is_some() {
+            let chain: Vec<u8> = tls::trust_certificates(&config)?
+                .iter()
+                .flat_map(|der| pem_encode(der.as_ref()).into_bytes())
+                .collect();
+            builder = builder.with_certificate_chain(chain);
+        }
+        let client = builder.build().await.map_err(|e| TransportError::Broker {
+            topic: "(connect)".into(),
+            reason: format!("cannot connect to {}: {e}", config.service_url),
+        })?;
+        let admin = admin::Admin::new(&config)?;
+        admin.ensure_namespace().await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                producers: producer::Producers::new(client.clone()),
+                client,
+                admin,
+                exclusive: Mutex::new(HashSet::new()),
+                opened: AtomicUsize::new(0),
+                process: baton_shared_schemas::ClientId::new().to_string(),
+                config,
+            }),
+        })
+    }
+
+    /// The Pulsar topic of a logical topic.
+    pub fn pulsar_topic(&self, logical: &str) -> String {
+        self.inner.config.topic(logical)
+    }
+}
+
+fn pem_encode(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+fn properties_of(headers: Vec<(String, String)>) -> HashMap<String, String> {
+    headers.into_iter().collect()
+}
+
+#[async_trait::async_trait]
+impl Transport for PulsarTransport {
+    fn subscription_status(&self) -> crate::SubscriptionStatus {
+        crate::SubscriptionStatus {
+            opened: self.inner.opened.load(Ordering::SeqCst),
+            waiting: 0,
+        }
+    }
+
+    async fn publish(&self, topic: &str, message: OutgoingMessage) -> Result<()> {
+        self.inner
+            .publish_logical(topic, &message.key, message.payload, properties_of(message.headers))
+            .await
+    }
+
+    async fn publish_all(&self, messages: Vec<(String, OutgoingMessage)>) -> Result<()> {
+        // Enqueue everything in order (per topic and key), then wait for the receipts together.
+        let mut receipts = Vec::with_capacity(messages.len());
+        for (logical, message) in messages {
+            let topic = self.inner.ensure(&logical).await?;
+            let receipt = self
+                .inner
+                .producers
+                .enqueue(&topic, &message.key, message.payload, properties_of(message.headers))
+                .await?;
+            receipts.push((topic, receipt));
+        }
+        try_join_all(
+            receipts
+                .into_iter()
+                .map(|(topic, receipt)| async move { self.inner.producers.confirmed(&topic, receipt).await }),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        subscription: &str,
+        kind: SubscriptionKind,
+    ) -> Result<Box<dyn Subscription>> {
+        let exclusive = (kind == SubscriptionKind::Exclusive).then(|| (topic.to_string(), subscription.to_string()));
+        if let Some(key) = &exclusive {
+            if !locked(&self.inner.exclusive).insert(key.clone()) {
+                return Err(TransportError::SubscriptionBusy {
+                    topic: topic.into(),
+                    subscription: subscription.into(),
+                });
+            }
+        }
+        let release = || {
+            if let Some(key) = &exclusive {
+                locked(&self.inner.exclusive).remove(key);
+            }
+        };
+        let opened = async {
+            let main = self.inner.ensure(topic).await?;
+            let retry = self.inner.config.retry_topic(topic, subscription);
+            self.inner.admin.ensure_topic(&retry, 1, false).await?;
+            let spec = consumer::ConsumerSpec::new(vec![main, retry.clone()], subscription, kind, &self.inner.process);
+            let raw = consumer::open(&self.inner, &spec).await?;
+            Ok::<_, TransportError>((spec, raw, retry))
+        };
+        let (spec, raw, retry_topic) = match opened.await {
+            Ok(opened) => opened,
+            Err(e) => {
+                release();
+                return Err(e);
+            }
+        };
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let state = Arc::new(ack::AckState {
+            inner: self.inner.clone(),
+            logical_topic: topic.to_string(),
+            retry_topic,
+            inflight: Mutex::new(HashMap::new()),
+            next_tag: AtomicU64::new(0),
+            settle: settle_tx,
+        });
+        let buffer = usize::try_from(self.inner.config.prefetch).unwrap_or(256).max(1);
+        let (tx, rx) = mpsc::channel(buffer);
+        let (closing_tx, closing_rx) = oneshot::channel();
+        tokio::spawn(consumer::run(
+            self.inner.clone(),
+            spec,
+            raw,
+            state,
+            tx,
+            settle_rx,
+            closing_rx,
+        ));
+        self.inner.opened.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(consumer::PulsarSubscription {
+            rx,
+            closing: Some(closing_tx),
+            inner: self.inner.clone(),
+            exclusive,
+        }))
+    }
+}
