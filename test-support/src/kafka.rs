@@ -138,8 +138,14 @@ impl KafkaBroker {
     }
 
     /// Kills the broker and starts it again (a crash and a restart).
-    pub fn restart(&mut self) {
+    pub fn crash_restart(&mut self) {
         self.stop();
+        self.resume();
+    }
+
+    /// Stops the broker gracefully (SIGTERM; SIGKILL after 60 s) and starts it again.
+    pub fn restart(&mut self) {
+        self.process.terminate(std::time::Duration::from_secs(60));
         self.resume();
     }
 

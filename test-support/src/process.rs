@@ -101,6 +101,23 @@ impl ServerProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Stops the process with SIGTERM, waiting up to `grace` for it to exit, then SIGKILL.
+    pub fn terminate(&mut self, grace: std::time::Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     /// Stops the process with SIGKILL and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -333,6 +333,259 @@ pub async fn exclusive_has_one_consumer(t: Arc<dyn Transport>) {
     d.ack().await;
 }
 
+/// One consumer leaves while two others join, all at the same moment: every message still
+/// arrives, and each consumer sees one key's messages in publish order.
+pub async fn consumers_joining_and_leaving_together(t: Arc<dyn Transport>) {
+    let topic = unique("join-leave");
+    let keys: Vec<String> = (0..8).map(|k| format!("k{k}")).collect();
+    let per_round = 10;
+    let mut leaving = t
+        .subscribe(&topic, "s", SubscriptionKind::Keyed)
+        .await
+        .expect("subscribe");
+    for i in 0..per_round {
+        for k in &keys {
+            publish(t.as_ref(), &topic, k, format!("{k}:{i}")).await;
+        }
+    }
+    let mut acked = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let d = next(&mut leaving).await;
+        acked.insert(text(&d));
+        d.ack().await;
+    }
+    let (_, b, c) = tokio::join!(
+        async move { drop(leaving) },
+        t.subscribe(&topic, "s", SubscriptionKind::Keyed),
+        t.subscribe(&topic, "s", SubscriptionKind::Keyed)
+    );
+    let mut consumers = [b.expect("subscribe"), c.expect("subscribe")];
+    for i in per_round..2 * per_round {
+        for k in &keys {
+            publish(t.as_ref(), &topic, k, format!("{k}:{i}")).await;
+        }
+    }
+    let total = keys.len() * 2 * per_round;
+    let mut by_consumer: [HashMap<String, Vec<usize>>; 2] = [HashMap::new(), HashMap::new()];
+    let mut rounds = 0;
+    while acked.len() < total {
+        rounds += 1;
+        assert!(rounds < 5_000, "only {} of {total} messages arrived", acked.len());
+        let which = rounds % 2;
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(100), consumers[which].next()).await {
+            let body = text(&d);
+            let (k, i) = body.split_once(':').expect("body");
+            by_consumer[which].entry(k.to_string()).or_default().push(i.parse().expect("index"));
+            acked.insert(body);
+            d.ack().await;
+        }
+    }
+    for consumer in &by_consumer {
+        for (k, got) in consumer {
+            // Redeliveries may repeat a message; first arrivals must follow publish order.
+            let mut seen = std::collections::HashSet::new();
+            let first: Vec<usize> = got.iter().copied().filter(|i| seen.insert(*i)).collect();
+            assert!(
+                first.windows(2).all(|w| w[0] < w[1]),
+                "one consumer saw key {k} out of order: {got:?}"
+            );
+        }
+    }
+}
+
+/// What the suites on a real broker can do besides handing out a transport.
+pub trait BrokerHarness: Send {
+    /// Stops the broker gracefully and starts it again on the same ports and data (blocking).
+    fn restart(&mut self);
+    /// Kills the broker (SIGKILL) and starts it again on the same ports and data (blocking).
+    fn crash_restart(&mut self);
+    /// A command that runs one consumer of the keyed `subscription` of `topic` in a process of
+    /// its own: the `conformance-member` binary of this crate.
+    fn member(&self, topic: &str, subscription: &str) -> std::process::Command;
+}
+
+/// The broker is restarted mid-stream: nothing is lost, a message acknowledged before the
+/// restart is never delivered again, and deliveries held across the restart can be settled
+/// after it.
+pub async fn broker_restart_loses_nothing(t: Arc<dyn Transport>, broker: &mut dyn BrokerHarness) {
+    let again = across_a_broker_restart(t, broker, false).await;
+    assert!(again.is_empty(), "acknowledged before the restart, delivered again: {again:?}");
+}
+
+/// The broker is killed (SIGKILL) and restarted mid-stream: nothing is lost. Acknowledgements
+/// the broker had not yet persisted may be delivered again (at-least-once), which idempotent
+/// consumers absorb.
+pub async fn broker_crash_loses_nothing(t: Arc<dyn Transport>, broker: &mut dyn BrokerHarness) {
+    let again = across_a_broker_restart(t, broker, true).await;
+    if !again.is_empty() {
+        eprintln!("{} acknowledged messages were delivered again after the crash", again.len());
+    }
+}
+
+/// Publishes and consumes across a broker restart; returns the messages acknowledged before it
+/// that were delivered again after it. Panics if any message is lost.
+async fn across_a_broker_restart(t: Arc<dyn Transport>, broker: &mut dyn BrokerHarness, crash: bool) -> Vec<String> {
+    let topic = unique("restart-broker");
+    let mut s = t
+        .subscribe(&topic, "s", SubscriptionKind::Keyed)
+        .await
+        .expect("subscribe");
+    for i in 0..30 {
+        publish(t.as_ref(), &topic, &format!("k{}", i % 3), format!("{i}")).await;
+    }
+    let mut held = Vec::new();
+    let mut acked_before = std::collections::HashSet::new();
+    let mut delivered = std::collections::HashSet::new();
+    for n in 0..30 {
+        let d = next(&mut s).await;
+        delivered.insert(text(&d));
+        if n < 15 {
+            acked_before.insert(text(&d));
+            d.ack().await;
+        } else {
+            held.push(d);
+        }
+    }
+    // Acks are sent asynchronously; give them time to reach the broker before it dies.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| if crash { broker.crash_restart() } else { broker.restart() });
+    for d in held {
+        d.ack().await;
+    }
+    for i in 30..60 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let message = OutgoingMessage::new(format!("k{}", i % 3), i.to_string().into_bytes());
+            match t.publish(&topic, message).await {
+                Ok(()) => break,
+                Err(e) => {
+                    assert!(tokio::time::Instant::now() < deadline, "cannot publish after the restart: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    let mut again = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let missing = (0..60).filter(|i| !delivered.contains(&i.to_string())).count();
+        let wait = if missing == 0 { Duration::from_secs(2) } else { Duration::from_millis(500) };
+        match tokio::time::timeout(wait, s.next()).await {
+            Ok(Ok(d)) => {
+                let body = text(&d);
+                if acked_before.contains(&body) {
+                    again.push(body.clone());
+                }
+                delivered.insert(body);
+                d.ack().await;
+            }
+            Ok(Err(e)) => panic!("subscription failed after the restart: {e}"),
+            Err(_) if missing == 0 => break,
+            Err(_) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{missing} messages never arrived after the broker restart"
+            ),
+        }
+    }
+    again
+}
+
+/// A consumer in another process is SIGKILLed while a new consumer joins (a rebalance in
+/// progress): every message it did not process reaches the new consumer.
+pub async fn member_killed_during_rebalance(t: Arc<dyn Transport>, broker: &mut dyn BrokerHarness) {
+    use std::io::BufRead;
+    let topic = unique("killed-member");
+    // The subscription exists before anything is published, so nothing is missed.
+    drop(
+        t.subscribe(&topic, "s", SubscriptionKind::Keyed)
+            .await
+            .expect("subscribe"),
+    );
+    let total = 200;
+    for i in 0..total {
+        publish(t.as_ref(), &topic, &format!("k{}", i % 20), format!("{i}")).await;
+    }
+    let mut member = broker
+        .member(&topic, "s")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start the member process");
+    let stdout = member.stdout.take().expect("member stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut processed = std::collections::HashSet::new();
+    let started = std::time::Instant::now();
+    let mut ready = false;
+    while !(ready && processed.len() >= 10) {
+        assert!(started.elapsed() < WAIT * 3, "the member did not start consuming");
+        match lines_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) if line == "ready" => ready = true,
+            Ok(line) => {
+                if let Some(body) = line.strip_prefix("got ") {
+                    processed.insert(body.to_string());
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let joining = {
+        let t = t.clone();
+        let topic = topic.clone();
+        tokio::spawn(async move { t.subscribe(&topic, "s", SubscriptionKind::Keyed).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = member.kill(); // SIGKILL, during the rebalance the new consumer started
+    let _ = member.wait();
+    while let Ok(line) = lines_rx.try_recv() {
+        if let Some(body) = line.strip_prefix("got ") {
+            processed.insert(body.to_string());
+        }
+    }
+    let mut survivor = joining.await.expect("join").expect("subscribe");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while processed.len() < total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {total} messages never reached the surviving consumer",
+            total - processed.len()
+        );
+        if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(500), survivor.next()).await {
+            processed.insert(text(&d));
+            d.ack().await;
+        }
+    }
+}
+
+/// Instantiates the checks that need a real broker ([`BrokerHarness`]) as `#[tokio::test]`s,
+/// given an async factory `|| async { (Arc<dyn Transport>, harness) }`.
+#[macro_export]
+macro_rules! transport_broker_conformance_tests {
+    ($factory:expr) => {
+        $crate::transport_broker_conformance_tests!(@cases $factory;
+            broker_restart_loses_nothing,
+            broker_crash_loses_nothing,
+            member_killed_during_rebalance,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let factory = $factory;
+                let (transport, mut harness) = factory().await;
+                $crate::conformance::$case(transport, &mut harness).await;
+            }
+        )*
+    };
+}
+
 /// Instantiates every conformance check as a `#[tokio::test]`, given an expression that
 /// evaluates to an async factory `|| async { (Arc<dyn Transport>, guard) }`; the guard (a broker
 /// process, or `()`) lives until the check ends.
@@ -350,6 +603,7 @@ macro_rules! transport_conformance_tests {
             explicit_dead_letter,
             no_loss_across_consumer_restart,
             exclusive_has_one_consumer,
+            consumers_joining_and_leaving_together,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

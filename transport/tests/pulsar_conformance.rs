@@ -1,21 +1,53 @@
 //! The transport conformance suite on the Pulsar backend, against a real Apache Pulsar
 //! standalone broker started for each check.
 
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton_test_support::PulsarBroker;
+use baton_transport::conformance::BrokerHarness;
 use baton_transport::{PulsarConfig, PulsarTransport, Transport};
 
-baton_transport::transport_conformance_tests!(|| async {
-    let broker = baton_test_support::PulsarBroker::start();
+const NAMESPACE: &str = "conformance";
+
+/// A broker for one check, and what the broker-level checks do with it.
+struct Harness(PulsarBroker);
+
+impl BrokerHarness for Harness {
+    fn restart(&mut self) {
+        self.0.restart();
+    }
+
+    fn crash_restart(&mut self) {
+        self.0.crash_restart();
+    }
+
+    fn member(&self, topic: &str, subscription: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_conformance-member"));
+        command.args(["pulsar", &self.0.service_url, &self.0.admin_url, NAMESPACE, topic, subscription]);
+        command
+    }
+}
+
+async fn transport() -> (Arc<dyn Transport>, Harness) {
+    // RUST_LOG=baton_transport=debug shows what the transport does.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let broker = PulsarBroker::start();
     let config = PulsarConfig {
         service_url: broker.service_url.clone(),
         admin_url: Some(broker.admin_url.clone()),
-        namespace: "conformance".into(),
+        namespace: NAMESPACE.into(),
         partitions: 2,
         nack_delay: Duration::from_millis(20),
         ..PulsarConfig::default()
     };
     let transport = PulsarTransport::connect(config).await.expect("pulsar client");
-    (Arc::new(transport) as Arc<dyn Transport>, broker)
-});
+    (Arc::new(transport) as Arc<dyn Transport>, Harness(broker))
+}
+
+baton_transport::transport_conformance_tests!(|| transport());
+baton_transport::transport_broker_conformance_tests!(|| transport());
