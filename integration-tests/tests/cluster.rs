@@ -1,5 +1,6 @@
 //! The multi-process cluster: two `workflow-engine` replicas, a `tag-engine`, a `timer-service`
-//! and two `booking-worker` processes on a real Redis and a real tansu broker, driven by the
+//! and two `booking-worker` processes on a real Redis and a real Apache Pulsar or Apache Kafka
+//! broker, driven by the
 //! `cluster-booking` program, which SIGKILLs one engine and one worker mid-run, restarts them,
 //! and audits the side-effect books. Every booking must finish exactly once.
 #![allow(missing_docs)]
@@ -36,11 +37,12 @@ fn field(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{key} is not a number in `{line}`"))
 }
 
-#[test]
-fn killing_an_engine_and_a_worker_mid_run_loses_no_booking_and_duplicates_no_effect() {
+/// Runs `cluster-booking` on `transport` and checks its summary line.
+fn killing_an_engine_and_a_worker_mid_run(transport: &str) {
     build_binaries();
     let dir = binary_dir();
     let output = Command::new(dir.join("cluster-booking"))
+        .args(["--transport", transport])
         .args(["--workflows", "120", "--concurrency", "20", "--kill-at", "0.3"])
         .args(["--timeout-secs", "120"])
         .arg("--bin-dir")
@@ -54,6 +56,7 @@ fn killing_an_engine_and_a_worker_mid_run_loses_no_booking_and_duplicates_no_eff
         .find(|l| l.starts_with("cluster-booking:"))
         .unwrap_or_else(|| panic!("no summary line\nstdout:\n{stdout}\nstderr:\n{stderr}"));
     assert!(output.status.success(), "{line}\nstderr:\n{stderr}");
+    assert!(line.contains(&format!("transport={transport} ")), "{line}");
     assert_eq!(field(line, "workflows"), 120, "{line}");
     assert_eq!(field(line, "killed"), 2, "{line}");
     assert_eq!(field(line, "lost"), 0, "{line}");
@@ -64,4 +67,14 @@ fn killing_an_engine_and_a_worker_mid_run_loses_no_booking_and_duplicates_no_eff
         120,
         "every booking ends booked or compensated: {line}"
     );
+}
+
+#[test]
+fn on_pulsar_killing_an_engine_and_a_worker_mid_run_loses_no_booking_and_duplicates_no_effect() {
+    killing_an_engine_and_a_worker_mid_run("pulsar");
+}
+
+#[test]
+fn on_kafka_killing_an_engine_and_a_worker_mid_run_loses_no_booking_and_duplicates_no_effect() {
+    killing_an_engine_and_a_worker_mid_run("kafka");
 }

@@ -1,5 +1,6 @@
-//! Every component on the real backends: a tansu Kafka-compatible broker and a Redis server,
-//! each started by the test on free loopback ports.
+//! Every component on the real backends: a real Apache Pulsar or Apache Kafka broker and a
+//! Redis server, each started by the test on free loopback ports. Each scenario runs on both
+//! brokers.
 #![allow(missing_docs)]
 
 use std::collections::HashMap;
@@ -10,14 +11,14 @@ use baton::components::storage::RedisStore;
 use baton::components::transport::{OutgoingMessage, SubscriptionKind, Transport, headers};
 use baton::{Embedded, Stores, WorkflowError};
 use baton_examples::booking::{self, Booking, BookingOutcome, FailureRates, Ledger};
-use baton_test_support::{KafkaBroker, RedisServer};
-use baton_transport::{KafkaConfig, KafkaTransport};
+use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer};
+use baton_transport::{KafkaConfig, KafkaTransport, PulsarConfig, PulsarTransport};
 use tokio::task::JoinSet;
 
 struct Backends {
     transport: Arc<dyn Transport>,
     stores: Stores,
-    _broker: KafkaBroker,
+    _broker: Broker,
     _redis: RedisServer,
 }
 
@@ -33,19 +34,50 @@ impl Backends {
     }
 }
 
-async fn backends() -> Backends {
-    let broker = KafkaBroker::start();
+/// A broker kept running for a test.
+#[allow(dead_code)]
+enum Broker {
+    Pulsar(PulsarBroker),
+    Kafka(KafkaBroker),
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Pulsar,
+    Kafka,
+}
+
+async fn backends(kind: Kind) -> Backends {
     let redis = RedisServer::start();
-    let config = KafkaConfig {
-        bootstrap_servers: broker.bootstrap.clone(),
-        namespace: "it.".into(),
-        nack_delay: Duration::from_millis(50),
-        // tansu: see docs/deployment.md.
-        fetch_wait: Duration::from_millis(10),
-        batch_messages: 1,
-        ..KafkaConfig::default()
+    let (transport, broker): (Arc<dyn Transport>, Broker) = match kind {
+        Kind::Pulsar => {
+            let broker = PulsarBroker::start();
+            let config = PulsarConfig {
+                service_url: broker.service_url.clone(),
+                admin_url: Some(broker.admin_url.clone()),
+                namespace: "it".into(),
+                partitions: 2,
+                nack_delay: Duration::from_millis(50),
+                ..PulsarConfig::default()
+            };
+            let transport = PulsarTransport::connect(config).await.expect("pulsar");
+            (Arc::new(transport), Broker::Pulsar(broker))
+        }
+        Kind::Kafka => {
+            let broker = KafkaBroker::start();
+            let config = KafkaConfig {
+                bootstrap_servers: broker.bootstrap.clone(),
+                namespace: "it.".into(),
+                nack_delay: Duration::from_millis(50),
+                session_timeout: Duration::from_secs(6),
+                ..KafkaConfig::default()
+            };
+            (
+                Arc::new(KafkaTransport::connect(config).expect("kafka")),
+                Broker::Kafka(broker),
+            )
+        }
     };
-    let transport: Arc<dyn Transport> = Arc::new(KafkaTransport::connect(config).expect("kafka"));
     let stores = Stores::all(RedisStore::connect(&redis.url, "baton:").await.expect("redis"));
     Backends {
         transport,
@@ -55,9 +87,26 @@ async fn backends() -> Backends {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bookings_balance_their_books_on_kafka_and_redis() {
-    let b = backends().await;
+/// Runs a scenario on each broker, as one test per broker.
+macro_rules! on_both_brokers {
+    ($scenario:ident: $pulsar:ident, $kafka:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $pulsar() {
+            $scenario(Kind::Pulsar).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $kafka() {
+            $scenario(Kind::Kafka).await;
+        }
+    };
+}
+
+on_both_brokers!(bookings_balance_their_books: bookings_balance_their_books_on_pulsar_and_redis, bookings_balance_their_books_on_kafka_and_redis);
+on_both_brokers!(malformed_messages_are_dead_lettered: malformed_messages_on_pulsar_are_dead_lettered_and_components_carry_on, malformed_messages_on_kafka_are_dead_lettered_and_components_carry_on);
+
+async fn bookings_balance_their_books(kind: Kind) {
+    let b = backends(kind).await;
     let ledger = Ledger::new(
         FailureRates {
             transient: 0.15,
@@ -101,9 +150,8 @@ async fn bookings_balance_their_books_on_kafka_and_redis() {
     assert!(audit.compensated_ok >= 3 && audit.transient_failures >= 10, "{audit:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_messages_on_the_broker_are_dead_lettered_and_components_carry_on() {
-    let b = backends().await;
+async fn malformed_messages_are_dead_lettered(kind: Kind) {
+    let b = backends(kind).await;
     let ledger = Ledger::new(FailureRates::default(), 3);
     let baton = b.start(&ledger).await;
     let topics = [

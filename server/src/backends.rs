@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_storage::{InMemoryStore, RedisStore, Stores};
-use baton_transport::{InMemoryTransport, KafkaConfig, KafkaTransport, MemoryConfig, Transport};
+use baton_transport::{
+    InMemoryTransport, KafkaConfig, KafkaTransport, MemoryConfig, PulsarConfig, PulsarPolicies, PulsarTransport,
+    Transport,
+};
 
 use crate::config::{StorageSection, TransportSection};
 
@@ -34,30 +37,80 @@ pub enum BackendError {
     Unsupported(String),
 }
 
+/// The Pulsar transport's settings from the `[transport]` section (reading `token_file`).
+pub fn pulsar_config(section: &TransportSection) -> Result<PulsarConfig, String> {
+    let p = &section.pulsar;
+    let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+    let token = match (non_empty(&p.token), non_empty(&p.token_file)) {
+        (Some(_), Some(_)) => return Err("set transport.pulsar.token or transport.pulsar.token_file, not both".into()),
+        (Some(token), None) => Some(token),
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(&file)
+                .map_err(|e| format!("transport.pulsar.token_file {file}: {e}"))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    Ok(PulsarConfig {
+        service_url: section.url.trim_end_matches('/').to_string(),
+        admin_url: non_empty(&p.admin_url),
+        tenant: p.tenant.clone(),
+        namespace: p.namespace.clone(),
+        partitions: section.partitions,
+        max_redeliveries: section.max_redeliveries,
+        nack_delay: Duration::from_millis(section.nack_delay_ms),
+        prefetch: section.prefetch,
+        policies: PulsarPolicies {
+            retention_minutes: p.retention_minutes,
+            retention_size_mb: p.retention_size_mb,
+            deduplication: p.deduplication,
+            inactive_topic_delete_secs: p.inactive_topic_delete_secs,
+            enforce: p.enforce_policies,
+        },
+        token,
+        tls_trust_certs: non_empty(&p.tls_trust_certs).map(Into::into),
+        operation_timeout: Duration::from_millis(p.operation_timeout_ms),
+        connect_timeout: Duration::from_millis(p.connect_timeout_ms),
+        max_reconnect_delay: Duration::from_millis(p.max_reconnect_delay_ms),
+    })
+}
+
+/// The Kafka transport's settings from the `[transport]` section.
+pub fn kafka_config(section: &TransportSection) -> KafkaConfig {
+    let k = &section.kafka;
+    let servers = section.url.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
+    KafkaConfig {
+        bootstrap_servers: servers.trim_end_matches('/').to_string(),
+        namespace: k.namespace.clone(),
+        partitions: i32::try_from(section.partitions).unwrap_or(i32::MAX),
+        replication_factor: k.replication_factor,
+        max_redeliveries: section.max_redeliveries,
+        nack_delay: Duration::from_millis(section.nack_delay_ms),
+        prefetch: usize::try_from(section.prefetch).unwrap_or(usize::MAX),
+        fetch_wait: Duration::from_millis(k.fetch_wait_ms),
+        linger: Duration::from_millis(k.linger_ms),
+        session_timeout: Duration::from_millis(k.session_timeout_ms),
+        max_poll_interval: Duration::from_millis(k.max_poll_interval_ms),
+        ..KafkaConfig::default()
+    }
+}
+
 /// Connects the transport named by `transport.url`.
-pub fn connect_transport(section: &TransportSection) -> Result<Arc<dyn Transport>, BackendError> {
-    let (scheme, rest) = section.url.split_once("://").unwrap_or(("", ""));
+pub async fn connect_transport(section: &TransportSection) -> Result<Arc<dyn Transport>, BackendError> {
+    let (scheme, _) = section.url.split_once("://").unwrap_or(("", ""));
+    let failed = |source| BackendError::Transport {
+        url: section.url.clone(),
+        source,
+    };
     match scheme {
-        "kafka" => {
-            let config = KafkaConfig {
-                bootstrap_servers: rest.trim_end_matches('/').to_string(),
-                namespace: section.namespace.clone(),
-                partitions: section.partitions,
-                max_redeliveries: section.max_redeliveries,
-                nack_delay: Duration::from_millis(200),
-                fetch_wait: Duration::from_millis(section.fetch_wait_ms),
-                linger: Duration::from_millis(section.linger_ms),
-                batch_messages: section.batch_messages,
-                heartbeat: Duration::from_millis(section.heartbeat_ms),
-                session_timeout: Duration::from_millis(section.session_timeout_ms),
-                ..KafkaConfig::default()
-            };
-            let transport = KafkaTransport::connect(config).map_err(|source| BackendError::Transport {
-                url: section.url.clone(),
-                source,
-            })?;
-            Ok(Arc::new(transport))
+        "pulsar" | "pulsar+ssl" => {
+            let config = pulsar_config(section).map_err(|e| failed(baton_transport::TransportError::Config(e)))?;
+            Ok(Arc::new(PulsarTransport::connect(config).await.map_err(failed)?))
         }
+        "kafka" => Ok(Arc::new(
+            KafkaTransport::connect(kafka_config(section)).map_err(failed)?,
+        )),
         "memory" => Ok(Arc::new(InMemoryTransport::new(MemoryConfig {
             max_redeliveries: section.max_redeliveries,
             ..MemoryConfig::default()

@@ -17,7 +17,7 @@ pub struct CommonArgs {
     /// Print the effective configuration (defaults, file, environment, flags) and exit.
     #[arg(long)]
     pub print_config: bool,
-    /// Broker URL, e.g. kafka://127.0.0.1:9092 (overrides transport.url).
+    /// Broker URL, e.g. pulsar://127.0.0.1:6650 or kafka://127.0.0.1:9092 (overrides transport.url).
     #[arg(long)]
     pub transport_url: Option<String>,
     /// Store URL, e.g. redis://127.0.0.1:6379/0 (overrides storage.url).

@@ -25,44 +25,131 @@ pub enum ConfigError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TransportSection {
-    /// `kafka://host:port[,host:port]`, or `memory://` (one process only).
+    /// `pulsar://host:6650` (or `pulsar+ssl://host:6651`), `kafka://host:port[,host:port]`, or
+    /// `memory://` (one process only).
     pub url: String,
-    /// Prefix of topics and consumer groups.
-    pub namespace: String,
     /// Partitions of topics Baton creates.
-    pub partitions: i32,
+    pub partitions: u32,
     /// Redeliveries before a message is dead-lettered.
     pub max_redeliveries: u32,
-    /// Longest time the broker may hold a fetch without data, in milliseconds. Brokers that
-    /// answer as soon as data arrives (Apache Kafka) are not slowed by it; tansu always waits the
-    /// full time, so every hop of a workflow pays it there: use 5–10.
-    pub fetch_wait_ms: u64,
-    /// How long the producer waits to batch messages, in milliseconds.
-    pub linger_ms: u64,
-    /// Most messages in one record batch. Use 1 on tansu, which serves a consumer starting inside
-    /// a batch from the next batch (skipping the rest of that one).
-    pub batch_messages: usize,
-    /// How often a process announces its consumers to the others, in milliseconds.
-    pub heartbeat_ms: u64,
-    /// How long a process may stay silent before the others take over its partitions, in
-    /// milliseconds (the time a killed process's partitions wait for a new reader).
-    pub session_timeout_ms: u64,
+    /// Delay before a nacked message is redelivered, in milliseconds (multiplied by its
+    /// redelivery count).
+    pub nack_delay_ms: u64,
+    /// Messages a consumer takes ahead of the component.
+    pub prefetch: u32,
+    /// Settings used when `url` is a Pulsar URL.
+    pub pulsar: PulsarSection,
+    /// Settings used when `url` is a Kafka URL.
+    pub kafka: KafkaSection,
 }
 
 impl Default for TransportSection {
     fn default() -> Self {
         Self {
-            url: "kafka://127.0.0.1:9092".into(),
-            namespace: "baton.".into(),
+            url: "pulsar://127.0.0.1:6650".into(),
             partitions: 4,
             max_redeliveries: 3,
-            fetch_wait_ms: 100,
-            linger_ms: 1,
-            batch_messages: 10_000,
-            heartbeat_ms: 500,
-            session_timeout_ms: 6000,
+            nack_delay_ms: 200,
+            prefetch: 256,
+            pulsar: PulsarSection::default(),
+            kafka: KafkaSection::default(),
         }
     }
+}
+
+/// The Pulsar transport.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PulsarSection {
+    /// The admin REST API; empty derives it from `transport.url` (`http://host:8080`, or
+    /// `https://host:8443` for `pulsar+ssl://`).
+    pub admin_url: String,
+    /// Tenant of Baton's topics (created if missing).
+    pub tenant: String,
+    /// Namespace of Baton's topics (created if missing, with the policies below).
+    pub namespace: String,
+    /// Token for token authentication; prefer `token_file`.
+    pub token: String,
+    /// File holding the token (read at start).
+    pub token_file: String,
+    /// PEM file of certificate authorities to trust for TLS.
+    pub tls_trust_certs: String,
+    /// Retention of the namespace, in minutes (-1: forever).
+    pub retention_minutes: i64,
+    /// Retention of the namespace, in megabytes per topic (-1: unbounded).
+    pub retention_size_mb: i64,
+    /// Broker-side deduplication of resent messages.
+    pub deduplication: bool,
+    /// Inactive topics whose subscriptions are caught up are deleted after this many seconds
+    /// (0 keeps them).
+    pub inactive_topic_delete_secs: u32,
+    /// Set the namespace policies at every start, not only when Baton creates the namespace.
+    pub enforce_policies: bool,
+    /// Longest wait for one broker operation, in milliseconds.
+    pub operation_timeout_ms: u64,
+    /// Longest wait to open a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest delay between reconnection attempts, in milliseconds.
+    pub max_reconnect_delay_ms: u64,
+}
+
+impl Default for PulsarSection {
+    fn default() -> Self {
+        let config = baton_transport::PulsarConfig::default();
+        Self {
+            admin_url: String::new(),
+            tenant: config.tenant,
+            namespace: config.namespace,
+            token: String::new(),
+            token_file: String::new(),
+            tls_trust_certs: String::new(),
+            retention_minutes: config.policies.retention_minutes,
+            retention_size_mb: config.policies.retention_size_mb,
+            deduplication: config.policies.deduplication,
+            inactive_topic_delete_secs: config.policies.inactive_topic_delete_secs,
+            enforce_policies: config.policies.enforce,
+            operation_timeout_ms: millis(config.operation_timeout),
+            connect_timeout_ms: millis(config.connect_timeout),
+            max_reconnect_delay_ms: millis(config.max_reconnect_delay),
+        }
+    }
+}
+
+/// The Kafka transport.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSection {
+    /// Prefix of topics and consumer groups.
+    pub namespace: String,
+    /// Replication factor of topics Baton creates.
+    pub replication_factor: i32,
+    /// Longest time the broker may hold an empty fetch, in milliseconds.
+    pub fetch_wait_ms: u64,
+    /// How long the producer waits to batch messages, in milliseconds.
+    pub linger_ms: u64,
+    /// How long the group coordinator waits for a silent consumer before its partitions go to
+    /// the others, in milliseconds (at least the broker's `group.min.session.timeout.ms`).
+    pub session_timeout_ms: u64,
+    /// Longest pause between two polls before a consumer leaves its group, in milliseconds.
+    pub max_poll_interval_ms: u64,
+}
+
+impl Default for KafkaSection {
+    fn default() -> Self {
+        let config = baton_transport::KafkaConfig::default();
+        Self {
+            namespace: config.namespace,
+            replication_factor: config.replication_factor,
+            fetch_wait_ms: millis(config.fetch_wait),
+            linger_ms: millis(config.linger),
+            session_timeout_ms: millis(config.session_timeout),
+            max_poll_interval_ms: millis(config.max_poll_interval),
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The state store.
@@ -237,10 +324,10 @@ impl BatonConfig {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let scheme = |url: &str| url.split_once("://").map(|(s, _)| s.to_string()).unwrap_or_default();
         match scheme(&self.transport.url).as_str() {
-            "kafka" | "memory" => {}
+            "pulsar" | "pulsar+ssl" | "kafka" | "memory" => {}
             other => {
                 return invalid(format!(
-                    "transport.url `{}`: unknown scheme `{other}` (use kafka:// or memory://)",
+                    "transport.url `{}`: unknown scheme `{other}` (use pulsar://, pulsar+ssl://, kafka:// or memory://)",
                     self.transport.url
                 ));
             }
@@ -254,23 +341,22 @@ impl BatonConfig {
                 ));
             }
         }
-        if self.transport.partitions < 1 {
-            return invalid("transport.partitions must be at least 1".into());
+        // Each backend checks its own settings; the message names the setting.
+        match scheme(&self.transport.url).as_str() {
+            "pulsar" | "pulsar+ssl" => {
+                crate::backends::pulsar_config(&self.transport)
+                    .and_then(|c| c.validate().map_err(|e| e.to_string()))
+                    .map_err(|e| ConfigError::Invalid(format!("transport: {e}")))?;
+            }
+            "kafka" => {
+                crate::backends::kafka_config(&self.transport)
+                    .validate()
+                    .map_err(|e| ConfigError::Invalid(format!("transport: {e}")))?;
+            }
+            _ => {}
         }
-        if self.transport.fetch_wait_ms == 0 || self.transport.fetch_wait_ms > 300_000 {
-            return invalid("transport.fetch_wait_ms must be between 1 and 300000".into());
-        }
-        if self.transport.batch_messages == 0 || self.transport.batch_messages > 1_000_000 {
-            return invalid("transport.batch_messages must be between 1 and 1000000".into());
-        }
-        if self.transport.linger_ms > 300_000 {
-            return invalid("transport.linger_ms must be at most 300000".into());
-        }
-        if self.transport.heartbeat_ms == 0 || self.transport.session_timeout_ms < 3 * self.transport.heartbeat_ms {
-            return invalid(format!(
-                "transport.session_timeout_ms ({}) must be at least three heartbeats (transport.heartbeat_ms = {}, at least 1)",
-                self.transport.session_timeout_ms, self.transport.heartbeat_ms
-            ));
+        if self.transport.partitions < 1 || self.transport.prefetch < 1 {
+            return invalid("transport.partitions and transport.prefetch must be at least 1".into());
         }
         if self.engine.shards == 0 || self.engine.cache_per_shard == 0 {
             return invalid("engine.shards and engine.cache_per_shard must be at least 1".into());
@@ -302,7 +388,7 @@ mod tests {
         config.validate().expect("defaults are valid");
         let text = config.to_toml();
         assert!(
-            text.contains("[transport]") && text.contains("kafka://127.0.0.1:9092"),
+            text.contains("[transport]") && text.contains("pulsar://127.0.0.1:6650"),
             "{text}"
         );
         let back: BatonConfig = toml::from_str(&text).expect("round trip");
@@ -343,11 +429,27 @@ mod tests {
             assert!(message.contains(needle), "{message}");
         };
         rejects(|c| c.storage.url = "postgres://db".into(), "unknown scheme `postgres`");
+        rejects(|c| c.transport.url = "kafka://".into(), "bootstrap server ``");
+        rejects(|c| c.transport.url = "pulsar://".into(), "has no host:port");
+        rejects(|c| c.transport.url = "amqp://x:1".into(), "unknown scheme `amqp`");
         rejects(
-            |c| c.transport.session_timeout_ms = 1000,
-            "transport.session_timeout_ms (1000)",
+            |c| {
+                c.transport.url = "kafka://k:9092".into();
+                c.transport.kafka.session_timeout_ms = 500;
+            },
+            "session timeout",
         );
-        rejects(|c| c.transport.fetch_wait_ms = 0, "fetch_wait_ms");
-        rejects(|c| c.transport.batch_messages = 0, "batch_messages");
+        rejects(
+            |c| {
+                c.transport.url = "kafka://k:9092".into();
+                c.transport.kafka.fetch_wait_ms = 0;
+            },
+            "fetch wait",
+        );
+        rejects(|c| c.transport.pulsar.tenant = "a/b".into(), "tenant `a/b`");
+        rejects(
+            |c| c.transport.pulsar.token_file = "/nonexistent/token".into(),
+            "/nonexistent/token",
+        );
     }
 }

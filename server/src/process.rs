@@ -85,7 +85,7 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display + Send + 'static,
 {
-    let transport = connect_transport(&config.transport)?;
+    let transport = connect_transport(&config.transport).await?;
     let stores = connect_stores(&config.storage).await?;
     let shutdown = CancellationToken::new();
     let health = Health::default();

@@ -375,7 +375,10 @@ pub async fn consumers_joining_and_leaving_together(t: Arc<dyn Transport>) {
         if let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(100), consumers[which].next()).await {
             let body = text(&d);
             let (k, i) = body.split_once(':').expect("body");
-            by_consumer[which].entry(k.to_string()).or_default().push(i.parse().expect("index"));
+            by_consumer[which]
+                .entry(k.to_string())
+                .or_default()
+                .push(i.parse().expect("index"));
             acked.insert(body);
             d.ack().await;
         }
@@ -409,7 +412,10 @@ pub trait BrokerHarness: Send {
 /// after it.
 pub async fn broker_restart_loses_nothing(t: Arc<dyn Transport>, broker: &mut dyn BrokerHarness) {
     let again = across_a_broker_restart(t, broker, false).await;
-    assert!(again.is_empty(), "acknowledged before the restart, delivered again: {again:?}");
+    assert!(
+        again.is_empty(),
+        "acknowledged before the restart, delivered again: {again:?}"
+    );
 }
 
 /// The broker is killed (SIGKILL) and restarted mid-stream: nothing is lost. Acknowledgements
@@ -418,7 +424,10 @@ pub async fn broker_restart_loses_nothing(t: Arc<dyn Transport>, broker: &mut dy
 pub async fn broker_crash_loses_nothing(t: Arc<dyn Transport>, broker: &mut dyn BrokerHarness) {
     let again = across_a_broker_restart(t, broker, true).await;
     if !again.is_empty() {
-        eprintln!("{} acknowledged messages were delivered again after the crash", again.len());
+        eprintln!(
+            "{} acknowledged messages were delivered again after the crash",
+            again.len()
+        );
     }
 }
 
@@ -448,7 +457,13 @@ async fn across_a_broker_restart(t: Arc<dyn Transport>, broker: &mut dyn BrokerH
     }
     // Acks are sent asynchronously; give them time to reach the broker before it dies.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    tokio::task::block_in_place(|| if crash { broker.crash_restart() } else { broker.restart() });
+    tokio::task::block_in_place(|| {
+        if crash {
+            broker.crash_restart()
+        } else {
+            broker.restart()
+        }
+    });
     for d in held {
         d.ack().await;
     }
@@ -459,7 +474,10 @@ async fn across_a_broker_restart(t: Arc<dyn Transport>, broker: &mut dyn BrokerH
             match t.publish(&topic, message).await {
                 Ok(()) => break,
                 Err(e) => {
-                    assert!(tokio::time::Instant::now() < deadline, "cannot publish after the restart: {e}");
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "cannot publish after the restart: {e}"
+                    );
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -469,7 +487,11 @@ async fn across_a_broker_restart(t: Arc<dyn Transport>, broker: &mut dyn BrokerH
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     loop {
         let missing = (0..60).filter(|i| !delivered.contains(&i.to_string())).count();
-        let wait = if missing == 0 { Duration::from_secs(2) } else { Duration::from_millis(500) };
+        let wait = if missing == 0 {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_millis(500)
+        };
         match tokio::time::timeout(wait, s.next()).await {
             Ok(Ok(d)) => {
                 let body = text(&d);

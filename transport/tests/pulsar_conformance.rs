@@ -25,7 +25,14 @@ impl BrokerHarness for Harness {
 
     fn member(&self, topic: &str, subscription: &str) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_conformance-member"));
-        command.args(["pulsar", &self.0.service_url, &self.0.admin_url, NAMESPACE, topic, subscription]);
+        command.args([
+            "pulsar",
+            &self.0.service_url,
+            &self.0.admin_url,
+            NAMESPACE,
+            topic,
+            subscription,
+        ]);
         command
     }
 }

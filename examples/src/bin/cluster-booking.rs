@@ -1,13 +1,14 @@
 //! Runs the booking saga on a local multi-process cluster and checks that killing components
 //! loses nothing and duplicates nothing.
 //!
-//! It starts Redis and a Kafka-compatible broker (tansu) unless their URLs are given. It then
+//! It starts Redis and a broker (Apache Pulsar by default, Apache Kafka with `--transport kafka`)
+//! unless their URLs are given. It then
 //! starts two `workflow-engine` replicas, a `tag-engine`, a `timer-service` and two
 //! `booking-worker` processes, and runs N bookings through a client. Mid-run it kills one
 //! engine and one worker with SIGKILL and restarts them, then waits for every workflow, checks
 //! the books kept in Redis, tears everything down and prints one line:
 //!
-//! `cluster-booking: workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 killed=2 elapsed_ms=…`
+//! `cluster-booking: transport=pulsar workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 killed=2 elapsed_ms=…`
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,9 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use baton::{Client, WorkflowError};
 use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBooks, audit_books};
-use baton_test_support::{KafkaBroker, RedisServer, free_port};
-use baton_transport::{KafkaConfig, KafkaTransport};
-use clap::Parser;
+use baton_server::config::TransportSection;
+use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer, free_port};
+use clap::{Parser, ValueEnum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -43,19 +44,37 @@ struct Args {
     /// Directory of the Baton binaries (default: this program's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// The broker the cluster runs on.
+    #[arg(long, value_enum, default_value_t = Broker::Pulsar)]
+    transport: Broker,
     /// An existing Redis (default: start one).
     #[arg(long)]
     redis_url: Option<String>,
-    /// An existing broker, host:port (default: start tansu).
+    /// An existing broker: `pulsar://host:port` or `kafka://host:port` (default: start one).
     #[arg(long)]
-    kafka: Option<String>,
+    broker_url: Option<String>,
+    /// The admin REST API of an existing Pulsar broker (default: derived from --broker-url).
+    #[arg(long)]
+    pulsar_admin_url: Option<String>,
     /// Give up on a booking after this many seconds (it counts as lost).
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
 }
 
-/// `transport.fetch_wait_ms` of every process of the cluster.
-const FETCH_WAIT_MS: u64 = 10;
+/// The brokers the cluster can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Broker {
+    /// Apache Pulsar.
+    Pulsar,
+    /// Apache Kafka.
+    Kafka,
+}
+
+/// A broker this program started.
+enum StartedBroker {
+    Pulsar(PulsarBroker),
+    Kafka(KafkaBroker),
+}
 
 /// One process of the cluster, restartable.
 struct Process {
@@ -174,27 +193,27 @@ async fn main() -> anyhow::Result<ExitCode> {
 
     // Servers, and a namespace of this run so earlier runs on the same servers do not interfere.
     let redis_server = args.redis_url.is_none().then(RedisServer::start);
-    let broker = args.kafka.is_none().then(KafkaBroker::start);
     let redis_url = args
         .redis_url
         .clone()
         .or(redis_server.as_ref().map(|r| r.url.clone()))
         .context("redis")?;
-    let bootstrap = args
-        .kafka
-        .clone()
-        .or(broker.as_ref().map(|b| b.bootstrap.clone()))
-        .context("broker")?;
+    let started_broker = match (&args.broker_url, args.transport) {
+        (Some(_), _) => None,
+        (None, Broker::Pulsar) => Some(StartedBroker::Pulsar(PulsarBroker::start())),
+        (None, Broker::Kafka) => Some(StartedBroker::Kafka(KafkaBroker::start())),
+    };
+    let (broker_url, admin_url) = match (&args.broker_url, &started_broker) {
+        (Some(url), _) => (url.clone(), args.pulsar_admin_url.clone()),
+        (None, Some(StartedBroker::Pulsar(b))) => (b.service_url.clone(), Some(b.admin_url.clone())),
+        (None, Some(StartedBroker::Kafka(b))) => (format!("kafka://{}", b.bootstrap), None),
+        (None, None) => bail!("no broker"),
+    };
     let run = format!("run{}", baton::WorkflowId::new().as_uuid().simple());
     let logs = std::env::temp_dir().join(format!("baton-cluster-{run}"));
     std::fs::create_dir_all(&logs)?;
-    let env = vec![
-        ("BATON_TRANSPORT__URL".to_string(), format!("kafka://{bootstrap}")),
-        ("BATON_TRANSPORT__NAMESPACE".to_string(), format!("{run}.")),
-        // tansu holds every fetch for the full wait, so a short wait keeps hops fast.
-        ("BATON_TRANSPORT__FETCH_WAIT_MS".to_string(), FETCH_WAIT_MS.to_string()),
-        // tansu serves a fetch that starts inside a record batch from the next batch.
-        ("BATON_TRANSPORT__BATCH_MESSAGES".to_string(), "1".to_string()),
+    let mut env = vec![
+        ("BATON_TRANSPORT__URL".to_string(), broker_url.clone()),
         ("BATON_STORAGE__URL".to_string(), redis_url.clone()),
         ("BATON_STORAGE__PREFIX".to_string(), format!("{run}:")),
         (
@@ -203,6 +222,30 @@ async fn main() -> anyhow::Result<ExitCode> {
         ),
         ("BATON_PROCESS__SHUTDOWN_DEADLINE_SECS".to_string(), "10".to_string()),
     ];
+    let mut transport_section = TransportSection {
+        url: broker_url.clone(),
+        ..TransportSection::default()
+    };
+    match args.transport {
+        Broker::Pulsar => {
+            env.push(("BATON_TRANSPORT__PULSAR__NAMESPACE".to_string(), run.clone()));
+            transport_section.pulsar.namespace = run.clone();
+            if let Some(admin) = &admin_url {
+                env.push(("BATON_TRANSPORT__PULSAR__ADMIN_URL".to_string(), admin.clone()));
+                transport_section.pulsar.admin_url = admin.clone();
+            }
+        }
+        Broker::Kafka => {
+            env.push(("BATON_TRANSPORT__KAFKA__NAMESPACE".to_string(), format!("{run}.")));
+            // A killed process's partitions wait this long for a new reader.
+            env.push((
+                "BATON_TRANSPORT__KAFKA__SESSION_TIMEOUT_MS".to_string(),
+                "6000".to_string(),
+            ));
+            transport_section.kafka.namespace = format!("{run}.");
+            transport_section.kafka.session_timeout_ms = 6000;
+        }
+    }
     let books_prefix = format!("{run}:books:");
     let process = |name: &str, program: &str, args: Vec<String>| Process {
         name: name.to_string(),
@@ -244,14 +287,9 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     wait_ready(&cluster, Duration::from_secs(120)).await?;
 
-    let kafka = KafkaConfig {
-        bootstrap_servers: bootstrap.clone(),
-        namespace: format!("{run}."),
-        fetch_wait: Duration::from_millis(FETCH_WAIT_MS),
-        batch_messages: 1,
-        ..KafkaConfig::default()
-    };
-    let transport = Arc::new(KafkaTransport::connect(kafka).context("kafka client")?);
+    let transport = baton_server::connect_transport(&transport_section)
+        .await
+        .context("connecting to the broker")?;
     let client = Client::connect(transport).await.context("connecting the client")?;
     let started = Instant::now();
 
@@ -361,10 +399,14 @@ async fn main() -> anyhow::Result<ExitCode> {
     for p in cluster.iter_mut().rev() {
         p.terminate();
     }
-    drop(broker);
+    drop(started_broker);
     drop(redis_server);
+    let transport_name = match args.transport {
+        Broker::Pulsar => "pulsar",
+        Broker::Kafka => "kafka",
+    };
     println!(
-        "cluster-booking: workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} killed={killed} elapsed_ms={}",
+        "cluster-booking: transport={transport_name} workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} killed={killed} elapsed_ms={}",
         args.workflows,
         audit.duplicated_effects,
         elapsed.as_millis()

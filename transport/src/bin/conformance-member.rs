@@ -41,7 +41,11 @@ async fn main() -> std::process::ExitCode {
                 Err(e) => return fail(&e.to_string()),
             }
         }
-        _ => return fail("usage: conformance-member pulsar <url> <admin url> <namespace> <topic> <subscription> | kafka <bootstrap> <namespace> <topic> <subscription>"),
+        _ => {
+            return fail(
+                "usage: conformance-member pulsar <url> <admin url> <namespace> <topic> <subscription> | kafka <bootstrap> <namespace> <topic> <subscription>",
+            );
+        }
     };
     let mut consumer = match transport.subscribe(topic, subscription, SubscriptionKind::Keyed).await {
         Ok(c) => c,

@@ -185,7 +185,9 @@ impl AckState {
         let payload = f.message.payload().unwrap_or_default();
         match self.inner.send(&self.logical_topic, topic, &key, payload, &hdrs).await {
             Ok(()) => self.settle(&f),
-            Err(e) => tracing::error!(topic = %self.logical_topic, target = topic, error = %e, "cannot move a message; it stays unsettled"),
+            Err(e) => {
+                tracing::error!(topic = %self.logical_topic, target = topic, error = %e, "cannot move a message; it stays unsettled")
+            }
         }
     }
 
@@ -229,7 +231,10 @@ impl Acknowledger for KafkaAcker {
             self.state.dead_letter_now(f, reason).await;
             return;
         }
-        let delay = config.nack_delay.saturating_mul(redeliveries).min(Duration::from_secs(60));
+        let delay = config
+            .nack_delay
+            .saturating_mul(redeliveries)
+            .min(Duration::from_secs(60));
         let state = self.state.clone();
         // The original stays unsettled while it waits, so a crash now redelivers it.
         tokio::spawn(async move {
@@ -259,7 +264,11 @@ mod tests {
         for offset in 10..14 {
             assert!(assignment.delivered(&p, offset, 1));
         }
-        assert_eq!(assignment.settle(&p, 11, 1), Some(10), "10 is still unsettled: commit up to it");
+        assert_eq!(
+            assignment.settle(&p, 11, 1),
+            Some(10),
+            "10 is still unsettled: commit up to it"
+        );
         assert_eq!(assignment.settle(&p, 11, 1), None, "nothing moved");
         assert_eq!(assignment.settle(&p, 10, 1), Some(12));
         assert_eq!(assignment.settle(&p, 13, 1), None);
@@ -277,7 +286,14 @@ mod tests {
         // Revoked and assigned again: a new epoch.
         assignment.partitions.insert(p.clone(), PartitionOffsets::taken(2));
         assert_eq!(assignment.settle(&p, 5, 1), None);
-        assert!(!assignment.delivered(&p, 6, 1), "a message fetched before the revoke is dropped");
-        assert_eq!(assignment.partitions[&p].handover(), None, "nothing delivered under epoch 2");
+        assert!(
+            !assignment.delivered(&p, 6, 1),
+            "a message fetched before the revoke is dropped"
+        );
+        assert_eq!(
+            assignment.partitions[&p].handover(),
+            None,
+            "nothing delivered under epoch 2"
+        );
     }
 }

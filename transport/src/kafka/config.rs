@@ -84,7 +84,10 @@ impl KafkaConfig {
             ));
         }
         if !(1..=10_000).contains(&self.partitions) {
-            return invalid(format!("Kafka partitions = {}: must be between 1 and 10000", self.partitions));
+            return invalid(format!(
+                "Kafka partitions = {}: must be between 1 and 10000",
+                self.partitions
+            ));
         }
         if !(1..=100).contains(&self.replication_factor) {
             return invalid(format!(
@@ -122,7 +125,12 @@ impl KafkaConfig {
     /// The topic a subscription's redeliveries go to; only that subscription's group reads it,
     /// so a nack does not deliver the message again to the topic's other subscriptions.
     pub fn retry_topic(&self, logical: &str, subscription: &str) -> String {
-        format!("{}retry.{}.{}", self.namespace, kafka_name(subscription), kafka_name(logical))
+        format!(
+            "{}retry.{}.{}",
+            self.namespace,
+            kafka_name(subscription),
+            kafka_name(logical)
+        )
     }
 
     /// The consumer group of a subscription.
@@ -149,10 +157,19 @@ mod tests {
     fn names_map_to_kafka() {
         let config = KafkaConfig::default();
         assert_eq!(config.topic("workflow-cmd:Booking"), "baton.workflow-cmd.Booking");
-        assert_eq!(config.topic("dlq:service-task:Payment"), "baton.dlq.service-task.Payment");
+        assert_eq!(
+            config.topic("dlq:service-task:Payment"),
+            "baton.dlq.service-task.Payment"
+        );
         assert_eq!(config.topic("a b/c"), "baton.a_b_c");
-        assert_eq!(config.retry_topic("timers", "timer-service"), "baton.retry.timer-service.timers");
-        assert_eq!(config.group("timers", "timer-service"), "baton.timer-service.baton.timers");
+        assert_eq!(
+            config.retry_topic("timers", "timer-service"),
+            "baton.retry.timer-service.timers"
+        );
+        assert_eq!(
+            config.group("timers", "timer-service"),
+            "baton.timer-service.baton.timers"
+        );
     }
 
     #[test]
@@ -166,7 +183,10 @@ mod tests {
         };
         rejects(|c| c.bootstrap_servers = String::new(), "bootstrap server ``");
         rejects(|c| c.bootstrap_servers = "broker".into(), "bootstrap server `broker`");
-        rejects(|c| c.bootstrap_servers = "a:9092,:9092".into(), "bootstrap server `:9092`");
+        rejects(
+            |c| c.bootstrap_servers = "a:9092,:9092".into(),
+            "bootstrap server `:9092`",
+        );
         rejects(|c| c.namespace = "prod/".into(), "namespace `prod/`");
         rejects(|c| c.partitions = 0, "partitions = 0");
         rejects(|c| c.session_timeout = Duration::from_millis(10), "session timeout");

@@ -69,9 +69,10 @@ impl ConsumerContext for GroupContext {
                     for element in assigned.elements() {
                         assignment.next_epoch += 1;
                         let epoch = assignment.next_epoch;
-                        assignment
-                            .partitions
-                            .insert((element.topic().to_string(), element.partition()), PartitionOffsets::taken(epoch));
+                        assignment.partitions.insert(
+                            (element.topic().to_string(), element.partition()),
+                            PartitionOffsets::taken(epoch),
+                        );
                     }
                     assignment.partitions.len()
                 };
@@ -85,7 +86,9 @@ impl ConsumerContext for GroupContext {
                 let total = locked(&self.assignment).partitions.len();
                 self.assigned.send_modify(|(_, partitions)| *partitions = total);
             }
-            Rebalance::Error(e) => tracing::warn!(topic = %self.logical_topic, group = %self.group, error = %e, "rebalance failed"),
+            Rebalance::Error(e) => {
+                tracing::warn!(topic = %self.logical_topic, group = %self.group, error = %e, "rebalance failed")
+            }
         }
     }
 }
@@ -110,7 +113,10 @@ fn commit(consumer: &StreamConsumer<GroupContext>, assignment: &Mutex<Assignment
     };
     let mut list = TopicPartitionList::new();
     let (topic, partition) = &settled.partition;
-    if list.add_partition_offset(topic, *partition, Offset::Offset(watermark)).is_ok() {
+    if list
+        .add_partition_offset(topic, *partition, Offset::Offset(watermark))
+        .is_ok()
+    {
         if let Err(e) = consumer.commit(&list, CommitMode::Async) {
             tracing::debug!(topic, partition, error = %e, "offset commit failed");
         }

@@ -87,7 +87,9 @@ impl Inner {
     /// The Kafka name of a logical topic, created if missing.
     pub(crate) async fn ensure(&self, logical: &str) -> Result<String> {
         let name = self.config.topic(logical);
-        self.admin.ensure_topic(logical, &name, self.partitions_of(logical)).await?;
+        self.admin
+            .ensure_topic(logical, &name, self.partitions_of(logical))
+            .await?;
         Ok(name)
     }
 
@@ -142,7 +144,12 @@ impl KafkaTransport {
         self.inner.config.topic(logical)
     }
 
-    fn consumer(&self, group: &str, logical: &str, context: consumer::GroupContext) -> Result<StreamConsumer<consumer::GroupContext>> {
+    fn consumer(
+        &self,
+        group: &str,
+        logical: &str,
+        context: consumer::GroupContext,
+    ) -> Result<StreamConsumer<consumer::GroupContext>> {
         let config = &self.inner.config;
         let session = config.session_timeout.as_millis();
         ClientConfig::new()

@@ -56,17 +56,19 @@ impl Producer {
     }
 
     /// Waits for a record's delivery.
-    pub(crate) async fn confirmed(
-        logical: &str,
-        delivery: DeliveryFuture,
-    ) -> Result<(), TransportError> {
+    pub(crate) async fn confirmed(logical: &str, delivery: DeliveryFuture) -> Result<(), TransportError> {
         let broker = |reason: String| TransportError::Broker {
             topic: logical.to_string(),
             reason,
         };
         match tokio::time::timeout(DELIVERY_TIMEOUT + Duration::from_secs(5), delivery).await {
             Ok(Ok(Ok(delivered))) => {
-                tracing::trace!(topic = logical, partition = delivered.partition, offset = delivered.offset, "published");
+                tracing::trace!(
+                    topic = logical,
+                    partition = delivered.partition,
+                    offset = delivered.offset,
+                    "published"
+                );
                 Ok(())
             }
             Ok(Ok(Err((e, _)))) => Err(broker(e.to_string())),
