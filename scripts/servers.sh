@@ -1,19 +1,30 @@
-# Sourced by the scripts: installs the servers Baton runs on locally, once, reusing what is
-# already installed. Each program then starts its own on free loopback ports.
+# Sourced by the scripts: installs what Baton's tests and local clusters run on, once, reusing
+# what is already installed. Each program then starts its own servers on free loopback ports.
+#
+# - redis-server (Debian package): the state store;
+# - protoc (Debian package protobuf-compiler): the Pulsar client crate compiles its protocol;
+# - Java 17+ and Maven (Debian packages): the real Apache Pulsar and Apache Kafka brokers run
+#   as JVM processes, their jars resolved once from Maven Central into ~/.m2 by the POMs in
+#   test-support/brokers/.
 
 step() { printf '\n== %s\n' "$*"; }
 
-# Redis, the state store.
-if ! command -v redis-server >/dev/null 2>&1; then
-  step "installing redis-server"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+if ! java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then
+  missing+=(openjdk-17-jre-headless)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  step "installing ${missing[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# tansu, a Kafka-compatible broker written in Rust. Building it takes about 17 minutes on two
-# cores, so an existing binary is reused.
-if ! command -v tansu >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" ]; then
-  step "installing the tansu broker (once; about 17 minutes)"
-  cargo install tansu --locked --features dynostore,libsql
-fi
+# The brokers' jars (a few hundred MB the first time; nothing to download after that), so no
+# test waits for Maven. Also stops servers left behind by test processes that were killed.
+step "resolving the Apache Pulsar and Apache Kafka brokers (Maven Central, cached in ~/.m2)"
+cargo run --quiet --locked -p baton-test-support --bin test-servers -- sweep
+cargo run --quiet --locked -p baton-test-support --bin test-servers -- resolve

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Redis and the tansu broker, which the tests start themselves.
+# Redis, protoc, Java and Maven, and the brokers' jars; the tests start the servers themselves.
 # shellcheck source=scripts/servers.sh
 source scripts/servers.sh
 
@@ -26,4 +26,9 @@ step "binaries (the cluster test runs them as separate processes)"
 cargo build --workspace --bins --locked
 
 step "tests"
-cargo nextest run --workspace --locked --no-fail-fast
+status=0
+cargo nextest run --workspace --locked --no-fail-fast || status=$?
+
+# Servers of test processes that were killed (a timeout) are stopped here, not left running.
+cargo run --quiet --locked -p baton-test-support --bin test-servers -- sweep
+exit "$status"

@@ -169,24 +169,23 @@ impl Worker {
         let service_names: Vec<String> = self.services.keys().cloned().collect();
         let service_topics: Vec<_> = service_names.iter().map(|name| Topic::service_task(name)).collect();
         let workflow_topics: Vec<_> = shared.registry.names().map(Topic::workflow_task).collect();
-        let (controls, service_subscriptions, workflow_subscriptions) = futures::future::try_join3(
-            futures::future::try_join_all(
-                control_topics
-                    .iter()
-                    .map(|topic| transport.subscribe(topic.name(), &control_subscription, SubscriptionKind::Shared)),
-            ),
-            futures::future::try_join_all(
-                service_topics
-                    .iter()
-                    .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Shared)),
-            ),
-            futures::future::try_join_all(
-                workflow_topics
-                    .iter()
-                    .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Shared)),
-            ),
-        )
-        .await?;
+        let (controls, service_subscriptions, workflow_subscriptions) =
+            futures::future::try_join3(
+                futures::future::try_join_all(control_topics.iter().map(|topic| {
+                    transport.subscribe(topic.name(), &control_subscription, SubscriptionKind::Exclusive)
+                })),
+                futures::future::try_join_all(
+                    service_topics
+                        .iter()
+                        .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Shared)),
+                ),
+                futures::future::try_join_all(
+                    workflow_topics
+                        .iter()
+                        .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Shared)),
+                ),
+            )
+            .await?;
         for mut control in controls {
             let (shared, shutdown) = (shared.clone(), shutdown.clone());
             readers.spawn(async move {

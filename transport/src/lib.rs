@@ -92,7 +92,9 @@ pub enum SubscriptionKind {
     Keyed,
     /// Competing consumers, no ordering.
     Shared,
-    /// A single consumer.
+    /// A single consumer, of one process (a client's replies, a worker's control messages). It
+    /// receives what is published while it is subscribed; a broker may keep nothing for it once
+    /// it is gone (Pulsar: a non-durable subscription).
     Exclusive,
 }
 

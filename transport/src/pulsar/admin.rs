@@ -187,12 +187,13 @@ impl Admin {
         )
     }
 
-    /// Creates `topic` (a full Pulsar name) as a partitioned topic unless it exists. A dead-letter
-    /// topic also gets [`DEAD_LETTER_SUBSCRIPTION`].
+    /// Creates `topic` (a full Pulsar name) unless it exists: a partitioned topic with
+    /// `partitions` partitions, or a non-partitioned one for `None` (a topic Pulsar can delete
+    /// entirely once it is inactive). A dead-letter topic also gets [`DEAD_LETTER_SUBSCRIPTION`].
     pub(crate) async fn ensure_topic(
         &self,
         topic: &str,
-        partitions: u32,
+        partitions: Option<u32>,
         dead_letters: bool,
     ) -> Result<(), TransportError> {
         if locked(&self.created).contains(topic) {
@@ -200,16 +201,20 @@ impl Admin {
         }
         self.ensure_namespace().await?;
         let path = self.topic_path(topic);
-        let status = self
-            .expect(
-                Method::PUT,
-                &format!("{path}/partitions"),
-                Some(json!(partitions)),
-                &[StatusCode::CONFLICT],
-            )
-            .await?;
+        let status = match partitions {
+            Some(partitions) => {
+                self.expect(
+                    Method::PUT,
+                    &format!("{path}/partitions"),
+                    Some(json!(partitions)),
+                    &[StatusCode::CONFLICT],
+                )
+                .await?
+            }
+            None => self.expect(Method::PUT, &path, None, &[StatusCode::CONFLICT]).await?,
+        };
         if status != StatusCode::CONFLICT {
-            tracing::debug!(topic, partitions, "created a partitioned topic");
+            tracing::debug!(topic, ?partitions, "created a topic");
         }
         if dead_letters {
             self.expect(

@@ -41,17 +41,24 @@ impl ConsumerSpec {
     }
 }
 
-/// Opens a consumer. New subscriptions start at the earliest retained message, so the first
-/// subscriber of a topic receives what was published before it.
+/// Opens a consumer. New keyed and shared subscriptions start at the earliest retained message,
+/// so the first subscriber of a topic receives what was published before it. An exclusive
+/// subscription belongs to one process (a client's replies, a worker's control messages): it is
+/// non-durable, so nothing piles up for it on the broker once the process is gone.
 pub(crate) async fn open(inner: &Inner, spec: &ConsumerSpec) -> Result<RawConsumer> {
-    let sub_type = match spec.kind {
-        SubscriptionKind::Keyed => SubType::KeyShared,
-        SubscriptionKind::Shared => SubType::Shared,
-        SubscriptionKind::Exclusive => SubType::Exclusive,
+    let (sub_type, durable) = match spec.kind {
+        SubscriptionKind::Keyed => (SubType::KeyShared, true),
+        SubscriptionKind::Shared => (SubType::Shared, true),
+        SubscriptionKind::Exclusive => (SubType::Exclusive, false),
+    };
+    let position = if durable {
+        InitialPosition::Earliest
+    } else {
+        InitialPosition::Latest
     };
     let options = ConsumerOptions::default()
-        .with_initial_position(InitialPosition::Earliest)
-        .durable(true);
+        .with_initial_position(position)
+        .durable(durable);
     inner
         .client
         .consumer()

@@ -55,12 +55,13 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// The partitions a topic is created with.
-    fn partitions_of(&self, logical: &str) -> u32 {
+    /// The partitions a topic is created with: none (a non-partitioned topic) for a client's
+    /// replies and for dead letters, which need no parallelism.
+    fn partitions_of(&self, logical: &str) -> Option<u32> {
         if logical.starts_with("client:") || logical.starts_with("dlq:") {
-            1
+            None
         } else {
-            self.config.partitions
+            Some(self.config.partitions)
         }
     }
 
@@ -235,7 +236,7 @@ impl Transport for PulsarTransport {
         let opened = async {
             let main = self.inner.ensure(topic).await?;
             let retry = self.inner.config.retry_topic(topic, subscription);
-            self.inner.admin.ensure_topic(&retry, 1, false).await?;
+            self.inner.admin.ensure_topic(&retry, None, false).await?;
             let spec = consumer::ConsumerSpec::new(vec![main, retry.clone()], subscription, kind, &self.inner.process);
             let raw = consumer::open(&self.inner, &spec).await?;
             Ok::<_, TransportError>((spec, raw, retry))
