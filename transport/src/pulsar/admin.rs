@@ -75,7 +75,9 @@ impl Admin {
         Ok((status, text))
     }
 
-    /// Fails unless the status is a success or one of `also_fine`.
+    /// Fails unless the status is a success or one of `also_fine`. A server error is retried a
+    /// few times: creating the same tenant, namespace or topic from several processes at once
+    /// makes Pulsar answer 500 to all but one, and the retry then sees a conflict.
     async fn expect(
         &self,
         method: Method,
@@ -83,20 +85,28 @@ impl Admin {
         body: Option<serde_json::Value>,
         also_fine: &[StatusCode],
     ) -> Result<StatusCode, TransportError> {
-        let (status, text) = self.call(method.clone(), path, body).await?;
-        if status.is_success() || also_fine.contains(&status) {
-            return Ok(status);
-        }
-        let hint = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                " (check transport.pulsar.token and its role's permissions)"
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (status, text) = self.call(method.clone(), path, body.clone()).await?;
+            if status.is_success() || also_fine.contains(&status) {
+                return Ok(status);
             }
-            _ => "",
-        };
-        Err(admin_error(
-            &format!("{method} {}/admin/v2/{path} answered {status}{hint}", self.base),
-            text.trim(),
-        ))
+            if status.is_server_error() && attempt < 4 {
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                continue;
+            }
+            let hint = match status {
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    " (check transport.pulsar.token and its role's permissions)"
+                }
+                _ => "",
+            };
+            return Err(admin_error(
+                &format!("{method} {}/admin/v2/{path} answered {status}{hint}", self.base),
+                reason_of(&text),
+            ));
+        }
     }
 
     /// Creates the tenant and namespace if missing, and sets the namespace's policies when it was
@@ -231,6 +241,20 @@ impl Admin {
         locked(&self.created).insert(topic.to_string());
         Ok(())
     }
+}
+
+/// The first line of the `reason` Pulsar gives with an error (its body may hold a stack trace).
+fn reason_of(body: &str) -> String {
+    let reason = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.to_string());
+    let line = reason
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("---"))
+        .unwrap_or_default();
+    line.chars().take(300).collect()
 }
 
 /// Percent-encodes a path segment (topic names hold `:`, which is fine, but nothing else odd
