@@ -53,7 +53,12 @@ pub fn pulsar_config(section: &TransportSection) -> Result<PulsarConfig, String>
         (None, None) => None,
     };
     Ok(PulsarConfig {
-        service_url: section.url.trim_end_matches('/').to_string(),
+        // `pulsar://host:6650/` means the same as without the slash; `pulsar://` stays as it is,
+        // for validation to reject.
+        service_url: match section.url.strip_suffix('/') {
+            Some(url) if !url.ends_with(':') && !url.ends_with('/') => url.to_string(),
+            _ => section.url.clone(),
+        },
         admin_url: non_empty(&p.admin_url),
         tenant: p.tenant.clone(),
         namespace: p.namespace.clone(),

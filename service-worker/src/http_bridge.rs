@@ -111,6 +111,9 @@ impl HttpService {
             .keys()
             .map(|m| &*Box::leak(m.clone().into_boxed_str()))
             .collect();
+        // reqwest's TLS (for https:// endpoints) runs on rustls with the ring provider, installed
+        // for the process unless something installed one already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
