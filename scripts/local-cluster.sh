@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source scripts/servers.sh
 
 step "building the binaries (release)"
-cargo build --release --workspace --bins --locked
+cargo build --release --workspace --bins --features baton-examples/cluster --locked
 
 step "running the cluster"
 exec target/release/cluster-booking "$@"

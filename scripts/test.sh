@@ -17,13 +17,13 @@ step "formatting"
 cargo fmt --all -- --check
 
 step "lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "doc tests"
 cargo test --workspace --doc --locked --quiet
 
 step "binaries (the cluster test runs them as separate processes)"
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --features baton-examples/cluster --locked
 
 step "tests"
 status=0

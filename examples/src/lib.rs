@@ -4,3 +4,13 @@
 pub mod billing;
 pub mod booking;
 pub mod loan;
+
+/// Starts logging to stderr with `filter`, unless `RUST_LOG` says otherwise.
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -20,7 +20,7 @@ fn binary_dir() -> PathBuf {
 fn build_binaries() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
-    build.args(["build", "--workspace", "--bins"]);
+    build.args(["build", "--workspace", "--bins", "--features", "baton-examples/cluster"]);
     if binary_dir().ends_with("release") {
         build.arg("--release");
     }

@@ -30,7 +30,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    baton_server::init_logging("error");
+    baton_examples::init_logging("error");
     let ledger = BillingLedger::default();
     let baton = billing::embedded(&ledger, Embedded::builder())
         .start()

@@ -66,7 +66,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    baton_server::init_logging("error");
+    baton_examples::init_logging("error");
 
     let rates = FailureRates {
         transient: args.transient_rate,

@@ -169,7 +169,7 @@ fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     if !path.exists() {
         bail!(
-            "{} not found; build it first (cargo build --release --workspace --bins)",
+            "{} not found; build it first (cargo build --release --workspace --bins --features baton-examples/cluster)",
             path.display()
         );
     }
