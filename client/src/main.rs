@@ -238,24 +238,7 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
         _ => {}
     }
     let timeout = Duration::from_secs(cli.timeout.max(1));
-    let transport = tokio::time::timeout(timeout, connect_transport(&config.transport))
-        .await
-        .map_err(|_| {
-            Exit(
-                4,
-                format!(
-                    "the broker at {} did not answer within {timeout:?}",
-                    config.transport.url
-                ),
-            )
-        })?
-        .map_err(|e| Exit(4, e.to_string()))?;
-    let client = tokio::time::timeout(
-        timeout,
-        Client::connect_with(transport, std::sync::Arc::new(SystemClock), timeout),
-    )
-    .await
-    .map_err(|_| {
+    let silent = |_| {
         Exit(
             4,
             format!(
@@ -263,7 +246,17 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                 config.transport.url
             ),
         )
-    })??;
+    };
+    let transport = tokio::time::timeout(timeout, connect_transport(&config.transport))
+        .await
+        .map_err(silent)?
+        .map_err(|e| Exit(4, e.to_string()))?;
+    let client = tokio::time::timeout(
+        timeout,
+        Client::connect_with(transport, std::sync::Arc::new(SystemClock), timeout),
+    )
+    .await
+    .map_err(silent)??;
     let work = async {
         match cli.command {
             Command::Start {

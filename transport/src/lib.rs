@@ -82,6 +82,52 @@ pub(crate) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The exclusive subscriptions consumed in this process, so that a second consumer of one is
+/// refused at once (across processes, the broker refuses it, or only one process subscribes).
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+#[derive(Default)]
+pub(crate) struct ExclusiveClaims(Arc<Mutex<std::collections::HashSet<(String, String)>>>);
+
+/// An exclusive subscription held by one consumer; released when dropped.
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+pub(crate) struct ExclusiveClaim {
+    claims: Arc<Mutex<std::collections::HashSet<(String, String)>>>,
+    key: (String, String),
+}
+
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+impl ExclusiveClaims {
+    /// Claims `subscription` of `topic` if it is exclusive; `None` for other kinds.
+    pub(crate) fn claim(
+        &self,
+        topic: &str,
+        subscription: &str,
+        kind: SubscriptionKind,
+    ) -> Result<Option<ExclusiveClaim>> {
+        if kind != SubscriptionKind::Exclusive {
+            return Ok(None);
+        }
+        let key = (topic.to_string(), subscription.to_string());
+        if !locked(&self.0).insert(key.clone()) {
+            return Err(TransportError::SubscriptionBusy {
+                topic: topic.into(),
+                subscription: subscription.into(),
+            });
+        }
+        Ok(Some(ExclusiveClaim {
+            claims: self.0.clone(),
+            key,
+        }))
+    }
+}
+
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+impl Drop for ExclusiveClaim {
+    fn drop(&mut self) {
+        locked(&self.claims).remove(&self.key);
+    }
+}
+
 /// Result alias for transport operations.
 pub type Result<T, E = TransportError> = std::result::Result<T, E>;
 

@@ -191,7 +191,7 @@ pub(crate) struct KafkaSubscription {
     pub assignment: Arc<Mutex<Assignment>>,
     pub closing: Option<oneshot::Sender<()>>,
     pub inner: Arc<Inner>,
-    pub exclusive: Option<(String, String)>,
+    pub _claim: Option<crate::ExclusiveClaim>,
 }
 
 #[async_trait::async_trait]
@@ -244,8 +244,5 @@ impl Drop for KafkaSubscription {
             let _ = closing.send(());
         }
         self.inner.opened.fetch_sub(1, Ordering::SeqCst);
-        if let Some(key) = self.exclusive.take() {
-            locked(&self.inner.exclusive).remove(&key);
-        }
     }
 }

@@ -26,7 +26,7 @@ mod config;
 mod consumer;
 mod producer;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::KafkaConfig;
 
-use crate::{OutgoingMessage, Result, Subscription, SubscriptionKind, Transport, TransportError, locked};
+use crate::{OutgoingMessage, Result, Subscription, SubscriptionKind, Transport, TransportError};
 
 /// librdkafka's own log lines, into `tracing` at debug: the transport reports what matters
 /// itself, and a broker that is down would otherwise print a line per attempt.
@@ -69,7 +69,7 @@ pub(crate) struct Inner {
     pub config: KafkaConfig,
     producer: producer::Producer,
     admin: admin::Admin,
-    pub exclusive: Mutex<HashSet<(String, String)>>,
+    exclusive: crate::ExclusiveClaims,
     pub opened: AtomicUsize,
     waiting: AtomicUsize,
 }
@@ -132,7 +132,7 @@ impl KafkaTransport {
                 producer: producer::Producer { inner: producer },
                 admin: admin::Admin::new(admin, config.replication_factor),
                 config,
-                exclusive: Mutex::new(HashSet::new()),
+                exclusive: crate::ExclusiveClaims::default(),
                 opened: AtomicUsize::new(0),
                 waiting: AtomicUsize::new(0),
             }),
@@ -263,20 +263,8 @@ impl Transport for KafkaTransport {
         subscription: &str,
         kind: SubscriptionKind,
     ) -> Result<Box<dyn Subscription>> {
-        let exclusive = (kind == SubscriptionKind::Exclusive).then(|| (topic.to_string(), subscription.to_string()));
-        if let Some(key) = &exclusive {
-            if !locked(&self.inner.exclusive).insert(key.clone()) {
-                return Err(TransportError::SubscriptionBusy {
-                    topic: topic.into(),
-                    subscription: subscription.into(),
-                });
-            }
-        }
-        let release = || {
-            if let Some(key) = &exclusive {
-                locked(&self.inner.exclusive).remove(key);
-            }
-        };
+        // Released when the subscription (or this call, on an error) drops it.
+        let claim = self.inner.exclusive.claim(topic, subscription, kind)?;
         let config = &self.inner.config;
         let retry_topic = config.retry_topic(topic, subscription);
         let group = config.group(topic, subscription);
@@ -302,10 +290,7 @@ impl Transport for KafkaTransport {
         };
         let consumer = match opened.await {
             Ok(consumer) => consumer,
-            Err(e) => {
-                release();
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
         let (settled_tx, settled_rx) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::channel(config.prefetch.max(1));
@@ -333,7 +318,7 @@ impl Transport for KafkaTransport {
             assignment,
             closing: Some(closing_tx),
             inner: self.inner.clone(),
-            exclusive,
+            _claim: claim,
         };
         {
             let _waiting = Waiting::start(&self.inner.waiting);

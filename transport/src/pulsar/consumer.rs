@@ -91,7 +91,7 @@ pub(crate) struct PulsarSubscription {
     pub rx: mpsc::Receiver<Delivery>,
     pub closing: Option<oneshot::Sender<()>>,
     pub inner: Arc<Inner>,
-    pub exclusive: Option<(String, String)>,
+    pub _claim: Option<crate::ExclusiveClaim>,
 }
 
 #[async_trait::async_trait]
@@ -109,9 +109,6 @@ impl Drop for PulsarSubscription {
             let _ = closing.send(());
         }
         self.inner.opened.fetch_sub(1, Ordering::SeqCst);
-        if let Some(key) = self.exclusive.take() {
-            locked(&self.inner.exclusive).remove(&key);
-        }
     }
 }
 

@@ -23,7 +23,7 @@ mod consumer;
 mod producer;
 mod tls;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use admin::DEAD_LETTER_SUBSCRIPTION;
 pub use config::{PulsarConfig, PulsarPolicies};
 
-use crate::{OutgoingMessage, Result, Subscription, SubscriptionKind, Transport, TransportError, locked};
+use crate::{OutgoingMessage, Result, Subscription, SubscriptionKind, Transport, TransportError};
 
 /// A connection to a Pulsar cluster.
 #[derive(Clone)]
@@ -49,7 +49,7 @@ pub(crate) struct Inner {
     pub client: Pulsar<TokioExecutor>,
     admin: Arc<admin::Admin>,
     producers: producer::Producers,
-    pub exclusive: Mutex<HashSet<(String, String)>>,
+    exclusive: crate::ExclusiveClaims,
     pub opened: AtomicUsize,
     process: String,
 }
@@ -147,7 +147,7 @@ impl PulsarTransport {
                 producers: producer::Producers::new(client.clone()),
                 client,
                 admin,
-                exclusive: Mutex::new(HashSet::new()),
+                exclusive: crate::ExclusiveClaims::default(),
                 opened: AtomicUsize::new(0),
                 process: baton_shared_schemas::ClientId::new().to_string(),
                 config,
@@ -219,20 +219,8 @@ impl Transport for PulsarTransport {
         subscription: &str,
         kind: SubscriptionKind,
     ) -> Result<Box<dyn Subscription>> {
-        let exclusive = (kind == SubscriptionKind::Exclusive).then(|| (topic.to_string(), subscription.to_string()));
-        if let Some(key) = &exclusive {
-            if !locked(&self.inner.exclusive).insert(key.clone()) {
-                return Err(TransportError::SubscriptionBusy {
-                    topic: topic.into(),
-                    subscription: subscription.into(),
-                });
-            }
-        }
-        let release = || {
-            if let Some(key) = &exclusive {
-                locked(&self.inner.exclusive).remove(key);
-            }
-        };
+        // Released when the subscription (or this call, on an error) drops it.
+        let claim = self.inner.exclusive.claim(topic, subscription, kind)?;
         let opened = async {
             let main = self.inner.ensure(topic).await?;
             let retry = self.inner.config.retry_topic(topic, subscription);
@@ -243,10 +231,7 @@ impl Transport for PulsarTransport {
         };
         let (spec, raw, retry_topic) = match opened.await {
             Ok(opened) => opened,
-            Err(e) => {
-                release();
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let state = Arc::new(ack::AckState {
@@ -274,7 +259,7 @@ impl Transport for PulsarTransport {
             rx,
             closing: Some(closing_tx),
             inner: self.inner.clone(),
-            exclusive,
+            _claim: claim,
         }))
     }
 }
