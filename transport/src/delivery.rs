@@ -94,3 +94,62 @@ impl Delivery {
         self.acker.dead_letter(self.tag, reason).await;
     }
 }
+
+/// What to do with a message whose processing failed (a nack), decided from how often it was
+/// redelivered before: the same rule for every broker backend.
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Redelivery {
+    /// Deliver it again after `delay`, as redelivery number `count`.
+    Retry { count: u32, delay: std::time::Duration },
+    /// Its redeliveries are exhausted: dead-letter it with this reason.
+    DeadLetter(String),
+}
+
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+impl Redelivery {
+    /// The decision for a message redelivered `so_far` times that failed with `reason`.
+    pub(crate) fn decide(so_far: u32, max: u32, nack_delay: std::time::Duration, reason: &str) -> Self {
+        let count = so_far + 1;
+        if count > max {
+            return Self::DeadLetter(format!("redelivered {so_far} times; last failure: {reason}"));
+        }
+        let delay = nack_delay.saturating_mul(count).min(std::time::Duration::from_secs(60));
+        Self::Retry { count, delay }
+    }
+}
+
+#[cfg(all(test, any(feature = "pulsar", feature = "kafka")))]
+mod tests {
+    use std::time::Duration;
+
+    use super::Redelivery;
+
+    #[test]
+    fn redeliveries_back_off_then_dead_letter() {
+        let delay = Duration::from_millis(200);
+        assert_eq!(
+            Redelivery::decide(0, 3, delay, "x"),
+            Redelivery::Retry { count: 1, delay }
+        );
+        assert_eq!(
+            Redelivery::decide(2, 3, delay, "x"),
+            Redelivery::Retry {
+                count: 3,
+                delay: Duration::from_millis(600)
+            }
+        );
+        assert_eq!(
+            Redelivery::decide(3, 3, delay, "boom"),
+            Redelivery::DeadLetter("redelivered 3 times; last failure: boom".into())
+        );
+        assert_eq!(
+            Redelivery::decide(1, 3, Duration::from_secs(100), "x"),
+            Redelivery::Retry {
+                count: 2,
+                delay: Duration::from_secs(60)
+            },
+            "the delay is capped"
+        );
+    }
+}

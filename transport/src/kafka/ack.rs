@@ -8,14 +8,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use baton_shared_schemas::topics::dead_letter_topic;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 
 use super::Inner;
-use crate::delivery::headers;
+use crate::delivery::{Redelivery, headers};
 use crate::{Acknowledger, locked};
 
 /// The header holding how often a message was redelivered.
@@ -224,23 +223,22 @@ impl Acknowledger for KafkaAcker {
         let Some(f) = self.state.take(tag) else {
             return;
         };
-        let redeliveries = redeliveries_of(&headers_of(&f.message)) + 1;
         let config = &self.state.inner.config;
-        if redeliveries > config.max_redeliveries {
-            let reason = format!("redelivered {} times; last failure: {reason}", redeliveries - 1);
-            self.state.dead_letter_now(f, reason).await;
-            return;
-        }
-        let delay = config
-            .nack_delay
-            .saturating_mul(redeliveries)
-            .min(Duration::from_secs(60));
+        let (count, delay) = match Redelivery::decide(
+            redeliveries_of(&headers_of(&f.message)),
+            config.max_redeliveries,
+            config.nack_delay,
+            reason,
+        ) {
+            Redelivery::DeadLetter(reason) => return self.state.dead_letter_now(f, reason).await,
+            Redelivery::Retry { count, delay } => (count, delay),
+        };
         let state = self.state.clone();
         // The original stays unsettled while it waits, so a crash now redelivers it.
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let retry = state.retry_topic.clone();
-            let extra = vec![(REDELIVERIES.to_string(), redeliveries.to_string())];
+            let extra = vec![(REDELIVERIES.to_string(), count.to_string())];
             state.move_to(f, &retry, extra).await;
         });
     }

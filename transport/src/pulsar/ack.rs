@@ -7,14 +7,13 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use baton_shared_schemas::topics::dead_letter_topic;
 use pulsar::proto::MessageIdData;
 use tokio::sync::mpsc;
 
 use super::Inner;
-use crate::delivery::headers;
+use crate::delivery::{Redelivery, headers};
 use crate::{Acknowledger, locked};
 
 /// The message property holding how often a message was redelivered.
@@ -127,23 +126,18 @@ impl Acknowledger for PulsarAcker {
         let Some(f) = self.state.take(tag) else {
             return;
         };
-        let redeliveries = f.redeliveries + 1;
         let config = &self.state.inner.config;
-        if redeliveries > config.max_redeliveries {
-            let reason = format!("redelivered {} times; last failure: {reason}", f.redeliveries);
-            self.state.dead_letter_now(f, reason).await;
-            return;
-        }
-        let delay = config
-            .nack_delay
-            .saturating_mul(redeliveries)
-            .min(Duration::from_secs(60));
+        let (count, delay) =
+            match Redelivery::decide(f.redeliveries, config.max_redeliveries, config.nack_delay, reason) {
+                Redelivery::DeadLetter(reason) => return self.state.dead_letter_now(f, reason).await,
+                Redelivery::Retry { count, delay } => (count, delay),
+            };
         let state = self.state.clone();
         // The original stays unacknowledged while it waits, so a crash now redelivers it.
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let retry = state.retry_topic.clone();
-            let extra = vec![(REDELIVERIES.to_string(), redeliveries.to_string())];
+            let extra = vec![(REDELIVERIES.to_string(), count.to_string())];
             state.move_to(f, Target::Full(&retry), extra).await;
         });
     }
