@@ -43,6 +43,13 @@ pub enum ClientError {
     /// The client was closed.
     #[error("client closed")]
     Closed,
+    /// The request cannot work as given (an empty tag, a tag with a newline); nothing was sent.
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+fn check_tag(tag: &str) -> Result<(), ClientError> {
+    baton_shared_schemas::validate_tag(tag).map_err(|e| ClientError::InvalidInput(e.to_string()))
 }
 
 /// Why a workflow did not produce its output.
@@ -255,6 +262,12 @@ impl Client {
         input: Payload,
         options: StartOptions,
     ) -> Result<WorkflowId, ClientError> {
+        for tag in &options.tags {
+            check_tag(tag)?;
+        }
+        if options.custom_id.as_deref().is_some_and(str::is_empty) {
+            return Err(ClientError::InvalidInput("a custom id must not be empty".into()));
+        }
         let workflow_id = match &options.custom_id {
             Some(custom) => WorkflowId::from_custom_id(workflow, custom),
             None => options.id.unwrap_or_default(),
@@ -294,7 +307,31 @@ impl Client {
         Ok(())
     }
 
-    /// Waits for how an instance ends (immediately if it already has).
+    /// Waits at most `timeout` for how an instance ends; [`ClientError::Timeout`] if it is
+    /// still running then (it keeps running; ask again later).
+    pub async fn outcome_within(
+        &self,
+        workflow: &str,
+        id: WorkflowId,
+        timeout: Duration,
+    ) -> Result<WorkflowOutcome, ClientError> {
+        match tokio::time::timeout(timeout, self.outcome(workflow, id)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Forget the waiter that timed out; a later result is still kept if this
+                // client started the instance.
+                let mut pending = self.inner.pending();
+                if let Some(ResultSlot::Waiting(waiters)) = pending.results.get_mut(&id) {
+                    waiters.retain(|w| !w.is_closed());
+                }
+                Err(ClientError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Waits for how an instance ends (immediately if it already has), however long that
+    /// takes: a workflow may run for days. Use [`outcome_within`](Self::outcome_within) for a
+    /// deadline.
     pub async fn outcome(&self, workflow: &str, id: WorkflowId) -> Result<WorkflowOutcome, ClientError> {
         let (tx, rx) = oneshot::channel();
         let ask = {
@@ -453,6 +490,7 @@ impl Client {
 
     /// Sends a command to every instance of `workflow` carrying `tag`.
     pub async fn by_tag(&self, workflow: &str, tag: &str, command: TaggedCommand) -> Result<(), ClientError> {
+        check_tag(tag)?;
         let message = TagEngineMessage::ByTag {
             workflow_name: workflow.to_string(),
             tag: tag.to_string(),
@@ -501,6 +539,7 @@ impl Client {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<IdPage, ClientError> {
+        check_tag(tag)?;
         let request_id = RequestId::new();
         let (tx, rx) = oneshot::channel();
         self.inner.pending().id_pages.insert(request_id, tx);
@@ -601,9 +640,20 @@ impl<W: Workflow> WorkflowHandle<W> {
         self.id
     }
 
-    /// Waits for the typed result.
+    /// Waits for the typed result, however long the workflow runs.
     pub async fn result(&self) -> Result<W::Output, WorkflowError<W::Error>> {
-        match self.client.outcome(W::NAME, self.id).await? {
+        let outcome = self.client.outcome(W::NAME, self.id).await?;
+        Self::typed(outcome)
+    }
+
+    /// Waits at most `timeout` for the typed result.
+    pub async fn result_within(&self, timeout: Duration) -> Result<W::Output, WorkflowError<W::Error>> {
+        let outcome = self.client.outcome_within(W::NAME, self.id, timeout).await?;
+        Self::typed(outcome)
+    }
+
+    fn typed(outcome: WorkflowOutcome) -> Result<W::Output, WorkflowError<W::Error>> {
+        match outcome {
             WorkflowOutcome::Completed(p) => Ok(p.decode().map_err(ClientError::from)?),
             WorkflowOutcome::Failed(failure) => {
                 let typed = (failure.kind == FailureKind::WorkflowError)

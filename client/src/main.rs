@@ -1,7 +1,9 @@
 //! The `baton` command line: start workflows and inspect and repair instances from a shell.
 //!
-//! Exit codes: 0 success; 1 the workflow failed or was cancelled (for `result`); 2 bad input
-//! (flags, JSON, configuration); 3 unknown instance; 4 broker unreachable or no reply in time.
+//! Exit codes: 0 success; 1 the workflow failed, was cancelled or is stuck on a failed
+//! workflow task (for `result` and `start --wait`), or a called method failed; 2 bad input
+//! (flags, JSON, tags, configuration); 3 unknown instance; 4 the broker is unreachable, no
+//! component answered, or the result did not come within `--timeout`.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -20,8 +22,8 @@ use clap::{Args, Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
-    /// How long to wait for the broker and for replies, in seconds.
-    #[arg(long, default_value_t = 30, global = true)]
+    /// How long to wait for the broker, for replies and for results, in seconds (at least 1).
+    #[arg(long, default_value_t = 30, global = true, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
     #[command(subcommand)]
     command: Command,
@@ -166,8 +168,75 @@ impl From<ClientError> for Exit {
         match e {
             ClientError::UnknownWorkflow(_) => Exit(3, e.to_string()),
             ClientError::Timeout(_) | ClientError::Transport(_) | ClientError::Closed => Exit(4, e.to_string()),
-            ClientError::Payload(_) => Exit(2, e.to_string()),
+            ClientError::Payload(_) | ClientError::InvalidInput(_) => Exit(2, e.to_string()),
             ClientError::MethodFailed(_) => Exit(1, e.to_string()),
+        }
+    }
+}
+
+/// What a timeout means for a request `component` should have answered for `workflow`.
+fn unanswered(component: &str, workflow: &str, timeout: Duration) -> impl Fn(ClientError) -> Exit {
+    let (component, workflow) = (component.to_string(), workflow.to_string());
+    move |e| match e {
+        ClientError::Timeout(_) => {
+            let setting = if component == "tag engine" {
+                "tag_engine.workflows"
+            } else {
+                "engine.workflows"
+            };
+            Exit(
+                4,
+                format!(
+                    "no {component} answered for workflow `{workflow}` within {}s: is one running with `{workflow}` in {setting}?",
+                    timeout.as_secs()
+                ),
+            )
+        }
+        other => other.into(),
+    }
+}
+
+fn tag(text: &str) -> Result<(), Exit> {
+    baton_shared_schemas::validate_tag(text).map_err(|e| Exit(2, e.to_string()))
+}
+
+/// Waits up to `timeout` for how instance `id` ends, printing it. Also watches its status, so
+/// a run stuck on a failed workflow task (undecodable input, a bug) is reported instead of
+/// waited on.
+async fn wait_for_outcome(client: &Client, workflow: &str, id: WorkflowId, timeout: Duration) -> Result<(), Exit> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let outcome = client.outcome(workflow, id);
+    tokio::pin!(outcome);
+    let mut poll = tokio::time::interval(Duration::from_millis(500));
+    // Whether the engine answered a status query: at the deadline, a silent engine and a
+    // run still going are different failures.
+    let mut answered = false;
+    loop {
+        tokio::select! {
+            result = &mut outcome => return print_outcome(&result?),
+            _ = tokio::time::sleep_until(deadline) => {
+                if !answered {
+                    return Err(unanswered("workflow engine", workflow, timeout)(ClientError::Timeout(timeout)));
+                }
+                return Err(Exit(4, format!(
+                    "{workflow} {id} is still running after {}s (see `baton status {workflow} {id}`)",
+                    timeout.as_secs()
+                )));
+            }
+            _ = poll.tick() => {
+                match tokio::time::timeout_at(deadline, client.status(workflow, id)).await {
+                    Ok(Ok(status)) => {
+                        answered = true;
+                        if let Some(failure) = status.workflow_task_failure {
+                            return Err(Exit(1, format!(
+                                "workflow task failed: {failure}\n{workflow} {id} waits for a fix; after deploying one, run `baton retry-workflow-task {workflow} --id {id}`"
+                            )));
+                        }
+                    }
+                    Ok(Err(ClientError::Timeout(_))) | Err(_) => {}
+                    Ok(Err(e)) => return Err(e.into()),
+                }
+            }
         }
     }
 }
@@ -201,11 +270,30 @@ fn print_outcome(outcome: &WorkflowOutcome) -> Result<(), Exit> {
     }
 }
 
-async fn by_target(client: &Client, workflow: &str, target: &Target, command: TaggedCommand) -> Result<(), Exit> {
+async fn by_target(
+    client: &Client,
+    workflow: &str,
+    target: &Target,
+    command: TaggedCommand,
+    timeout: Duration,
+) -> Result<(), Exit> {
     match (&target.id, &target.tag) {
-        (_, Some(tag)) => Ok(client.by_tag(workflow, tag, command).await?),
+        (_, Some(tag)) => {
+            // A one-id page first: it proves a tag engine serves the workflow, so the command
+            // is not left on a topic nothing reads.
+            client
+                .ids_by_tag_page(workflow, tag, None, 1)
+                .await
+                .map_err(unanswered("tag engine", workflow, timeout))?;
+            Ok(client.by_tag(workflow, tag, command).await?)
+        }
         (Some(text), None) => {
             let id = id(text)?;
+            // The status first: an unknown instance is an error (exit 3), not a silent no-op.
+            client
+                .status(workflow, id)
+                .await
+                .map_err(unanswered("workflow engine", workflow, timeout))?;
             match command {
                 TaggedCommand::Signal { channel, value, .. } => {
                     Ok(client.signal_raw(workflow, id, &channel, value).await?)
@@ -230,14 +318,40 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
         return Ok(());
     }
     // Check input before touching the broker.
+    let target_tag = |target: &Target| target.tag.as_deref().map(tag).unwrap_or(Ok(()));
+    let target_id = |target: &Target| target.id.as_deref().map(|t| id(t).map(drop)).unwrap_or(Ok(()));
     match &cli.command {
-        Command::Start { input, .. } => drop(json(input, "the input")?),
-        Command::Signal { value, .. } => drop(json(value, "the value")?),
-        Command::Call { args, .. } => drop(json(args, "the arguments")?),
-        Command::Status { id: text, .. } | Command::Result { id: text, .. } => drop(id(text)?),
-        _ => {}
+        Command::Start {
+            input, tags, custom_id, ..
+        } => {
+            drop(json(input, "the input")?);
+            tags.iter().try_for_each(|t| tag(t))?;
+            if custom_id.as_deref().is_some_and(str::is_empty) {
+                return Err(Exit(2, "--custom-id must not be empty".into()));
+            }
+        }
+        Command::Signal { value, target, .. } => {
+            drop(json(value, "the value")?);
+            target_tag(target)?;
+            target_id(target)?;
+        }
+        Command::Call { args, id: text, .. } => {
+            drop(json(args, "the arguments")?);
+            id(text)?;
+        }
+        Command::Status { id: text, .. } | Command::Result { id: text, .. } => {
+            id(text)?;
+        }
+        Command::Cancel { target, .. }
+        | Command::RetryWorkflowTask { target, .. }
+        | Command::RetryTask { target, .. }
+        | Command::CompleteTimers { target, .. } => {
+            target_tag(target)?;
+            target_id(target)?;
+        }
+        Command::List { tag: text, .. } => tag(text)?,
     }
-    let timeout = Duration::from_secs(cli.timeout.max(1));
+    let timeout = Duration::from_secs(cli.timeout);
     let silent = |_| {
         Exit(
             4,
@@ -251,6 +365,12 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
         .await
         .map_err(silent)?
         .map_err(|e| Exit(4, e.to_string()))?;
+    // A Kafka client connects lazily: ask the broker once, so an unreachable one is named as
+    // such rather than as a component that did not answer.
+    transport
+        .check(timeout)
+        .await
+        .map_err(|e| Exit(4, format!("the broker at {} is unreachable: {e}", config.transport.url)))?;
     let client = tokio::time::timeout(
         timeout,
         Client::connect_with(transport, std::sync::Arc::new(SystemClock), timeout),
@@ -275,18 +395,40 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                 };
                 let id = client.start_raw(&workflow, json(&input, "the input")?, options).await?;
                 if wait {
-                    print_outcome(&client.outcome(&workflow, id).await?)
+                    wait_for_outcome(&client, &workflow, id, timeout).await
                 } else {
+                    // The status proves an engine took the start; otherwise the id names an
+                    // instance nothing has started (it will, once an engine serves the workflow).
+                    client.status(&workflow, id).await.map_err(|e| {
+                        match unanswered("workflow engine", &workflow, timeout)(e) {
+                            Exit(4, message) => {
+                                Exit(4, format!("{message}\nthe start of {id} stays queued until one does"))
+                            }
+                            other => other,
+                        }
+                    })?;
                     println!("{id}");
                     Ok(())
                 }
             }
             Command::Status { workflow, id: text } => {
-                let status = client.status(&workflow, id(&text)?).await?;
+                let status = client.status(&workflow, id(&text)?).await.map_err(unanswered(
+                    "workflow engine",
+                    &workflow,
+                    timeout,
+                ))?;
                 println!("{}", serde_json::to_string_pretty(&status).unwrap_or_default());
                 Ok(())
             }
-            Command::Result { workflow, id: text } => print_outcome(&client.outcome(&workflow, id(&text)?).await?),
+            Command::Result { workflow, id: text } => {
+                let id = id(&text)?;
+                // The status first: it answers at once for an unknown id or a silent engine.
+                client
+                    .status(&workflow, id)
+                    .await
+                    .map_err(unanswered("workflow engine", &workflow, timeout))?;
+                wait_for_outcome(&client, &workflow, id, timeout).await
+            }
             Command::Signal {
                 workflow,
                 target,
@@ -303,6 +445,7 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                         value,
                         signal_id: SignalId::new(),
                     },
+                    timeout,
                 )
                 .await
             }
@@ -314,7 +457,8 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
             } => {
                 let result = client
                     .call_raw(&workflow, id(&text)?, &method, json(&args, "the arguments")?)
-                    .await?;
+                    .await
+                    .map_err(unanswered("workflow engine", &workflow, timeout))?;
                 print_payload(&result);
                 Ok(())
             }
@@ -322,9 +466,9 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                 workflow,
                 target,
                 reason,
-            } => by_target(&client, &workflow, &target, TaggedCommand::Cancel { reason }).await,
+            } => by_target(&client, &workflow, &target, TaggedCommand::Cancel { reason }, timeout).await,
             Command::RetryWorkflowTask { workflow, target } => {
-                by_target(&client, &workflow, &target, TaggedCommand::RetryWorkflowTask).await
+                by_target(&client, &workflow, &target, TaggedCommand::RetryWorkflowTask, timeout).await
             }
             Command::RetryTask {
                 workflow,
@@ -350,14 +494,20 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                     &workflow,
                     &target,
                     TaggedCommand::RetryTasksMatching { filter },
+                    timeout,
                 )
                 .await
             }
             Command::CompleteTimers { workflow, target } => {
-                by_target(&client, &workflow, &target, TaggedCommand::CompleteTimers).await
+                by_target(&client, &workflow, &target, TaggedCommand::CompleteTimers, timeout).await
             }
             Command::List { workflow, tag } => {
-                for id in client.ids_by_tag(&workflow, &tag).await? {
+                let ids =
+                    client
+                        .ids_by_tag(&workflow, &tag)
+                        .await
+                        .map_err(unanswered("tag engine", &workflow, timeout))?;
+                for id in ids {
                     println!("{id}");
                 }
                 Ok(())
@@ -373,11 +523,17 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     baton_server::init_logging("warn");
-    match execute(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let code = match execute(cli).await {
+        Ok(()) => 0,
         Err(Exit(code, message)) => {
             eprintln!("baton: {message}");
-            ExitCode::from(code)
+            i32::from(code)
         }
-    }
+    };
+    // Exit here rather than by returning: a broker client's background threads must not
+    // keep the command alive past its answer.
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
 }

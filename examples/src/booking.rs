@@ -353,10 +353,13 @@ pub struct RedisBooks {
 }
 
 impl RedisBooks {
-    /// Connects; keys start with `prefix` (use one prefix per run).
+    /// Connects; keys start with `prefix` (use one prefix per run). Reconnects like Baton's
+    /// own store does (short capped delays, bounded waits), so a Redis outage fails a booking
+    /// step quickly and the step is retried, instead of parking it for a minute.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, String> {
         let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-        let connection = redis::aio::ConnectionManager::new(client)
+        let config = baton_storage::RedisOptions::default().manager_config();
+        let connection = redis::aio::ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| e.to_string())?;
         Ok(Self {

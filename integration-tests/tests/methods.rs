@@ -131,6 +131,61 @@ async fn a_method_called_by_tag_reaches_every_tagged_instance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_call_by_tag_runs_once_per_instance() {
+    use baton_shared_schemas::messages::{TagEngineMessage, TaggedCommand};
+    use baton_shared_schemas::{Payload, Timestamp, Topic};
+    use baton_transport::EncodedMessage;
+
+    let baton = Embedded::builder().workflow::<Counter>().start().await.expect("start");
+    let client = baton.client();
+    let tagged = StartOptions {
+        tags: vec!["team-b".into()],
+        ..StartOptions::default()
+    };
+    let handle = client.start_with::<Counter>(&1, tagged).await.expect("start");
+    for _ in 0..500 {
+        if client.ids_by_tag("Counter", "team-b").await.expect("ids").len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    common::wait_pending(client, "Counter", handle.id(), 1).await;
+    // The same message twice, as a broker redelivers it after the tag engine died before
+    // acknowledging: the instance must be updated once.
+    let add_ten = TagEngineMessage::ByTag {
+        workflow_name: "Counter".into(),
+        tag: "team-b".into(),
+        command: TaggedCommand::CallMethod {
+            method: ADD.name().into(),
+            args: Payload::json(&10u32).expect("args"),
+        },
+        cursor: None,
+    };
+    let once =
+        EncodedMessage::encode(&Topic::workflow_tag("Counter"), add_ten, Timestamp::now_system()).expect("encode");
+    for _ in 0..2 {
+        let (topic, message) = once.clone().into_outgoing();
+        baton.transport().publish(&topic, message).await.expect("publish");
+    }
+    // A later, distinct call by tag: once it shows, both copies above were handled (one key,
+    // one order).
+    client
+        .call_by_tag("Counter", "team-b", &ADD, &100)
+        .await
+        .expect("call by tag");
+    let mut total = 0;
+    for _ in 0..500 {
+        total = handle.call(&TOTAL, &()).await.expect("query");
+        if total >= 111 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(total, 111, "1 + 10 once + 100");
+    baton.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_invoices_exactly_the_months_before_each_unsubscription() {
     let ledger = BillingLedger::default();
     let baton = billing::embedded(&ledger, Embedded::builder())

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_storage::{InMemoryStore, RedisStore, Stores};
+use baton_storage::{InMemoryStore, RedisOptions, RedisStore, Stores};
 use baton_transport::{
     InMemoryTransport, KafkaConfig, KafkaTransport, MemoryConfig, PulsarConfig, PulsarPolicies, PulsarTransport,
     Transport,
@@ -35,6 +35,27 @@ pub enum BackendError {
     /// The URL names no known backend.
     #[error("{0}")]
     Unsupported(String),
+    /// A connection attempt did not finish in time.
+    #[error("{what} did not answer within {after:?}")]
+    Timeout {
+        /// `broker` or `store`.
+        what: &'static str,
+        /// How long it was given.
+        after: Duration,
+    },
+}
+
+impl BackendError {
+    /// Whether connecting again later may succeed (the backend is down or slow), as opposed
+    /// to a setting that can never work.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Transport { source, .. } => source.is_transient(),
+            Self::Storage { source, .. } => source.is_transient(),
+            Self::Timeout { .. } => true,
+            Self::Unsupported(_) => false,
+        }
+    }
 }
 
 /// The Pulsar transport's settings from the `[transport]` section (reading `token_file`).
@@ -127,12 +148,22 @@ pub async fn connect_transport(section: &TransportSection) -> Result<Arc<dyn Tra
     }
 }
 
+/// The Redis connection's settings from the `[storage]` section.
+pub fn redis_options(section: &StorageSection) -> RedisOptions {
+    RedisOptions {
+        connect_timeout: Duration::from_millis(section.connect_timeout_ms),
+        response_timeout: Duration::from_millis(section.response_timeout_ms),
+        max_reconnect_delay: Duration::from_millis(section.max_reconnect_delay_ms),
+        reconnect_attempts: section.reconnect_attempts,
+    }
+}
+
 /// Connects the stores named by `storage.url`.
 pub async fn connect_stores(section: &StorageSection) -> Result<Stores, BackendError> {
     let (scheme, _) = section.url.split_once("://").unwrap_or(("", ""));
     match scheme {
         "redis" => {
-            let store = RedisStore::connect(&section.url, &section.prefix)
+            let store = RedisStore::connect_with(&section.url, &section.prefix, redis_options(section))
                 .await
                 .map_err(|source| BackendError::Storage {
                     url: section.url.clone(),

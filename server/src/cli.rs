@@ -3,10 +3,9 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use crate::config::{BatonConfig, ConfigError};
-use crate::process::{Context, serve};
+use crate::process::{Context, Needs, ServeError, serve};
 
 /// Flags shared by every Baton binary.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -45,10 +44,38 @@ impl CommonArgs {
     }
 }
 
+/// Exit codes of the component binaries.
+pub mod exit {
+    /// Stopped cleanly.
+    pub const OK: i32 = 0;
+    /// The component failed, a backend stayed unreachable past the start-up deadline, or the
+    /// shutdown deadline passed.
+    pub const FAILED: i32 = 1;
+    /// Bad flags or configuration.
+    pub const BAD_CONFIG: i32 = 2;
+    /// A second signal during shutdown.
+    pub const SECOND_SIGNAL: i32 = crate::process::EXIT_SECOND_SIGNAL;
+}
+
 /// The `main` of a component binary: load and validate the configuration (exit 2 on error),
 /// print it if asked, start logging, and serve the component until a signal (exit 1 if it
-/// fails).
-pub async fn run_binary<A, F, Fut, E>(name: &str, common: &CommonArgs, adjust: A, component: F) -> ExitCode
+/// fails, 130 on a second signal). It ends the process itself: a task that cannot finish (a
+/// call to a dead dependency) cannot keep it alive past its shutdown deadline.
+pub async fn run_binary<A, F, Fut, E>(name: &str, common: &CommonArgs, needs: Needs, adjust: A, component: F) -> !
+where
+    A: FnOnce(&mut BatonConfig) -> Result<(), String>,
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let code = run(name, common, needs, adjust, component).await;
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}
+
+async fn run<A, F, Fut, E>(name: &str, common: &CommonArgs, needs: Needs, adjust: A, component: F) -> i32
 where
     A: FnOnce(&mut BatonConfig) -> Result<(), String>,
     F: FnOnce(Context) -> Fut,
@@ -59,28 +86,32 @@ where
         Ok(config) => config,
         Err(e) => {
             eprintln!("{name}: {e}");
-            return ExitCode::from(2);
+            return exit::BAD_CONFIG;
         }
     };
     if let Err(e) = adjust(&mut config) {
         eprintln!("{name}: {e}");
-        return ExitCode::from(2);
+        return exit::BAD_CONFIG;
     }
     if let Err(e) = config.validate() {
         eprintln!("{name}: {e}");
-        return ExitCode::from(2);
+        return exit::BAD_CONFIG;
     }
     if common.print_config {
         print!("{}", config.to_toml());
-        return ExitCode::SUCCESS;
+        return exit::OK;
     }
     crate::init_logging(&config.process.log);
-    match serve(name, config, component).await {
-        Ok(()) => ExitCode::SUCCESS,
+    match serve(name, config, needs, component).await {
+        Ok(()) => exit::OK,
+        Err(ServeError::Backend(e)) if !e.is_transient() => {
+            eprintln!("{name}: {e}");
+            exit::BAD_CONFIG
+        }
         Err(e) => {
             eprintln!("{name}: {e}");
             tracing::error!(error = %e, "{name} stopped with an error");
-            ExitCode::FAILURE
+            exit::FAILED
         }
     }
 }

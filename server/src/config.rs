@@ -160,13 +160,27 @@ pub struct StorageSection {
     pub url: String,
     /// Prefix of every key.
     pub prefix: String,
+    /// Longest wait for one connection attempt to Redis, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the answer to one Redis command, in milliseconds.
+    pub response_timeout_ms: u64,
+    /// Longest delay between two reconnection attempts, in milliseconds (they start at 1 s).
+    pub max_reconnect_delay_ms: u64,
+    /// Reconnection attempts a command waits through before it fails (the component then
+    /// retries it, with its own backoff, until Redis is back).
+    pub reconnect_attempts: usize,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
+        let options = baton_storage::RedisOptions::default();
         Self {
             url: "redis://127.0.0.1:6379/0".into(),
             prefix: "baton:".into(),
+            connect_timeout_ms: millis(options.connect_timeout),
+            response_timeout_ms: millis(options.response_timeout),
+            max_reconnect_delay_ms: millis(options.max_reconnect_delay),
+            reconnect_attempts: options.reconnect_attempts,
         }
     }
 }
@@ -267,6 +281,12 @@ pub struct ProcessSection {
     pub health_listen: SocketAddr,
     /// How long shutdown may take before the process exits anyway, in seconds.
     pub shutdown_deadline_secs: u64,
+    /// How long to keep trying an unreachable broker or store at start, in seconds, before
+    /// exiting with an error.
+    pub startup_deadline_secs: u64,
+    /// How often readiness checks the broker and the store, in milliseconds (also the
+    /// longest wait for each check's answer).
+    pub readiness_period_ms: u64,
     /// Log filter (`info`, `baton=debug`, …).
     pub log: String,
 }
@@ -276,6 +296,8 @@ impl Default for ProcessSection {
         Self {
             health_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             shutdown_deadline_secs: 30,
+            startup_deadline_secs: 60,
+            readiness_period_ms: 1_000,
             log: "info".into(),
         }
     }
@@ -367,6 +389,40 @@ impl BatonConfig {
         if self.tag_engine.page_size == 0 || self.timers.batch == 0 {
             return invalid("tag_engine.page_size and timers.batch must be at least 1".into());
         }
+        // Zero durations that parse but cannot work: a zero lease fires a timer again at once,
+        // a zero retention deletes an instance as it ends, zero deadlines never wait.
+        let positive = [
+            ("timers.lease_ms", self.timers.lease_ms),
+            ("timers.max_idle_ms", self.timers.max_idle_ms),
+            ("engine.retention_secs", self.engine.retention_secs),
+            ("process.shutdown_deadline_secs", self.process.shutdown_deadline_secs),
+            ("process.startup_deadline_secs", self.process.startup_deadline_secs),
+            ("process.readiness_period_ms", self.process.readiness_period_ms),
+            ("storage.connect_timeout_ms", self.storage.connect_timeout_ms),
+            ("storage.response_timeout_ms", self.storage.response_timeout_ms),
+            ("storage.max_reconnect_delay_ms", self.storage.max_reconnect_delay_ms),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return invalid(format!("{name} must be above zero"));
+        }
+        if self.storage.prefix.is_empty() {
+            return invalid("storage.prefix must not be empty (it keeps Baton's keys apart from others)".into());
+        }
+        if scheme(&self.storage.url) == "redis" {
+            let host = self
+                .storage
+                .url
+                .split_once("://")
+                .map(|(_, rest)| rest)
+                .unwrap_or_default();
+            let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+            if host.is_empty() || host.starts_with(':') || host.starts_with('/') {
+                return invalid(format!(
+                    "storage.url `{}` has no host (use redis://host:port/db)",
+                    self.storage.url
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -447,6 +503,19 @@ mod tests {
             "fetch wait",
         );
         rejects(|c| c.transport.pulsar.tenant = "a/b".into(), "tenant `a/b`");
+        rejects(|c| c.timers.lease_ms = 0, "timers.lease_ms must be above zero");
+        rejects(
+            |c| c.engine.retention_secs = 0,
+            "engine.retention_secs must be above zero",
+        );
+        rejects(
+            |c| c.process.shutdown_deadline_secs = 0,
+            "process.shutdown_deadline_secs must be above zero",
+        );
+        rejects(|c| c.storage.response_timeout_ms = 0, "storage.response_timeout_ms");
+        rejects(|c| c.storage.url = "redis://".into(), "has no host");
+        rejects(|c| c.storage.url = "redis://:6379/0".into(), "has no host");
+        rejects(|c| c.transport.url = "pulsar://:6650".into(), "host");
         rejects(
             |c| c.transport.pulsar.token_file = "/nonexistent/token".into(),
             "/nonexistent/token",

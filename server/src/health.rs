@@ -1,8 +1,7 @@
-//! `/health` (the process is alive) and `/ready` (it consumes and can do work).
+//! `/health` (the process is alive) and `/ready` (it consumes and its dependencies answer).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -11,21 +10,43 @@ use axum::routing::get;
 use baton_runtime::CancellationToken;
 use tokio::net::TcpListener;
 
-/// The readiness of a component, shared with its health server.
-#[derive(Clone, Default)]
+/// The readiness of a component, shared with its health server: ready, or not ready and why.
+#[derive(Clone)]
 pub struct Health {
-    ready: Arc<AtomicBool>,
+    not_ready: Arc<Mutex<Option<String>>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self {
+            not_ready: Arc::new(Mutex::new(Some("starting".into()))),
+        }
+    }
 }
 
 impl Health {
-    /// Marks the component ready (or not).
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+    /// Marks the component ready.
+    pub fn set_ready(&self) {
+        *self.lock() = None;
+    }
+
+    /// Marks the component not ready, saying why (shown in the body of `/ready`).
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        *self.lock() = Some(reason.into());
     }
 
     /// Whether it is ready.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.lock().is_none()
+    }
+
+    /// Why it is not ready (`None` when it is).
+    pub fn reason(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.not_ready.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Serves the endpoints on `listen`; returns the bound address and the server task.
@@ -37,14 +58,13 @@ impl Health {
         let listener = TcpListener::bind(listen).await?;
         let address = listener.local_addr()?;
         let app = Router::new()
-            .route("/health", get(|| async { (StatusCode::OK, "ok\n") }))
+            .route("/health", get(|| async { (StatusCode::OK, "ok\n".to_string()) }))
             .route(
                 "/ready",
                 get(|State(health): State<Health>| async move {
-                    if health.is_ready() {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    match health.reason() {
+                        None => (StatusCode::OK, "ready\n".to_string()),
+                        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
                     }
                 }),
             )

@@ -19,8 +19,8 @@ pub fn init_logging(filter: &str) {
         .try_init();
 }
 
-pub use backends::{connect_stores, connect_transport};
-pub use cli::{CommonArgs, run_binary};
+pub use backends::{connect_stores, connect_transport, redis_options};
+pub use cli::{CommonArgs, exit, run_binary};
 pub use config::{BatonConfig, ConfigError};
 pub use health::Health;
-pub use process::{Context, ServeError, serve};
+pub use process::{Context, Needs, ServeError, serve};

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use baton_server::{CommonArgs, run_binary};
+use baton_server::{CommonArgs, Needs, run_binary};
 use baton_service_worker::{HttpService, HttpServiceConfig, Worker, WorkerConfig};
 use clap::Parser;
 use serde::Deserialize;
@@ -58,6 +58,7 @@ async fn main() -> ExitCode {
     run_binary(
         "service-worker",
         &cli.common,
+        Needs::Broker,
         |_| Ok(()),
         |ctx| async move {
             let config = WorkerConfig {

@@ -5,14 +5,16 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton_runtime::{CancellationToken, Clock};
+use baton_runtime::{Backoff, CancellationToken, Clock, retry_transient};
 use baton_shared_schemas::messages::{
     ExecuteTask, ServiceTaskMessage, TagEngineMessage, TaskControlMessage, TimerMessage, WorkflowEngineMessage,
     WorkflowTaskMessage,
 };
-use baton_shared_schemas::{AttemptFailure, Envelope, Failure, FailureKind, TaskId, TimerId, Topic};
+use baton_shared_schemas::{
+    AttemptFailure, Envelope, Failure, FailureKind, TaskId, TimerId, Timestamp, Topic, TopicMessage,
+};
 use baton_transport::{
-    Delivery, EncodedMessage, Publisher, Subscription, SubscriptionKind, Transport, decode_delivery,
+    Delivery, EncodedMessage, Publisher, Subscription, SubscriptionKind, Transport, TransportError, decode_delivery,
 };
 use baton_workflow::{CheckMode, ErasedWorkflow, Registry, RegistryError};
 use futures::FutureExt;
@@ -318,6 +320,32 @@ fn unit_random(task: &ExecuteTask) -> f64 {
 }
 
 impl Shared {
+    /// Publishes an outcome, waiting out a broker outage in place (until the drain deadline)
+    /// rather than nacking: a nack would run the attempt again for nothing.
+    async fn publish_outcome<M: TopicMessage + Clone>(
+        &self,
+        topic: &Topic<M>,
+        body: M,
+        now: Timestamp,
+    ) -> Result<(), TransportError> {
+        retry_transient("publish task outcome", Backoff::DEPENDENCY, &self.attempts, || {
+            self.publisher.publish(topic, body.clone(), now)
+        })
+        .await
+    }
+
+    /// Settles a delivery after its outcome was (or could not be) published.
+    async fn settle(delivery: Delivery, published: Result<(), TransportError>, what: &str) {
+        match published {
+            Ok(()) => delivery.ack().await,
+            // Given up at the drain deadline during an outage: left unsettled, redelivered.
+            Err(e) if e.is_transient() => {
+                tracing::info!(error = %e, "stopping during a broker outage; {what} left for redelivery")
+            }
+            Err(e) => delivery.nack(&format!("cannot publish {what}: {e}")).await,
+        }
+    }
+
     async fn on_control(&self, delivery: Delivery) {
         match decode_delivery::<TaskControlMessage>(&delivery) {
             Ok(envelope) => {
@@ -427,14 +455,10 @@ impl Shared {
                 workflow_name: task.workflow_name.clone(),
                 workflow_id: task.workflow_id,
             };
-            match self
-                .publisher
-                .publish(&Topic::service_tag(&task.service), handed_back, self.clock.now())
-                .await
-            {
-                Ok(()) => delivery.ack().await,
-                Err(e) => delivery.nack(&format!("cannot register delegated task: {e}")).await,
-            }
+            let published = self
+                .publish_outcome(&Topic::service_tag(&task.service), handed_back, self.clock.now())
+                .await;
+            Self::settle(delivery, published, "delegated task registration").await;
             return;
         }
         let now = self.clock.now();
@@ -446,7 +470,7 @@ impl Shared {
                     task_id: task.task_id,
                     output,
                 };
-                self.publisher.publish(&engine, done, now).await
+                self.publish_outcome(&engine, done, now).await
             }
             Err(failure) => match method.retry.decide(task.attempt, &failure, unit_random(&task)) {
                 RetryDecision::RetryAfter(delay) => {
@@ -480,7 +504,7 @@ impl Shared {
                                 due: now.saturating_add(delay),
                                 message,
                             };
-                            self.publisher.publish(&Topic::timers(), schedule, now).await
+                            self.publish_outcome(&Topic::timers(), schedule, now).await
                         }
                         Err(e) => Err(e),
                     }
@@ -495,15 +519,12 @@ impl Shared {
                         task_id: task.task_id,
                         failure,
                     };
-                    self.publisher.publish(&engine, failed, now).await
+                    self.publish_outcome(&engine, failed, now).await
                 }
             },
         };
         tracing::debug!(workflow = %task.workflow_id, task = %task.task_id, ok = published.is_ok(), "service task outcome published");
-        match published {
-            Ok(()) => delivery.ack().await,
-            Err(e) => delivery.nack(&format!("cannot publish task outcome: {e}")).await,
-        }
+        Self::settle(delivery, published, "task outcome").await;
     }
 
     async fn execute_workflow_task(&self, delivery: Delivery) {
@@ -528,17 +549,9 @@ impl Shared {
                 }
             }
         };
-        match self
-            .publisher
-            .publish(&Topic::workflow_engine(&task.workflow_name), message, self.clock.now())
-            .await
-        {
-            Ok(()) => delivery.ack().await,
-            Err(e) => {
-                delivery
-                    .nack(&format!("cannot publish workflow task outcome: {e}"))
-                    .await
-            }
-        }
+        let published = self
+            .publish_outcome(&Topic::workflow_engine(&task.workflow_name), message, self.clock.now())
+            .await;
+        Self::settle(delivery, published, "workflow task outcome").await;
     }
 }

@@ -201,6 +201,24 @@ impl WorkflowTaskId {
     }
 }
 
+impl MessageId {
+    /// The id of the message that continues this one (the next page of a command by tag):
+    /// derived, so a redelivered message republishes its continuation under the same id and
+    /// everything derived from that id stays the same.
+    pub fn continuation(self) -> Self {
+        Self(Uuid::new_v5(&self.0, b"continuation"))
+    }
+}
+
+impl RequestId {
+    /// The id of the request a message fans out to one instance (a method called by tag):
+    /// derived from the message and the instance, so a redelivery sends the same request
+    /// and the instance drops it as a duplicate.
+    pub fn for_instance(message: MessageId, workflow: WorkflowId) -> Self {
+        Self(Uuid::new_v5(&message.0, workflow.0.as_bytes()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,5 +239,19 @@ mod tests {
         let id = WorkflowId::new();
         assert_eq!(id.to_string().parse::<WorkflowId>().ok(), Some(id));
         assert!("not-a-uuid".parse::<WorkflowId>().is_err());
+    }
+
+    #[test]
+    fn derived_request_and_continuation_ids_are_stable_and_distinct() {
+        let (message, a, b) = (MessageId::new(), WorkflowId::new(), WorkflowId::new());
+        assert_eq!(RequestId::for_instance(message, a), RequestId::for_instance(message, a));
+        assert_ne!(RequestId::for_instance(message, a), RequestId::for_instance(message, b));
+        assert_ne!(
+            RequestId::for_instance(message, a),
+            RequestId::for_instance(MessageId::new(), a)
+        );
+        assert_eq!(message.continuation(), message.continuation());
+        assert_ne!(message.continuation(), message);
+        assert_ne!(message.continuation().continuation(), message.continuation());
     }
 }

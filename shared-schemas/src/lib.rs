@@ -14,6 +14,7 @@ pub mod history;
 pub mod ids;
 pub mod messages;
 pub mod payload;
+pub mod tags;
 pub mod time;
 pub mod topics;
 
@@ -25,5 +26,6 @@ pub use ids::{
     ClientId, CommandId, MessageId, MethodRunId, RequestId, SignalId, TaskId, TimerId, WorkflowId, WorkflowTaskId,
 };
 pub use payload::{Payload, PayloadCodec, PayloadError};
+pub use tags::{InvalidTag, validate_tag};
 pub use time::Timestamp;
 pub use topics::{Topic, TopicMessage};

@@ -21,7 +21,7 @@ use baton_shared_schemas::{TimerId, Timestamp, WorkflowId};
 #[cfg(feature = "in-memory")]
 pub use memory::InMemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{RedisOptions, RedisStore};
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,23 @@ pub enum StorageError {
     /// The backend failed; the operation may be retried.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// A setting cannot work (a bad URL, a zero timeout); retrying cannot help.
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
+}
+
+impl StorageError {
+    /// Whether the same operation may succeed later (the backend was unreachable or slow), as
+    /// opposed to a lost compare-and-set, which needs a fresh read first.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Backend(_))
+    }
+}
+
+impl baton_runtime::Transient for StorageError {
+    fn is_transient(&self) -> bool {
+        StorageError::is_transient(self)
+    }
 }
 
 /// Result alias for storage operations.
@@ -155,6 +172,13 @@ pub trait TimerStore: Send + Sync + 'static {
     async fn next_due(&self) -> Result<Option<Timestamp>>;
 }
 
+/// Whether the store can be reached, for readiness reports.
+#[async_trait::async_trait]
+pub trait StoreHealth: Send + Sync + 'static {
+    /// One cheap round trip; an error says why the store cannot be used now.
+    async fn check(&self) -> Result<()>;
+}
+
 /// The stores the components use.
 #[derive(Clone)]
 pub struct Stores {
@@ -164,15 +188,18 @@ pub struct Stores {
     pub timers: std::sync::Arc<dyn TimerStore>,
     /// Key sets (tag engine).
     pub key_sets: std::sync::Arc<dyn KeySetStore>,
+    /// Reachability of the backend behind them.
+    pub health: std::sync::Arc<dyn StoreHealth>,
 }
 
 impl Stores {
     /// One store serving all three roles (e.g. a `RedisStore` or an `InMemoryStore`).
-    pub fn all<S: WorkflowStore + TimerStore + KeySetStore + Clone>(store: S) -> Self {
+    pub fn all<S: WorkflowStore + TimerStore + KeySetStore + StoreHealth + Clone>(store: S) -> Self {
         Self {
             workflows: std::sync::Arc::new(store.clone()),
             timers: std::sync::Arc::new(store.clone()),
-            key_sets: std::sync::Arc::new(store),
+            key_sets: std::sync::Arc::new(store.clone()),
+            health: std::sync::Arc::new(store),
         }
     }
 }

@@ -207,3 +207,10 @@ impl TimerStore for InMemoryStore {
 
 /// Convenience: the maps of a store for tests and tools.
 pub type Members = BTreeMap<String, BTreeSet<String>>;
+
+#[async_trait::async_trait]
+impl crate::StoreHealth for InMemoryStore {
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -77,6 +77,60 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 return removed
 "#;
 
+/// How the connection to Redis behaves when Redis is slow or away.
+///
+/// The connection reconnects by itself; these bound how long any one command can wait, so a
+/// command issued during an outage fails within seconds (and the component retries it) instead
+/// of being parked until a long reconnect delay ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Longest wait for one connection attempt.
+    pub connect_timeout: Duration,
+    /// Longest wait for the answer to one command.
+    pub response_timeout: Duration,
+    /// Longest delay between two reconnection attempts (they start at one second).
+    pub max_reconnect_delay: Duration,
+    /// Reconnection attempts a waiting command rides through before it fails.
+    pub reconnect_attempts: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(3),
+            max_reconnect_delay: Duration::from_secs(1),
+            reconnect_attempts: 2,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// The connection manager's settings. Its reconnect delays start at one second and are
+    /// multiplied by `factor` per attempt: redis-rs's default factor of 100 makes the second
+    /// delay 100 s (capped at 60), which is what parked commands for a minute after a short
+    /// outage. Here they double, capped at `max_reconnect_delay`.
+    pub fn manager_config(&self) -> redis::aio::ConnectionManagerConfig {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(self.connect_timeout)
+            .set_response_timeout(self.response_timeout)
+            .set_factor(2)
+            .set_max_delay(millis(self.max_reconnect_delay))
+            .set_number_of_retries(self.reconnect_attempts)
+    }
+
+    /// Rejects settings that cannot work.
+    pub fn validate(&self) -> Result<()> {
+        if self.connect_timeout.is_zero() || self.response_timeout.is_zero() || self.max_reconnect_delay.is_zero() {
+            return Err(StorageError::Config(
+                "redis connect timeout, response timeout and reconnect delay must be above zero".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Every store on one Redis server.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -95,14 +149,20 @@ fn backend(e: redis::RedisError) -> StorageError {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`); keys start with `prefix`. Fails if the
-    /// server cannot be reached within ten seconds.
+    /// Connects to `url` (`redis://host:port/db`) with default [`RedisOptions`]; keys start
+    /// with `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(backend)?;
-        let connection = tokio::time::timeout(Duration::from_secs(10), ConnectionManager::new(client))
+        Self::connect_with(url, prefix, RedisOptions::default()).await
+    }
+
+    /// Connects with explicit options. Fails if the server cannot be reached within the
+    /// options' reconnect attempts (a few seconds); callers retry up to their own deadline.
+    pub async fn connect_with(url: &str, prefix: &str, options: RedisOptions) -> Result<Self> {
+        options.validate()?;
+        let client = redis::Client::open(url).map_err(|e| StorageError::Config(format!("redis url {url}: {e}")))?;
+        let connection = ConnectionManager::new_with_config(client, options.manager_config())
             .await
-            .map_err(|_| StorageError::Backend(format!("cannot reach redis at {url} within 10 s")))?
-            .map_err(backend)?;
+            .map_err(|e| StorageError::Backend(format!("cannot reach redis at {url}: {e}")))?;
         Ok(Self {
             connection,
             prefix: prefix.to_string(),
@@ -329,5 +389,14 @@ impl TimerStore for RedisStore {
             .await
             .map_err(backend)?;
         Ok(first.first().map(|(_, score)| Timestamp(*score as u64)))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::StoreHealth for RedisStore {
+    async fn check(&self) -> Result<()> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(backend)?;
+        Ok(())
     }
 }

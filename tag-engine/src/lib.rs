@@ -37,6 +37,16 @@ pub enum TagError {
     InvalidTag(String),
 }
 
+impl baton_runtime::Transient for TagError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Storage(e) => e.is_transient(),
+            Self::Transport(e) => e.is_transient(),
+            Self::CorruptMember { .. } | Self::InvalidTag(_) => false,
+        }
+    }
+}
+
 /// One page of ids carrying a tag.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct IdPage {
@@ -65,10 +75,7 @@ impl TagIndex {
     }
 
     fn check(tag: &str) -> Result<(), TagError> {
-        if tag.is_empty() || tag.chars().any(char::is_control) {
-            return Err(TagError::InvalidTag(tag.to_string()));
-        }
-        Ok(())
+        baton_shared_schemas::validate_tag(tag).map_err(|e| TagError::InvalidTag(e.tag))
     }
 
     /// Records that `id` carries `tag` (idempotent).

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use baton_server::{CommonArgs, run_binary};
+use baton_server::{CommonArgs, Needs, run_binary};
 use baton_tag_engine::{TagEngineConfig, run};
 use clap::Parser;
 
@@ -39,14 +39,20 @@ async fn main() -> ExitCode {
         }
         Ok(())
     };
-    run_binary("tag-engine", &cli.common, adjust, |ctx| async move {
-        let section = &ctx.config.tag_engine;
-        let config = TagEngineConfig {
-            workflows: section.workflows.clone(),
-            services: section.services.clone(),
-            page_size: section.page_size,
-        };
-        run(config, ctx.transport, ctx.stores.key_sets, ctx.clock, ctx.shutdown).await
-    })
+    run_binary(
+        "tag-engine",
+        &cli.common,
+        Needs::BrokerAndStore,
+        adjust,
+        |ctx| async move {
+            let section = &ctx.config.tag_engine;
+            let config = TagEngineConfig {
+                workflows: section.workflows.clone(),
+                services: section.services.clone(),
+                page_size: section.page_size,
+            };
+            run(config, ctx.transport, ctx.stores.key_sets, ctx.clock, ctx.shutdown).await
+        },
+    )
     .await
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use baton_runtime::{CancellationToken, Clock};
+use baton_runtime::{Backoff, CancellationToken, Clock, Transient, retry_transient};
 use baton_shared_schemas::messages::{ClientMessage, TagEngineMessage, TaggedCommand, WorkflowEngineMessage};
-use baton_shared_schemas::{Envelope, Failure, FailureKind, Payload, RequestId, TaskId, Topic, WorkflowId};
+use baton_shared_schemas::{Envelope, Failure, FailureKind, MessageId, Payload, RequestId, TaskId, Topic, WorkflowId};
 use baton_storage::KeySetStore;
 use baton_transport::{Delivery, Publisher, SubscriptionKind, Transport, decode_delivery};
 use tokio::task::JoinSet;
@@ -41,6 +41,7 @@ struct Engine {
     publisher: Publisher,
     clock: Arc<dyn Clock>,
     page_size: usize,
+    shutdown: CancellationToken,
 }
 
 fn delegation_key(task: TaskId) -> String {
@@ -62,14 +63,27 @@ impl Engine {
                 return;
             }
         };
-        match self.apply(envelope.body).await {
+        // An unreachable store or broker is waited out in place; every step below is
+        // idempotent, so repeating the whole message after a partial failure is safe.
+        let (message_id, body) = (envelope.message_id, envelope.body);
+        let outcome = retry_transient("tag engine message", Backoff::DEPENDENCY, &self.shutdown, || {
+            self.apply(message_id, body.clone())
+        })
+        .await;
+        match outcome {
             Ok(()) => delivery.ack().await,
             Err(TagError::InvalidTag(tag)) => delivery.dead_letter(&format!("invalid tag {tag:?}")).await,
+            // Stopping during an outage: left unsettled, redelivered after the restart.
+            Err(e) if e.is_transient() => {
+                tracing::info!(error = %e, "stopping during an outage; tag message left for redelivery")
+            }
             Err(e) => delivery.nack(&e.to_string()).await,
         }
     }
 
-    async fn apply(&self, message: TagEngineMessage) -> Result<(), TagError> {
+    /// Applies one message. Whatever it publishes is derived from `message_id` (the input's
+    /// envelope id), so a redelivery publishes the same requests again and receivers drop them.
+    async fn apply(&self, message_id: MessageId, message: TagEngineMessage) -> Result<(), TagError> {
         let now = self.clock.now();
         match message {
             TagEngineMessage::AddTag {
@@ -111,7 +125,9 @@ impl Engine {
                     .await?;
                 let target = Topic::workflow_cmd(&workflow_name);
                 for id in page.ids {
-                    self.publisher.publish(&target, addressed(id, &command), now).await?;
+                    self.publisher
+                        .publish(&target, addressed(message_id, id, &command), now)
+                        .await?;
                 }
                 if let Some(next) = page.next_cursor {
                     // Further pages are new messages, so a large tag never holds one consumer.
@@ -122,7 +138,12 @@ impl Engine {
                         cursor: Some(next),
                     };
                     self.publisher
-                        .publish(&Topic::workflow_tag(&workflow_name), more, now)
+                        .publish_as(
+                            &Topic::workflow_tag(&workflow_name),
+                            more,
+                            now,
+                            message_id.continuation(),
+                        )
                         .await?;
                 }
                 Ok(())
@@ -220,8 +241,9 @@ fn decode_result(member: &str) -> Result<Payload, String> {
     }
 }
 
-/// The engine message a tagged command becomes for one instance.
-fn addressed(workflow_id: WorkflowId, command: &TaggedCommand) -> WorkflowEngineMessage {
+/// The engine message a tagged command, carried by message `message_id`, becomes for one
+/// instance.
+fn addressed(message_id: MessageId, workflow_id: WorkflowId, command: &TaggedCommand) -> WorkflowEngineMessage {
     match command.clone() {
         TaggedCommand::Signal {
             channel,
@@ -246,7 +268,7 @@ fn addressed(workflow_id: WorkflowId, command: &TaggedCommand) -> WorkflowEngine
         }
         TaggedCommand::CallMethod { method, args } => WorkflowEngineMessage::CallMethod {
             workflow_id,
-            invocation_id: RequestId::new(),
+            invocation_id: RequestId::for_instance(message_id, workflow_id),
             method,
             args,
             reply_to: None,
@@ -268,6 +290,7 @@ pub async fn run(
         publisher: Publisher::new(transport.clone()),
         clock,
         page_size: config.page_size.max(1),
+        shutdown: shutdown.clone(),
     });
     let topics = config
         .workflows

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_runtime::{CancellationToken, Clock};
+use baton_runtime::{Backoff, CancellationToken, Clock, retry_transient};
 use baton_shared_schemas::messages::{ScheduledMessage, TimerMessage};
 use baton_shared_schemas::{Envelope, Topic, codec};
 use baton_storage::{StoredTimer, TimerStore};
@@ -29,6 +29,15 @@ pub enum TimerError {
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] baton_transport::TransportError),
+}
+
+impl baton_runtime::Transient for TimerError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Storage(e) => e.is_transient(),
+            Self::Transport(e) => e.is_transient(),
+        }
+    }
 }
 
 /// Timer service settings.
@@ -55,6 +64,7 @@ impl Default for TimerConfig {
 
 struct Service {
     config: TimerConfig,
+    shutdown: CancellationToken,
     transport: Arc<dyn Transport>,
     store: Arc<dyn TimerStore>,
     clock: Arc<dyn Clock>,
@@ -72,15 +82,18 @@ impl Service {
         };
         let result = match envelope.body {
             TimerMessage::Schedule { timer_id, due, message } => match codec::encode(&message) {
-                Ok(payload) => self
-                    .store
-                    .add(StoredTimer {
+                Ok(payload) => {
+                    let timer = StoredTimer {
                         id: timer_id,
                         due,
                         payload,
+                    };
+                    retry_transient("store timer", Backoff::DEPENDENCY, &self.shutdown, || {
+                        self.store.add(timer.clone())
                     })
                     .await
-                    .map(|_| ()),
+                    .map(|_| ())
+                }
                 Err(e) => {
                     delivery
                         .dead_letter(&format!("cannot store timer {timer_id}: {e}"))
@@ -88,12 +101,22 @@ impl Service {
                     return;
                 }
             },
-            TimerMessage::Cancel { timer_id } => self.store.cancel(timer_id).await.map(|_| ()),
+            TimerMessage::Cancel { timer_id } => {
+                retry_transient("cancel timer", Backoff::DEPENDENCY, &self.shutdown, || {
+                    self.store.cancel(timer_id)
+                })
+                .await
+                .map(|_| ())
+            }
         };
         match result {
             Ok(()) => {
                 delivery.ack().await;
                 self.wake.notify_one();
+            }
+            // Stopping during an outage: left unsettled, redelivered after the restart.
+            Err(e) if e.is_transient() => {
+                tracing::info!(error = %e, "stopping during an outage; timer message left for redelivery")
             }
             Err(e) => delivery.nack(&e.to_string()).await,
         }
@@ -107,16 +130,23 @@ impl Service {
             .await?;
         for timer in &claimed {
             match codec::decode::<ScheduledMessage>(&timer.payload) {
+                // Claimed timers are waited through a broker or store outage here rather than
+                // left to come back after their lease (tens of seconds).
                 Ok(m) => {
-                    self.transport
-                        .publish(&m.topic, OutgoingMessage::new(m.key, m.bytes))
-                        .await?;
+                    retry_transient("fire timer", Backoff::DEPENDENCY, &self.shutdown, || {
+                        self.transport
+                            .publish(&m.topic, OutgoingMessage::new(m.key.clone(), m.bytes.clone()))
+                    })
+                    .await?;
                 }
                 Err(e) => {
                     tracing::error!(timer = %timer.id, error = %e, "stored timer is unreadable; dropping it")
                 }
             }
-            self.store.complete(timer.id).await?;
+            retry_transient("complete timer", Backoff::DEPENDENCY, &self.shutdown, || {
+                self.store.complete(timer.id)
+            })
+            .await?;
         }
         Ok(claimed.len())
     }
@@ -162,6 +192,7 @@ pub async fn run(
         .await?;
     let service = Arc::new(Service {
         config,
+        shutdown: shutdown.clone(),
         transport,
         store,
         clock,

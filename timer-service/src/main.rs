@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use baton_server::{CommonArgs, run_binary};
+use baton_server::{CommonArgs, Needs, run_binary};
 use baton_timer_service::{TimerConfig, run};
 use clap::Parser;
 
@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
     run_binary(
         "timer-service",
         &cli.common,
+        Needs::BrokerAndStore,
         |_| Ok(()),
         |ctx| async move {
             let section = &ctx.config.timers;

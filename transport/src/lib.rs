@@ -76,6 +76,20 @@ pub enum TransportError {
     },
 }
 
+impl TransportError {
+    /// Whether the same operation may succeed later (the broker was unreachable, timed out or
+    /// failed), as opposed to a setting or a message that can never work.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Broker { .. })
+    }
+}
+
+impl baton_runtime::Transient for TransportError {
+    fn is_transient(&self) -> bool {
+        TransportError::is_transient(self)
+    }
+}
+
 /// Locks a mutex, taking the data of one poisoned by a panic (the data is still consistent:
 /// every critical section here is a few map operations).
 pub(crate) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -190,6 +204,13 @@ pub trait Transport: Send + Sync + 'static {
     /// subscription's partitions; readiness probes report ready once none waits.
     fn subscription_status(&self) -> SubscriptionStatus {
         SubscriptionStatus::default()
+    }
+
+    /// Whether the broker answers now: one cheap round trip, bounded by `timeout`, for
+    /// readiness probes. The error says why not.
+    async fn check(&self, timeout: std::time::Duration) -> Result<()> {
+        let _ = timeout;
+        Ok(())
     }
 }
 

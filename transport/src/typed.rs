@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use baton_shared_schemas::{Envelope, Timestamp, Topic, TopicMessage, codec};
+use baton_shared_schemas::{Envelope, MessageId, Timestamp, Topic, TopicMessage, codec};
 
 use crate::{Delivery, OutgoingMessage, Result, Transport, TransportError};
 
@@ -20,8 +20,13 @@ pub struct EncodedMessage {
 impl EncodedMessage {
     /// Wraps `body` in an envelope and encodes it for `topic`.
     pub fn encode<M: TopicMessage>(topic: &Topic<M>, body: M, now: Timestamp) -> Result<Self> {
-        let key = body.routing_key();
-        let bytes = codec::encode(&Envelope::new(body, now)).map_err(|e| TransportError::Encode {
+        Self::encode_envelope(topic, Envelope::new(body, now))
+    }
+
+    /// Encodes an envelope built by the caller (one with a derived message id).
+    pub fn encode_envelope<M: TopicMessage>(topic: &Topic<M>, envelope: Envelope<M>) -> Result<Self> {
+        let key = envelope.body.routing_key();
+        let bytes = codec::encode(&envelope).map_err(|e| TransportError::Encode {
             topic: topic.name().to_string(),
             reason: e.to_string(),
         })?;
@@ -58,6 +63,23 @@ impl Publisher {
     /// Encodes and publishes one message.
     pub async fn publish<M: TopicMessage>(&self, topic: &Topic<M>, body: M, now: Timestamp) -> Result<()> {
         let (topic, message) = EncodedMessage::encode(topic, body, now)?.into_outgoing();
+        self.transport.publish(&topic, message).await
+    }
+
+    /// Encodes and publishes one message under a given message id (derived by the caller, so
+    /// a redelivered input republishes byte-identical output).
+    pub async fn publish_as<M: TopicMessage>(
+        &self,
+        topic: &Topic<M>,
+        body: M,
+        now: Timestamp,
+        message_id: MessageId,
+    ) -> Result<()> {
+        let envelope = Envelope {
+            message_id,
+            ..Envelope::new(body, now)
+        };
+        let (topic, message) = EncodedMessage::encode_envelope(topic, envelope)?.into_outgoing();
         self.transport.publish(&topic, message).await
     }
 

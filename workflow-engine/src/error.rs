@@ -27,3 +27,13 @@ pub enum EngineError {
     #[error("workflow {0} kept changing concurrently; giving up for now")]
     Contended(WorkflowId),
 }
+
+impl baton_runtime::Transient for EngineError {
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Storage(e) => e.is_transient(),
+            Self::Transport(e) => e.is_transient(),
+            Self::CorruptState { .. } | Self::Encode(_) | Self::Contended(_) => false,
+        }
+    }
+}

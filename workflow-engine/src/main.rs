@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use baton_server::{CommonArgs, run_binary};
+use baton_server::{CommonArgs, Needs, run_binary};
 use baton_workflow_engine::{EngineConfig, run};
 use clap::Parser;
 
@@ -32,15 +32,21 @@ async fn main() -> ExitCode {
         }
         Ok(())
     };
-    run_binary("workflow-engine", &cli.common, adjust, |ctx| async move {
-        let section = &ctx.config.engine;
-        let config = EngineConfig {
-            workflows: section.workflows.clone(),
-            shards: section.shards,
-            cache_per_shard: section.cache_per_shard,
-            retention: Duration::from_secs(section.retention_secs),
-        };
-        run(config, ctx.transport, ctx.stores.workflows, ctx.clock, ctx.shutdown).await
-    })
+    run_binary(
+        "workflow-engine",
+        &cli.common,
+        Needs::BrokerAndStore,
+        adjust,
+        |ctx| async move {
+            let section = &ctx.config.engine;
+            let config = EngineConfig {
+                workflows: section.workflows.clone(),
+                shards: section.shards,
+                cache_per_shard: section.cache_per_shard,
+                retention: Duration::from_secs(section.retention_secs),
+            };
+            run(config, ctx.transport, ctx.stores.workflows, ctx.clock, ctx.shutdown).await
+        },
+    )
     .await
 }

@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_runtime::{CancellationToken, Clock};
+use baton_runtime::{Backoff, CancellationToken, Clock, Outage, Transient};
 use baton_shared_schemas::messages::WorkflowEngineMessage;
 use baton_shared_schemas::{Envelope, Topic, WorkflowId};
 use baton_storage::{Expected, StorageError, WorkflowStore};
@@ -65,6 +65,7 @@ struct Shard {
     retention: Duration,
     capacity: usize,
     cache: HashMap<WorkflowId, Cached>,
+    shutdown: CancellationToken,
 }
 
 const CAS_ATTEMPTS: usize = 16;
@@ -80,8 +81,22 @@ impl Shard {
                 return;
             }
         };
-        match self.process(&envelope).await {
+        let shutdown = self.shutdown.clone();
+        // An unreachable store or broker is waited out here, in place: it says nothing about
+        // this message, and nacking would spend its redeliveries and dead-letter it.
+        let mut outage = Outage::new("engine message", Backoff::DEPENDENCY, &shutdown);
+        let outcome = loop {
+            match self.process(&envelope).await {
+                Err(e) if outage.wait_after(&e).await => continue,
+                other => break other,
+            }
+        };
+        match outcome {
             Ok(()) => delivery.ack().await,
+            // Stopping mid-outage: leave it unsettled; it is redelivered after the restart.
+            Err(e) if e.is_transient() => {
+                tracing::info!(workflow = %envelope.body.workflow_id(), error = %e, "stopping during an outage; message left for redelivery");
+            }
             Err(e) => {
                 tracing::warn!(workflow = %envelope.body.workflow_id(), kind = envelope.body.kind(), error = %e, "engine message failed; redelivering");
                 delivery.nack(&e.to_string()).await;
@@ -302,6 +317,7 @@ pub async fn run(
             retention: config.retention,
             capacity: config.cache_per_shard.max(1),
             cache: HashMap::new(),
+            shutdown: shutdown.clone(),
         };
         tasks.spawn(async move {
             while let Some(delivery) = rx.recv().await {

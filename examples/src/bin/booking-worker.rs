@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use baton::WorkerConfig;
 use baton_examples::booking::{self, FailureRates, Ledger, RedisBooks};
-use baton_server::{CommonArgs, run_binary};
+use baton_server::{CommonArgs, Needs, run_binary};
 use clap::Parser;
 
 /// Hosts the booking saga's services and workflow.
@@ -44,6 +44,7 @@ async fn main() -> ExitCode {
     run_binary(
         "booking-worker",
         &cli.common,
+        Needs::Broker,
         |_| Ok(()),
         move |ctx| async move {
             let books = RedisBooks::connect(&url, &prefix).await?;

@@ -225,6 +225,24 @@ async fn wait_assigned(assigned: &mut watch::Receiver<(u64, usize)>, within: Dur
 
 #[async_trait::async_trait]
 impl Transport for KafkaTransport {
+    async fn check(&self, timeout: std::time::Duration) -> Result<()> {
+        use rdkafka::producer::Producer as _;
+        let producer = self.inner.producer.inner.clone();
+        let servers = self.inner.config.bootstrap_servers.clone();
+        // A metadata request is one round trip to some broker; librdkafka's call blocks.
+        let answered =
+            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout).map(|_| ())).await;
+        let unreachable = |reason: String| TransportError::Broker {
+            topic: "(health)".into(),
+            reason: format!("broker {servers} does not answer: {reason}"),
+        };
+        match answered {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(e) => Err(unreachable(e.to_string())),
+        }
+    }
+
     fn subscription_status(&self) -> crate::SubscriptionStatus {
         crate::SubscriptionStatus {
             opened: self.inner.opened.load(Ordering::SeqCst),

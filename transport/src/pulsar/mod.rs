@@ -186,6 +186,21 @@ impl Transport for PulsarTransport {
         }
     }
 
+    async fn check(&self, timeout: Duration) -> Result<()> {
+        // A lookup is one request on the broker connection (reopened if it broke); it creates
+        // nothing.
+        let topic = self.inner.config.topic("baton-health");
+        let unreachable = |reason: String| TransportError::Broker {
+            topic: "(health)".into(),
+            reason: format!("broker {} does not answer: {reason}", self.inner.config.service_url),
+        };
+        match tokio::time::timeout(timeout, self.inner.client.lookup_topic(topic)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
+        }
+    }
+
     async fn publish(&self, topic: &str, message: OutgoingMessage) -> Result<()> {
         self.inner
             .publish_logical(topic, &message.key, message.payload, properties_of(message.headers))

@@ -51,7 +51,11 @@ pub(crate) fn call(
         reply(reply_to, id, invocation_id, Err(failure), out)?;
         return keep("method call on an ended instance");
     };
-    if r.method_calls.contains_key(&invocation_id) {
+    // A redelivered call (its id is derived when sent by tag) is dropped whether it is still
+    // running or already answered.
+    let seen =
+        |e: &HistoryEvent| matches!(e, HistoryEvent::MethodCalled { invocation_id: i, .. } if *i == invocation_id);
+    if r.method_calls.contains_key(&invocation_id) || history.iter().chain(&r.buffered).any(seen) {
         return keep("duplicate method call");
     }
     r.method_calls.insert(invocation_id, reply_to);
