@@ -22,6 +22,9 @@ use baton_workflow::{Channel, Method, Workflow};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+/// How often a client waiting for a result asks the engine again.
+pub const REASK_EVERY: Duration = Duration::from_secs(30);
+
 /// A client operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -88,8 +91,22 @@ pub struct StartOptions {
 }
 
 enum ResultSlot {
-    Waiting(Vec<oneshot::Sender<Result<WorkflowOutcome, ClientError>>>),
+    /// Waiters for the outcome; `ask_again` once a wait timed out, so the next wait sends a
+    /// fresh `Await` (the reply may have been lost with a broker restart).
+    Waiting {
+        waiters: Vec<oneshot::Sender<Result<WorkflowOutcome, ClientError>>>,
+        ask_again: bool,
+    },
     Done(WorkflowOutcome),
+}
+
+impl ResultSlot {
+    fn waiting() -> Self {
+        Self::Waiting {
+            waiters: Vec::new(),
+            ask_again: false,
+        }
+    }
 }
 
 type IdPage = (Vec<WorkflowId>, Option<String>);
@@ -121,13 +138,13 @@ impl Inner {
         match message {
             ClientMessage::WorkflowResult { workflow_id, outcome } => {
                 match pending.results.remove(&workflow_id) {
-                    Some(ResultSlot::Waiting(waiters)) if !waiters.is_empty() => {
+                    Some(ResultSlot::Waiting { waiters, .. }) if !waiters.is_empty() => {
                         for w in waiters {
                             let _ = w.send(Ok(outcome.clone()));
                         }
                     }
                     // Started here and not awaited yet: keep it for `result()`.
-                    Some(ResultSlot::Waiting(_)) => {
+                    Some(ResultSlot::Waiting { .. }) => {
                         pending.results.insert(workflow_id, ResultSlot::Done(outcome));
                     }
                     // Nobody here waits for it (a repeated reply): drop it.
@@ -147,7 +164,7 @@ impl Inner {
                 if let Some(tx) = request_id.and_then(|r| pending.method_calls.remove(&r)) {
                     let _ = tx.send(Err(ClientError::UnknownWorkflow(workflow_id)));
                 }
-                if let Some(ResultSlot::Waiting(waiters)) = pending.results.remove(&workflow_id) {
+                if let Some(ResultSlot::Waiting { waiters, .. }) = pending.results.remove(&workflow_id) {
                     for w in waiters {
                         let _ = w.send(Err(ClientError::UnknownWorkflow(workflow_id)));
                     }
@@ -277,7 +294,7 @@ impl Client {
             .pending()
             .results
             .entry(workflow_id)
-            .or_insert_with(|| ResultSlot::Waiting(Vec::new()));
+            .or_insert_with(ResultSlot::waiting);
         let start = StartWorkflow {
             workflow_id,
             workflow_name: workflow.to_string(),
@@ -308,21 +325,23 @@ impl Client {
     }
 
     /// Waits at most `timeout` for how an instance ends; [`ClientError::Timeout`] if it is
-    /// still running then (it keeps running; ask again later).
+    /// still running then (it keeps running; ask again later: the next wait asks the engine
+    /// afresh, so a reply lost while the broker restarted is not waited for forever).
     pub async fn outcome_within(
         &self,
         workflow: &str,
         id: WorkflowId,
         timeout: Duration,
     ) -> Result<WorkflowOutcome, ClientError> {
-        match tokio::time::timeout(timeout, self.outcome(workflow, id)).await {
+        match tokio::time::timeout(timeout, self.wait_outcome(workflow, id)).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 // Forget the waiter that timed out; a later result is still kept if this
                 // client started the instance.
                 let mut pending = self.inner.pending();
-                if let Some(ResultSlot::Waiting(waiters)) = pending.results.get_mut(&id) {
+                if let Some(ResultSlot::Waiting { waiters, ask_again }) = pending.results.get_mut(&id) {
                     waiters.retain(|w| !w.is_closed());
+                    *ask_again = true;
                 }
                 Err(ClientError::Timeout(timeout))
             }
@@ -331,22 +350,46 @@ impl Client {
 
     /// Waits for how an instance ends (immediately if it already has), however long that
     /// takes: a workflow may run for days. Use [`outcome_within`](Self::outcome_within) for a
-    /// deadline.
+    /// deadline. While it waits it asks the engine again every [`REASK_EVERY`], so a reply
+    /// lost with a broker restart (a client's reply subscription does not outlive one) delays
+    /// the result instead of hiding it.
     pub async fn outcome(&self, workflow: &str, id: WorkflowId) -> Result<WorkflowOutcome, ClientError> {
+        loop {
+            match self.outcome_within(workflow, id, REASK_EVERY).await {
+                Err(ClientError::Timeout(_)) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn wait_outcome(&self, workflow: &str, id: WorkflowId) -> Result<WorkflowOutcome, ClientError> {
         let (tx, rx) = oneshot::channel();
         let ask = {
             let mut pending = self.inner.pending();
             match pending.results.remove(&id) {
                 Some(ResultSlot::Done(outcome)) => return Ok(outcome),
-                Some(ResultSlot::Waiting(mut waiters)) => {
-                    // Started by this client: the engine already knows to reply here.
+                Some(ResultSlot::Waiting { mut waiters, ask_again }) => {
+                    // Started by this client: the engine already knows to reply here, unless
+                    // an earlier wait timed out (its reply may be lost): then ask again.
                     let first = waiters.is_empty();
                     waiters.push(tx);
-                    pending.results.insert(id, ResultSlot::Waiting(waiters));
-                    !first
+                    pending.results.insert(
+                        id,
+                        ResultSlot::Waiting {
+                            waiters,
+                            ask_again: false,
+                        },
+                    );
+                    !first || ask_again
                 }
                 None => {
-                    pending.results.insert(id, ResultSlot::Waiting(vec![tx]));
+                    pending.results.insert(
+                        id,
+                        ResultSlot::Waiting {
+                            waiters: vec![tx],
+                            ask_again: false,
+                        },
+                    );
                     true
                 }
             }

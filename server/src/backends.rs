@@ -118,6 +118,7 @@ pub fn kafka_config(section: &TransportSection) -> KafkaConfig {
         linger: Duration::from_millis(k.linger_ms),
         session_timeout: Duration::from_millis(k.session_timeout_ms),
         max_poll_interval: Duration::from_millis(k.max_poll_interval_ms),
+        max_reconnect_delay: Duration::from_millis(k.max_reconnect_delay_ms),
         ..KafkaConfig::default()
     }
 }

@@ -132,6 +132,8 @@ pub struct KafkaSection {
     pub session_timeout_ms: u64,
     /// Longest pause between two polls before a consumer leaves its group, in milliseconds.
     pub max_poll_interval_ms: u64,
+    /// Longest delay between two reconnection attempts to a broker, in milliseconds.
+    pub max_reconnect_delay_ms: u64,
 }
 
 impl Default for KafkaSection {
@@ -144,6 +146,7 @@ impl Default for KafkaSection {
             linger_ms: millis(config.linger),
             session_timeout_ms: millis(config.session_timeout),
             max_poll_interval_ms: millis(config.max_poll_interval),
+            max_reconnect_delay_ms: millis(config.max_reconnect_delay),
         }
     }
 }

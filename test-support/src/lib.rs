@@ -7,6 +7,7 @@
 //! the local Maven repository (see [`maven`]). A missing `java`, `mvn` or `redis-server`, or an
 //! unreachable Maven repository, is a panic with a precise message, never a skipped test.
 
+pub mod binaries;
 mod kafka;
 pub mod maven;
 mod process;
@@ -16,6 +17,7 @@ mod redis;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
+pub use binaries::{ComponentProcess, built_binaries};
 pub use kafka::KafkaBroker;
 pub use process::sweep_orphans;
 pub use pulsar::PulsarBroker;

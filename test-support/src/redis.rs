@@ -6,9 +6,15 @@ use std::time::Duration;
 use crate::process::ServerProcess;
 use crate::{free_port, listening, wait_until};
 
-/// A running `redis-server` without persistence (tests need speed, not durability).
+const INSTALL_HINT: &str = "./scripts/test.sh installs it (apt-get install redis-server)";
+
+/// A running `redis-server`, by default without persistence (most tests need speed, not
+/// durability); [`start_durable`](Self::start_durable) keeps an append-only file so it can be
+/// stopped and resumed with its data, as in an outage.
 pub struct RedisServer {
     process: ServerProcess,
+    port: u16,
+    durable: bool,
     /// Its URL.
     pub url: String,
 }
@@ -16,32 +22,62 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it accepts connections.
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// Starts a server that writes every command to an append-only file (`appendfsync
+    /// always`) in its folder, so [`stop`](Self::stop) and [`resume`](Self::resume) lose nothing.
+    pub fn start_durable() -> Self {
+        Self::launch(true)
+    }
+
+    fn command(port: u16, durable: bool) -> Command {
+        let mut command = Command::new("redis-server");
+        command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
+        if durable {
+            command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir", "."]);
+        } else {
+            command.args(["--appendonly", "no"]);
+        }
+        command
+    }
+
+    fn launch(durable: bool) -> Self {
         let port = free_port();
         let dir = ServerProcess::folder("redis", port);
-        let mut command = Command::new("redis-server");
-        command.args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]);
-        let mut process = ServerProcess::spawn(
-            "redis-server",
-            dir,
-            command,
-            "./scripts/test.sh installs it (apt-get install redis-server)",
-        );
-        if !wait_until(Duration::from_secs(10), || listening(port)) {
-            process.fail(&format!("did not listen on port {port}"));
-        }
-        Self {
+        let process = ServerProcess::spawn("redis-server", dir, Self::command(port, durable), INSTALL_HINT);
+        let mut server = Self {
             process,
+            port,
+            durable,
             url: format!("redis://127.0.0.1:{port}/"),
+        };
+        server.wait_listening();
+        server
+    }
+
+    fn wait_listening(&mut self) {
+        let port = self.port;
+        if !wait_until(Duration::from_secs(10), || listening(port)) {
+            self.process.fail(&format!("did not listen on port {port}"));
         }
+    }
+
+    /// Kills the server (SIGKILL): its clients see connections refused until it resumes.
+    pub fn stop(&mut self) {
+        self.process.kill();
+    }
+
+    /// Starts a stopped server again on the same port (and, if durable, the same data).
+    pub fn resume(&mut self) {
+        let mut command = Self::command(self.port, self.durable);
+        self.process.start(&mut command, INSTALL_HINT);
+        self.wait_listening();
+    }
+
+    /// Whether the server runs.
+    pub fn is_running(&mut self) -> bool {
+        self.process.running()
     }
 
     /// The server's PID.

@@ -1,14 +1,22 @@
-//! Runs the booking saga on a local multi-process cluster and checks that killing components
+//! Runs the booking saga on a local multi-process cluster and checks that a fault mid-run
 //! loses nothing and duplicates nothing.
 //!
 //! It starts Redis and a broker (Apache Pulsar by default, Apache Kafka with `--transport kafka`)
 //! unless their URLs are given. It then
 //! starts two `workflow-engine` replicas, a `tag-engine`, a `timer-service` and two
-//! `booking-worker` processes, and runs N bookings through a client. Mid-run it kills one
-//! engine and one worker with SIGKILL and restarts them, then waits for every workflow, checks
-//! the books kept in Redis, tears everything down and prints one line:
+//! `booking-worker` processes, and runs N bookings through a client. Mid-run it injects the
+//! fault chosen with `--fault`:
+//! - `kill` (the default): SIGKILL one engine and one worker, then restart them;
+//! - `redis-outage`: SIGKILL Baton's Redis (kept durable with an append-only file), wait
+//!   `--outage-secs`, start it again on the same port and data;
+//! - `broker-outage`: the same with the broker.
 //!
-//! `cluster-booking: transport=pulsar workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 killed=2 elapsed_ms=…`
+//! During an outage it checks that an engine's `/ready` turns 503; after it, it measures how
+//! long a fresh booking takes to complete (the recovery time). Then it waits for every
+//! workflow, checks the books (kept in a Redis of their own during a Redis outage), tears
+//! everything down and prints one line:
+//!
+//! `cluster-booking: transport=pulsar fault=kill workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 killed=2 not_ready_seen=- ready_ms=- recovery_ms=- elapsed_ms=…`
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use baton::{Client, WorkflowError};
+use baton::{Client, ClientError, WorkflowError};
 use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBooks, audit_books};
 use baton_server::config::TransportSection;
 use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer, free_port};
@@ -59,6 +67,85 @@ struct Args {
     /// Give up on a booking after this many seconds (it counts as lost).
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// What to break once `--kill-at` of the bookings have finished.
+    #[arg(long, value_enum, default_value_t = Fault::Kill)]
+    fault: Fault,
+    /// How long a Redis or broker outage lasts, in seconds (the broker's own start-up comes on
+    /// top).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    outage_secs: u64,
+}
+
+/// The faults the run can inject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Fault {
+    /// SIGKILL an engine and a worker, then restart them.
+    Kill,
+    /// Stop Baton's Redis for `--outage-secs`, then start it again.
+    RedisOutage,
+    /// Stop the broker for `--outage-secs`, then start it again.
+    BrokerOutage,
+}
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Kill => "kill",
+            Self::RedisOutage => "redis-outage",
+            Self::BrokerOutage => "broker-outage",
+        }
+    }
+}
+
+/// A booking's outcome, waiting through outages: a wait that times out asks the engine
+/// afresh (its reply may have been lost with the broker), and a start the broker refused is
+/// sent again under the same id.
+async fn book(
+    client: &Client,
+    n: u64,
+    budget: Duration,
+) -> (Option<baton::WorkflowId>, Option<Result<BookingOutcome, String>>) {
+    let deadline = Instant::now() + budget;
+    let id = baton::WorkflowId::new();
+    let options = baton::StartOptions {
+        id: Some(id),
+        ..baton::StartOptions::default()
+    };
+    let handle = loop {
+        match client
+            .start_with::<Booking>(&booking::request(n), options.clone())
+            .await
+        {
+            Ok(handle) => break handle,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
+            Err(e) => return (Some(id), Some(Err(format!("cannot start: {e}")))),
+        }
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (Some(id), None);
+        }
+        match handle.result_within(left.min(Duration::from_secs(1))).await {
+            Ok(outcome) => return (Some(id), Some(Ok(outcome))),
+            Err(WorkflowError::Client(ClientError::Timeout(_) | ClientError::Transport(_))) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return (Some(id), Some(Err(e.to_string()))),
+        }
+    }
+}
+
+/// Polls `/ready` at `address` until it answers 503, for at most `within`; returns whether it did.
+async fn sees_not_ready(address: SocketAddr, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !is_ready(address).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// The brokers the cluster can run on.
@@ -68,6 +155,24 @@ enum Broker {
     Pulsar,
     /// Apache Kafka.
     Kafka,
+}
+
+/// The booking started after an outage to time the recovery (outside the run's numbers).
+const PROBE_BOOKING: u64 = 1_000_000;
+
+/// What the injected fault did.
+#[derive(Default)]
+struct FaultReport {
+    /// Processes SIGKILLed.
+    killed: u32,
+    /// Whether an engine reported not ready during the outage (`None`: no outage).
+    not_ready_seen: Option<bool>,
+    /// From the dependency's return to every component reporting ready.
+    ready_again: Option<Duration>,
+    /// From the dependency's return to the probe booking's completion.
+    recovery: Option<Duration>,
+    /// The probe booking's outcome.
+    probe: Option<Result<BookingOutcome, String>>,
 }
 
 /// A broker this program started.
@@ -192,13 +297,24 @@ async fn main() -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<HashMap<_, _>>>()?;
 
     // Servers, and a namespace of this run so earlier runs on the same servers do not interfere.
-    let redis_server = args.redis_url.is_none().then(RedisServer::start);
+    if args.fault == Fault::RedisOutage && args.redis_url.is_some() {
+        bail!("--fault redis-outage stops the Redis it started; do not pass --redis-url");
+    }
+    if args.fault == Fault::BrokerOutage && args.broker_url.is_some() {
+        bail!("--fault broker-outage stops the broker it started; do not pass --broker-url");
+    }
+    let mut redis_server = args.redis_url.is_none().then(|| match args.fault {
+        Fault::RedisOutage => RedisServer::start_durable(),
+        _ => RedisServer::start(),
+    });
+    // The books must stay readable while Baton's Redis is away: their own server then.
+    let books_server = (args.fault == Fault::RedisOutage).then(RedisServer::start);
     let redis_url = args
         .redis_url
         .clone()
         .or(redis_server.as_ref().map(|r| r.url.clone()))
         .context("redis")?;
-    let started_broker = match (&args.broker_url, args.transport) {
+    let mut started_broker = match (&args.broker_url, args.transport) {
         (Some(_), _) => None,
         (None, Broker::Pulsar) => Some(StartedBroker::Pulsar(PulsarBroker::start())),
         (None, Broker::Kafka) => Some(StartedBroker::Kafka(KafkaBroker::start())),
@@ -256,9 +372,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         health: SocketAddr::from(([127, 0, 0, 1], free_port())),
         child: None,
     };
+    let books_url = books_server.as_ref().map_or(redis_url.clone(), |b| b.url.clone());
     let worker_args = vec![
         "--ledger-url".to_string(),
-        redis_url.clone(),
+        books_url.clone(),
         "--ledger-prefix".to_string(),
         books_prefix.clone(),
     ];
@@ -305,17 +422,7 @@ async fn main() -> anyhow::Result<ExitCode> {
                 let permit = slots.clone().acquire_owned().await?;
                 let (client, finished) = (client.clone(), finished.clone());
                 running.spawn(async move {
-                    let mut id = None;
-                    let outcome = tokio::time::timeout(timeout, async {
-                        match client.start::<Booking>(&booking::request(n)).await {
-                            Ok(handle) => {
-                                id = Some(handle.id());
-                                handle.result().await
-                            }
-                            Err(e) => Err(WorkflowError::Client(e)),
-                        }
-                    })
-                    .await;
+                    let (id, outcome) = book(&client, n, timeout).await;
                     drop(permit);
                     finished.fetch_add(1, Ordering::SeqCst);
                     (n, id, outcome)
@@ -328,25 +435,67 @@ async fn main() -> anyhow::Result<ExitCode> {
             anyhow::Ok(outcomes)
         }
     };
-    let killer = async {
-        let mut killed = 0;
-        if args.kill_at > 0.0 {
-            let threshold = ((args.workflows as f64) * args.kill_at).ceil() as u64;
-            while finished.load(Ordering::SeqCst) < threshold.min(args.workflows.saturating_sub(1)).max(1) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            // SIGKILL: no shutdown, no commits, in-flight work abandoned.
-            cluster[0].kill();
-            cluster[4].kill();
-            killed = 2;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            cluster[0].start()?;
-            cluster[4].start()?;
+    let fault = async {
+        let mut report = FaultReport::default();
+        if args.kill_at <= 0.0 {
+            return anyhow::Ok(report);
         }
-        anyhow::Ok(killed)
+        let threshold = ((args.workflows as f64) * args.kill_at).ceil() as u64;
+        while finished.load(Ordering::SeqCst) < threshold.min(args.workflows.saturating_sub(1)).max(1) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let outage = Duration::from_secs(args.outage_secs);
+        match args.fault {
+            Fault::Kill => {
+                // SIGKILL: no shutdown, no commits, in-flight work abandoned.
+                cluster[0].kill();
+                cluster[4].kill();
+                report.killed = 2;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                cluster[0].start()?;
+                cluster[4].start()?;
+                return Ok(report);
+            }
+            Fault::RedisOutage => {
+                let redis = redis_server.as_mut().context("no Redis of this run")?;
+                redis.stop();
+                let seen = sees_not_ready(cluster[0].health, outage);
+                let (seen, ()) = tokio::join!(seen, tokio::time::sleep(outage));
+                report.not_ready_seen = Some(seen);
+                redis.resume();
+            }
+            Fault::BrokerOutage => {
+                let seen = sees_not_ready(cluster[0].health, outage.max(Duration::from_secs(5)));
+                let stop_and_wait = async {
+                    match started_broker.as_mut() {
+                        Some(StartedBroker::Pulsar(b)) => b.stop(),
+                        Some(StartedBroker::Kafka(b)) => b.stop(),
+                        None => {}
+                    }
+                    tokio::time::sleep(outage).await;
+                };
+                let (seen, ()) = tokio::join!(seen, stop_and_wait);
+                report.not_ready_seen = Some(seen);
+                // The broker's own start-up (tens of seconds for Pulsar) blocks this thread.
+                tokio::task::block_in_place(|| match started_broker.as_mut() {
+                    Some(StartedBroker::Pulsar(b)) => b.resume(),
+                    Some(StartedBroker::Kafka(b)) => b.resume(),
+                    None => {}
+                });
+            }
+        }
+        // Recovery: from the dependency's return to every component ready again, and to a
+        // fresh booking's completion.
+        let back = Instant::now();
+        wait_ready(&cluster, Duration::from_secs(120)).await?;
+        report.ready_again = Some(back.elapsed());
+        let (_, probe) = book(&client, PROBE_BOOKING, Duration::from_secs(120)).await;
+        report.recovery = Some(back.elapsed());
+        report.probe = probe;
+        Ok(report)
     };
-    let (outcomes, killed) = tokio::join!(submit, killer);
-    let (outcomes, killed) = (outcomes?, killed?);
+    let (outcomes, report) = tokio::join!(submit, fault);
+    let (outcomes, report) = (outcomes?, report?);
     let elapsed = started.elapsed();
 
     let (mut completed, mut compensated, mut failed, mut lost) = (0u64, 0u64, 0u64, 0u64);
@@ -354,24 +503,35 @@ async fn main() -> anyhow::Result<ExitCode> {
     let mut lost_ids = Vec::new();
     for (n, id, outcome) in outcomes {
         match outcome {
-            Ok(Ok(o)) => {
+            Some(Ok(o)) => {
                 match o {
                     BookingOutcome::Booked { .. } => completed += 1,
                     BookingOutcome::Compensated { .. } => compensated += 1,
                 }
                 by_booking.insert(n, Some(o));
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 failed += 1;
                 eprintln!("booking {n} failed: {e}");
                 by_booking.insert(n, None);
             }
-            Err(_) => {
+            None => {
                 lost += 1;
                 lost_ids.extend(id);
                 by_booking.insert(n, None);
             }
         }
+    }
+    // The probe booking is audited with the others but not counted among the run's.
+    match &report.probe {
+        Some(Ok(o)) => {
+            by_booking.insert(PROBE_BOOKING, Some(o.clone()));
+        }
+        Some(Err(e)) => {
+            failed += 1;
+            eprintln!("the booking started after the outage failed: {e}");
+        }
+        None => {}
     }
     for id in lost_ids.iter().take(5) {
         match client.status("Booking", *id).await {
@@ -382,7 +542,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             Err(e) => eprintln!("lost {id}: status unavailable: {e}"),
         }
     }
-    let books = RedisBooks::connect(&redis_url, &books_prefix)
+    let books = RedisBooks::connect(&books_url, &books_prefix)
         .await
         .map_err(anyhow::Error::msg)?;
     let audit = audit_books(&books.snapshot().await.map_err(anyhow::Error::msg)?, &by_booking);
@@ -401,17 +561,32 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     drop(started_broker);
     drop(redis_server);
+    drop(books_server);
     let transport_name = match args.transport {
         Broker::Pulsar => "pulsar",
         Broker::Kafka => "kafka",
     };
+    let not_ready_seen = report.not_ready_seen.map_or("-".to_string(), |seen| seen.to_string());
+    let recovery_ms = report.recovery.map_or("-".to_string(), |d| d.as_millis().to_string());
+    let ready_ms = report
+        .ready_again
+        .map_or("-".to_string(), |d| d.as_millis().to_string());
     println!(
-        "cluster-booking: transport={transport_name} workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} killed={killed} elapsed_ms={}",
+        "cluster-booking: transport={transport_name} fault={} workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} killed={} not_ready_seen={not_ready_seen} ready_ms={ready_ms} recovery_ms={recovery_ms} elapsed_ms={}",
+        args.fault.name(),
         args.workflows,
         audit.duplicated_effects,
+        report.killed,
         elapsed.as_millis()
     );
-    let ok = failed == 0 && lost == 0 && audit.duplicated_effects == 0 && wrong.is_empty();
+    let ok = failed == 0
+        && lost == 0
+        && audit.duplicated_effects == 0
+        && wrong.is_empty()
+        && report.not_ready_seen != Some(false);
+    if report.not_ready_seen == Some(false) {
+        eprintln!("engine-1 kept reporting ready during the outage");
+    }
     if !ok {
         eprintln!("logs of the cluster's processes: {}", logs.display());
     }

@@ -36,6 +36,8 @@ pub struct KafkaConfig {
     /// Longest pause between two polls of a consumer before it leaves its group
     /// (`max.poll.interval.ms`); also bounds how long a rebalance waits for a member.
     pub max_poll_interval: Duration,
+    /// Longest delay between two reconnection attempts to a broker (`reconnect.backoff.max.ms`).
+    pub max_reconnect_delay: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -53,6 +55,7 @@ impl Default for KafkaConfig {
             linger: Duration::from_millis(1),
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(60),
+            max_reconnect_delay: Duration::from_secs(2),
         }
     }
 }
@@ -103,6 +106,9 @@ impl KafkaConfig {
         }
         if self.linger > Duration::from_secs(300) {
             return invalid("Kafka linger must be at most 300 s".into());
+        }
+        if self.max_reconnect_delay.is_zero() || self.max_reconnect_delay > Duration::from_secs(3600) {
+            return invalid("Kafka reconnect delay must be between 1 ms and 1 h".into());
         }
         if self.session_timeout < Duration::from_secs(1) {
             return invalid("Kafka session timeout must be at least 1 s".into());

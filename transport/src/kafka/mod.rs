@@ -119,7 +119,10 @@ impl KafkaTransport {
             .set("linger.ms", config.linger.as_millis().to_string())
             // Retries must not reorder one key's messages.
             .set("enable.idempotence", "true")
-            .set("reconnect.backoff.max.ms", "2000")
+            .set(
+                "reconnect.backoff.max.ms",
+                config.max_reconnect_delay.as_millis().max(1).to_string(),
+            )
             .set("log.connection.close", "false");
         let producer = client
             .create_with_context(LogContext)
@@ -164,7 +167,10 @@ impl KafkaTransport {
             .set("fetch.wait.max.ms", config.fetch_wait.as_millis().max(1).to_string())
             // librdkafka's own read-ahead per consumer, on top of `prefetch` messages.
             .set("queued.max.messages.kbytes", "16384")
-            .set("reconnect.backoff.max.ms", "2000")
+            .set(
+                "reconnect.backoff.max.ms",
+                config.max_reconnect_delay.as_millis().max(1).to_string(),
+            )
             .set("log.connection.close", "false")
             .create_with_context(context)
             .map_err(|e| TransportError::Broker {

@@ -179,6 +179,12 @@ pub(crate) async fn run(
     mut settles: mpsc::UnboundedReceiver<Settle>,
     mut closing: oneshot::Receiver<()>,
 ) {
+    // The client recreates the per-topic consumers it lost with a broker only every 30 s; a
+    // consumer missing some of its topics while the broker answers again is reopened here at
+    // once instead (a broker restart would otherwise stall work for up to half a minute).
+    let mut expected_topics = consumer.topics().len();
+    let mut watch = tokio::time::interval(Duration::from_millis(500));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'consume: loop {
         // Room in the buffer first, so nothing is taken from the broker that cannot be handed on.
         let permit = loop {
@@ -197,17 +203,26 @@ pub(crate) async fn run(
                 biased;
                 _ = &mut closing => break 'consume,
                 Some(settle) = settles.recv() => apply(&mut consumer, settle).await,
-                received = consumer.next() => break received,
+                received = consumer.next() => break Some(received),
+                _ = watch.tick() => {
+                    if consumer.topics().len() < expected_topics
+                        && matches!(tokio::time::timeout(Duration::from_millis(500), inner.probe()).await, Ok(Ok(())))
+                    {
+                        break None;
+                    }
+                }
             }
         };
         match received {
-            Some(Ok(message)) => permit.send(deliver(&state, message)),
-            Some(Err(e)) => {
+            Some(Some(Ok(message))) => permit.send(deliver(&state, message)),
+            Some(Some(Err(e))) => {
                 tracing::warn!(topic = %state.logical_topic, error = %e, "consumer error");
             }
-            None => {
-                // The client gave up on this consumer (e.g. reconnections exhausted): open it again.
-                tracing::warn!(topic = %state.logical_topic, "consumer ended; opening it again");
+            ended => {
+                // The client gave up on this consumer (reconnections exhausted), or lost some
+                // of its topics while the broker is back: open it again.
+                let lost = consumer.topics().len();
+                tracing::warn!(topic = %state.logical_topic, ended = ended.is_some(), topics = lost, expected = expected_topics, "consumer lost its broker; opening it again");
                 drop(permit);
                 let mut delay = Duration::from_millis(100);
                 consumer = loop {
@@ -223,6 +238,7 @@ pub(crate) async fn run(
                         }
                     }
                 };
+                expected_topics = expected_topics.max(consumer.topics().len());
             }
         }
     }

@@ -44,8 +44,15 @@ pub struct PulsarTransport {
     inner: Arc<Inner>,
 }
 
+/// A broker lookup run as its own task, shared by every check until it ends.
+type Probe = futures::future::Shared<futures::future::BoxFuture<'static, std::result::Result<(), String>>>;
+
 pub(crate) struct Inner {
     pub config: PulsarConfig,
+    /// The lookup a readiness check awaits. It runs detached: the client's connection
+    /// manager must never see a connection attempt cancelled halfway (a dropped attempt leaves
+    /// it "connecting" forever, and every later operation waits on it).
+    probe: Mutex<Option<Probe>>,
     pub client: Pulsar<TokioExecutor>,
     admin: Arc<admin::Admin>,
     producers: producer::Producers,
@@ -55,6 +62,25 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// The lookup in flight, or a new one if the last has ended.
+    pub(crate) fn probe(&self) -> Probe {
+        use futures::FutureExt;
+        let mut probe = crate::locked(&self.probe);
+        if let Some(running) = probe.as_ref().filter(|p| p.peek().is_none()) {
+            return running.clone();
+        }
+        let client = self.client.clone();
+        let topic = self.config.topic("baton-health");
+        // A lookup is one request on the broker connection (reopened if it broke); it creates
+        // nothing.
+        let task = tokio::spawn(async move { client.lookup_topic(topic).await.map(drop).map_err(|e| e.to_string()) });
+        let shared = async move { task.await.unwrap_or_else(|e| Err(e.to_string())) }
+            .boxed()
+            .shared();
+        *probe = Some(shared.clone());
+        shared
+    }
+
     /// The partitions a topic is created with: none (a non-partitioned topic) for a client's
     /// replies and for dead letters, which need no parallelism.
     fn partitions_of(&self, logical: &str) -> Option<u32> {
@@ -144,6 +170,7 @@ impl PulsarTransport {
         admin.ensure_namespace().await?;
         Ok(Self {
             inner: Arc::new(Inner {
+                probe: Mutex::new(None),
                 producers: producer::Producers::new(client.clone()),
                 client,
                 admin,
@@ -187,16 +214,14 @@ impl Transport for PulsarTransport {
     }
 
     async fn check(&self, timeout: Duration) -> Result<()> {
-        // A lookup is one request on the broker connection (reopened if it broke); it creates
-        // nothing.
-        let topic = self.inner.config.topic("baton-health");
+        let probe = self.inner.probe();
         let unreachable = |reason: String| TransportError::Broker {
             topic: "(health)".into(),
             reason: format!("broker {} does not answer: {reason}", self.inner.config.service_url),
         };
-        match tokio::time::timeout(timeout, self.inner.client.lookup_topic(topic)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(unreachable(e.to_string())),
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(unreachable(reason)),
             Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
         }
     }

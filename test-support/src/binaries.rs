@@ -1,0 +1,148 @@
+//! The workspace's own binaries (`workflow-engine`, `baton`, …) for tests that run them as an
+//! operator would: built once per test process, started with their output in a log file,
+//! probed over `/ready`, signalled and awaited.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The directory cargo puts the workspace's binaries in, next to the running test executable
+/// (which lives in `deps/` below it).
+pub fn binary_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let deps = exe.parent().expect("deps directory");
+    deps.parent().expect("profile directory").to_path_buf()
+}
+
+/// Builds every binary of the workspace, the cluster programs included (nothing to do when
+/// they are current, as in `scripts/test.sh`, which builds them first), once per process, so a
+/// test never runs stale ones. Returns their directory.
+pub fn built_binaries() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--workspace", "--bins", "--features", "baton-examples/cluster"]);
+        let dir = binary_dir();
+        if dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build");
+        assert!(status.success(), "building the workspace's binaries failed");
+        dir
+    })
+}
+
+/// A component binary running in the background, killed when dropped.
+pub struct ComponentProcess {
+    /// Its name in messages.
+    pub name: String,
+    /// Where it serves `/health` and `/ready`.
+    pub health: SocketAddr,
+    /// Its stderr.
+    pub log: PathBuf,
+    child: Child,
+}
+
+impl ComponentProcess {
+    /// Starts binary `program` of the workspace with `args` and `env`, its health endpoints on
+    /// a free port and its stderr in a log file.
+    pub fn start(program: &str, args: &[&str], env: &[(&str, String)]) -> Self {
+        let health = SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+        let log = std::env::temp_dir().join(format!("baton-{program}-{}-{}.log", std::process::id(), health.port()));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(built_binaries().join(program))
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("BATON_PROCESS__HEALTH_LISTEN", health.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        Self {
+            name: program.to_string(),
+            health,
+            log,
+            child,
+        }
+    }
+
+    /// `GET /ready`: its status code and body, if it answered.
+    pub fn ready(&self) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(&self.health, Duration::from_secs(1)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET /ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.get(9..12)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string())?;
+        Some((status, body))
+    }
+
+    /// Waits until `/ready` answers `status`, for at most `within`; returns the body.
+    pub fn wait_ready_status(&mut self, status: u16, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some((code, body)) = self.ready() {
+                if code == status {
+                    return body;
+                }
+            }
+            if let Some(exit) = self.try_exit() {
+                panic!("{} exited ({exit}) while awaited:\n{}", self.name, self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: /ready did not answer {status} within {within:?} (last: {:?})\n{}",
+                self.name,
+                self.ready(),
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "cannot signal {}", self.name);
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits for it to exit for at most `within`; `None` if it still runs.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.try_exit() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ComponentProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
