@@ -24,6 +24,8 @@
 //! ```
 
 pub mod embedded;
+#[cfg(feature = "process")]
+pub mod process;
 
 pub use baton_client::{Client, ClientError, StartOptions, WorkflowError, WorkflowHandle};
 pub use baton_macros::service;

@@ -733,10 +733,7 @@ pub fn worker<K: Bookkeeper>(
         .service_with(FlightsService::new(ledger.clone()), options.clone())?
         .service_with(HotelsService::new(ledger.clone()), options.clone())?
         .service_with(NotificationsService::new(ledger.clone()), options)?
-        .workflow(
-            baton::components::workflow::erase::<Booking>(),
-            baton::CheckMode::Simple,
-        )
+        .with_workflow::<Booking>()
 }
 
 /// The services a booking worker hosts.

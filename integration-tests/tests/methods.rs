@@ -70,7 +70,7 @@ async fn queries_and_updates_run_beside_the_main_function_on_shared_state() {
     assert_eq!(handle.result().await.expect("result"), 22);
     // An ended instance has no methods to call.
     match handle.call(&TOTAL, &()).await {
-        Err(ClientError::MethodFailed(f)) => assert_eq!(f.kind, FailureKind::UnknownMethod),
+        Err(ClientError::MethodFailed(f)) => assert_eq!(f.kind, FailureKind::InstanceEnded),
         other => panic!("{other:?}"),
     }
     baton.shutdown().await;

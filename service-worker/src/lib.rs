@@ -9,12 +9,14 @@
 //! `baton-workflow`. Concurrency is bounded; shutdown stops consuming and drains in-flight work.
 
 mod context;
+#[cfg(feature = "http-bridge")]
 pub mod http_bridge;
 mod retry;
 mod service;
 mod worker;
 
 pub use context::TaskContext;
+#[cfg(feature = "http-bridge")]
 pub use http_bridge::{HttpMethod, HttpService, HttpServiceConfig};
 pub use retry::{RetryDecision, RetryPolicy};
 pub use service::{

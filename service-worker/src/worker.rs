@@ -126,6 +126,11 @@ impl Worker {
         Ok(self)
     }
 
+    /// Hosts workflow `W`, with the default check of its history (`CheckMode::Simple`).
+    pub fn with_workflow<W: baton_workflow::Workflow>(self) -> Result<Self, WorkerError> {
+        self.workflow(baton_workflow::erase::<W>(), CheckMode::Simple)
+    }
+
     /// Hosts a workflow version.
     pub fn workflow(mut self, workflow: Arc<dyn ErasedWorkflow>, check_mode: CheckMode) -> Result<Self, WorkerError> {
         self.registry.register(workflow, check_mode)?;

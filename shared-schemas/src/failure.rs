@@ -31,6 +31,9 @@ pub enum FailureKind {
     Cancelled,
     /// The call's global timeout elapsed before it ended.
     TimedOut,
+    /// The instance has ended, so it can no longer answer (a method called after its run
+    /// completed, failed or was cancelled).
+    InstanceEnded,
 }
 
 /// One failed attempt in a task's error chain.

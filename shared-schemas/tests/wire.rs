@@ -509,6 +509,14 @@ fn client_messages() -> Vec<(&'static str, ClientMessage)> {
             },
         ),
         (
+            "client_method_result_instance_ended",
+            ClientMessage::MethodResult {
+                invocation_id: RequestId(uuid(17)),
+                workflow_id: wf,
+                result: Err(Failure::new(FailureKind::InstanceEnded, "instance has ended")),
+            },
+        ),
+        (
             "client_workflow_ids",
             ClientMessage::WorkflowIds {
                 request_id: RequestId(uuid(9)),

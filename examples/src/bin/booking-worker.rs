@@ -1,11 +1,8 @@
 //! A booking worker process: hosts the booking services and workflow on the configured broker,
 //! recording the services' effects in Redis so a cluster's books can be audited.
 
-use std::process::ExitCode;
-
-use baton::WorkerConfig;
+use baton::process::CommonArgs;
 use baton_examples::booking::{self, FailureRates, Ledger, RedisBooks};
-use baton_server::{CommonArgs, Needs, run_binary};
 use clap::Parser;
 
 /// Hosts the booking saga's services and workflow.
@@ -32,7 +29,7 @@ struct Cli {
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() {
     let cli = Cli::parse();
     let rates = FailureRates {
         transient: cli.transient_rate,
@@ -41,25 +38,9 @@ async fn main() -> ExitCode {
         hotel_sold_out: cli.business_rate,
     };
     let (url, prefix, seed) = (cli.ledger_url.clone(), cli.ledger_prefix.clone(), cli.seed);
-    run_binary(
-        "booking-worker",
-        &cli.common,
-        Needs::Broker,
-        |_| Ok(()),
-        move |ctx| async move {
-            let books = RedisBooks::connect(&url, &prefix).await?;
-            let ledger = Ledger::with_books(books, rates, seed);
-            let config = WorkerConfig {
-                concurrency: ctx.config.worker.concurrency,
-                workflow_concurrency: ctx.config.worker.workflow_concurrency,
-                ..WorkerConfig::default()
-            };
-            let worker = booking::worker(&ledger, config).map_err(|e| e.to_string())?;
-            worker
-                .run(ctx.transport, ctx.clock, ctx.shutdown)
-                .await
-                .map_err(|e| e.to_string())
-        },
-    )
+    baton::process::run_worker_with("booking-worker", &cli.common, move |config| async move {
+        let books = RedisBooks::connect(&url, &prefix).await?;
+        booking::worker(&Ledger::with_books(books, rates, seed), config).map_err(|e| e.to_string())
+    })
     .await
 }

@@ -45,7 +45,7 @@ pub(crate) fn call(
     let id = state.id;
     let Some((r, history)) = running(&mut state) else {
         let failure = Failure::new(
-            FailureKind::UnknownMethod,
+            FailureKind::InstanceEnded,
             format!("instance {id} has ended; its methods cannot be called"),
         );
         reply(reply_to, id, invocation_id, Err(failure), out)?;
