@@ -13,3 +13,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use retry::{Backoff, Outage, Transient, retry_transient};
 pub use supervisor::{Supervisor, TaskFailed};
 pub use tokio_util::sync::CancellationToken;
+
+/// Locks a mutex, taking the data of one poisoned by a panic: every critical section in Baton
+/// is a few map or queue operations, which a panic elsewhere cannot leave half done.
+pub fn locked<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -311,9 +311,7 @@ struct Shared {
     cancel_grace: Duration,
 }
 
-fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use baton_runtime::locked;
 
 /// A number in `[0, 1)` derived from the task and attempt, for retry jitter.
 fn unit_random(task: &ExecuteTask) -> f64 {

@@ -40,7 +40,7 @@ impl InMemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Data> {
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
+        baton_runtime::locked(&self.data)
     }
 
     /// Number of workflow records held.

@@ -22,7 +22,7 @@ pub mod memory;
 pub mod pulsar;
 mod typed;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 pub use delivery::{Acknowledger, Delivery, headers};
 #[cfg(feature = "kafka")]
@@ -90,11 +90,7 @@ impl baton_runtime::Transient for TransportError {
     }
 }
 
-/// Locks a mutex, taking the data of one poisoned by a panic (the data is still consistent:
-/// every critical section here is a few map operations).
-pub(crate) fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use baton_runtime::locked;
 
 /// The exclusive subscriptions consumed in this process, so that a second consumer of one is
 /// refused at once (across processes, the broker refuses it, or only one process subscribes).

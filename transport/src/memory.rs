@@ -6,7 +6,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use baton_shared_schemas::topics::dead_letter_topic;
@@ -99,11 +99,7 @@ impl Default for InMemoryTransport {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock cannot leave these queues half-updated in a way that
-    // matters more than losing the process, so recover the guard.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use baton_runtime::locked as lock;
 
 fn partition_of(key: &str, partitions: usize) -> usize {
     let mut h = DefaultHasher::new();
