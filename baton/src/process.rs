@@ -58,12 +58,7 @@ where
         baton_server::Needs::Broker,
         |_| Ok(()),
         move |ctx| {
-            let config = WorkerConfig {
-                concurrency: ctx.config.worker.concurrency,
-                workflow_concurrency: ctx.config.worker.workflow_concurrency,
-                ..WorkerConfig::default()
-            };
-            let built = make(config);
+            let built = make(ctx.config.worker.clone());
             async move {
                 let worker = built.await.map_err(|e| e.to_string())?;
                 worker

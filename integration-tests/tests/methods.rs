@@ -200,7 +200,9 @@ async fn billing_invoices_exactly_the_months_before_each_unsubscription() {
             months_billed: 0,
             horizon: months,
             stop_after: None,
-            month_ms: 20,
+            // Long enough that the unsubscription, sent right after the start, arrives before
+            // its month even on a loaded machine.
+            month_ms: 100,
         };
         let handle = baton.client().start::<MonthlyBilling>(&sub).await.expect("start");
         if let Some(after_month) = billing::unsubscribes_after(n, months) {

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use baton_config::{EngineConfig, TagEngineConfig, TimerConfig, WorkerConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -188,94 +189,6 @@ impl Default for StorageSection {
     }
 }
 
-/// The workflow engine.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EngineSection {
-    /// Workflows whose instances this engine handles.
-    pub workflows: Vec<String>,
-    /// Shard tasks per process.
-    pub shards: usize,
-    /// States cached per shard.
-    pub cache_per_shard: usize,
-    /// How long ended instances are kept, in seconds.
-    pub retention_secs: u64,
-}
-
-impl Default for EngineSection {
-    fn default() -> Self {
-        Self {
-            workflows: Vec::new(),
-            shards: 8,
-            cache_per_shard: 4_096,
-            retention_secs: 7 * 24 * 3600,
-        }
-    }
-}
-
-/// The tag engine.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TagEngineSection {
-    /// Workflows whose tags it keeps.
-    pub workflows: Vec<String>,
-    /// Services whose delegated tasks it handles.
-    pub services: Vec<String>,
-    /// Instances per page of a command by tag.
-    pub page_size: usize,
-}
-
-impl Default for TagEngineSection {
-    fn default() -> Self {
-        Self {
-            workflows: Vec::new(),
-            services: Vec::new(),
-            page_size: 1_000,
-        }
-    }
-}
-
-/// The timer service.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TimersSection {
-    /// Lease of a claimed timer, in milliseconds.
-    pub lease_ms: u64,
-    /// Timers claimed per round.
-    pub batch: usize,
-    /// Longest sleep between checks, in milliseconds.
-    pub max_idle_ms: u64,
-}
-
-impl Default for TimersSection {
-    fn default() -> Self {
-        Self {
-            lease_ms: 30_000,
-            batch: 256,
-            max_idle_ms: 500,
-        }
-    }
-}
-
-/// Workers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WorkerSection {
-    /// Service attempts at once.
-    pub concurrency: usize,
-    /// Workflow tasks at once.
-    pub workflow_concurrency: usize,
-}
-
-impl Default for WorkerSection {
-    fn default() -> Self {
-        Self {
-            concurrency: 64,
-            workflow_concurrency: 16,
-        }
-    }
-}
-
 /// Process settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -314,14 +227,14 @@ pub struct BatonConfig {
     pub transport: TransportSection,
     /// The store.
     pub storage: StorageSection,
-    /// The workflow engine.
-    pub engine: EngineSection,
+    /// The workflow engine (its own settings, as the engine library takes them).
+    pub engine: EngineConfig,
     /// The tag engine.
-    pub tag_engine: TagEngineSection,
+    pub tag_engine: TagEngineConfig,
     /// The timer service.
-    pub timers: TimersSection,
+    pub timers: TimerConfig,
     /// Workers.
-    pub worker: WorkerSection,
+    pub worker: WorkerConfig,
     /// The process.
     pub process: ProcessSection,
 }
@@ -383,21 +296,16 @@ impl BatonConfig {
         if self.transport.partitions < 1 || self.transport.prefetch < 1 {
             return invalid("transport.partitions and transport.prefetch must be at least 1".into());
         }
-        if self.engine.shards == 0 || self.engine.cache_per_shard == 0 {
-            return invalid("engine.shards and engine.cache_per_shard must be at least 1".into());
-        }
-        if self.worker.concurrency == 0 || self.worker.workflow_concurrency == 0 {
-            return invalid("worker.concurrency and worker.workflow_concurrency must be at least 1".into());
-        }
-        if self.tag_engine.page_size == 0 || self.timers.batch == 0 {
-            return invalid("tag_engine.page_size and timers.batch must be at least 1".into());
-        }
+        // Each component checks its own section.
+        self.engine
+            .validate()
+            .and_then(|()| self.tag_engine.validate())
+            .and_then(|()| self.timers.validate())
+            .and_then(|()| self.worker.validate())
+            .map_err(ConfigError::Invalid)?;
         // Zero durations that parse but cannot work: a zero lease fires a timer again at once,
         // a zero retention deletes an instance as it ends, zero deadlines never wait.
         let positive = [
-            ("timers.lease_ms", self.timers.lease_ms),
-            ("timers.max_idle_ms", self.timers.max_idle_ms),
-            ("engine.retention_secs", self.engine.retention_secs),
             ("process.shutdown_deadline_secs", self.process.shutdown_deadline_secs),
             ("process.startup_deadline_secs", self.process.startup_deadline_secs),
             ("process.readiness_period_ms", self.process.readiness_period_ms),
@@ -506,9 +414,12 @@ mod tests {
             "fetch wait",
         );
         rejects(|c| c.transport.pulsar.tenant = "a/b".into(), "tenant `a/b`");
-        rejects(|c| c.timers.lease_ms = 0, "timers.lease_ms must be above zero");
         rejects(
-            |c| c.engine.retention_secs = 0,
+            |c| c.timers.lease = std::time::Duration::ZERO,
+            "timers.lease_ms must be above zero",
+        );
+        rejects(
+            |c| c.engine.retention = std::time::Duration::ZERO,
             "engine.retention_secs must be above zero",
         );
         rejects(
@@ -516,6 +427,18 @@ mod tests {
             "process.shutdown_deadline_secs must be above zero",
         );
         rejects(|c| c.storage.response_timeout_ms = 0, "storage.response_timeout_ms");
+        // The components' own sections are read with their file keys.
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "keys.toml",
+                "[timers]\nlease_ms = 1500\n[engine]\nretention_secs = 60\n[worker]\ndrain_timeout_ms = 250\n",
+            )?;
+            let config = BatonConfig::load(Some(Path::new("keys.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.timers.lease, std::time::Duration::from_millis(1500));
+            assert_eq!(config.engine.retention, std::time::Duration::from_secs(60));
+            assert_eq!(config.worker.drain_timeout, std::time::Duration::from_millis(250));
+            Ok(())
+        });
         rejects(|c| c.storage.url = "redis://".into(), "has no host");
         rejects(|c| c.storage.url = "redis://:6379/0".into(), "has no host");
         rejects(|c| c.transport.url = "pulsar://:6650".into(), "host");

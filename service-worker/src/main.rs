@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use baton_server::{CommonArgs, Needs, run_binary};
-use baton_service_worker::{HttpService, HttpServiceConfig, Worker, WorkerConfig};
+use baton_service_worker::{HttpService, HttpServiceConfig, Worker};
 use clap::Parser;
 use serde::Deserialize;
 
@@ -61,12 +61,7 @@ async fn main() -> ExitCode {
         Needs::Broker,
         |_| Ok(()),
         |ctx| async move {
-            let config = WorkerConfig {
-                concurrency: ctx.config.worker.concurrency,
-                workflow_concurrency: ctx.config.worker.workflow_concurrency,
-                ..WorkerConfig::default()
-            };
-            let mut worker = Worker::new(config);
+            let mut worker = Worker::new(ctx.config.worker.clone());
             for service in services {
                 let options = service.options();
                 worker = worker.service_with(service, options).map_err(|e| e.to_string())?;

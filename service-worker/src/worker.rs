@@ -21,6 +21,8 @@ use futures::FutureExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+pub use baton_config::WorkerConfig;
+
 use crate::context::TaskContext;
 use crate::retry::RetryDecision;
 use crate::service::{ServiceHandler, ServiceOptions};
@@ -40,30 +42,6 @@ pub enum WorkerError {
     /// A workflow registration failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
-}
-
-/// Worker settings.
-#[derive(Clone, Debug)]
-pub struct WorkerConfig {
-    /// Service task attempts run at once.
-    pub concurrency: usize,
-    /// Workflow tasks run at once.
-    pub workflow_concurrency: usize,
-    /// How long shutdown waits for in-flight attempts before cancelling them.
-    pub drain_timeout: Duration,
-    /// How long a cancelled task may take to stop on its own before it is dropped.
-    pub cancel_grace: Duration,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            concurrency: 64,
-            workflow_concurrency: 16,
-            drain_timeout: Duration::from_secs(30),
-            cancel_grace: Duration::from_secs(5),
-        }
-    }
 }
 
 /// Tasks cancelled recently, so a retry that arrives after the cancellation is skipped.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use baton_server::{CommonArgs, Needs, run_binary};
-use baton_tag_engine::{TagEngineConfig, run};
+use baton_tag_engine::run;
 use clap::Parser;
 
 /// Baton's tag engine.
@@ -45,13 +45,14 @@ async fn main() -> ExitCode {
         Needs::BrokerAndStore,
         adjust,
         |ctx| async move {
-            let section = &ctx.config.tag_engine;
-            let config = TagEngineConfig {
-                workflows: section.workflows.clone(),
-                services: section.services.clone(),
-                page_size: section.page_size,
-            };
-            run(config, ctx.transport, ctx.stores.key_sets, ctx.clock, ctx.shutdown).await
+            run(
+                ctx.config.tag_engine.clone(),
+                ctx.transport,
+                ctx.stores.key_sets,
+                ctx.clock,
+                ctx.shutdown,
+            )
+            .await
         },
     )
     .await

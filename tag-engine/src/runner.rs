@@ -9,31 +9,12 @@ use baton_storage::KeySetStore;
 use baton_transport::{Delivery, Publisher, SubscriptionKind, Transport, decode_delivery};
 use tokio::task::JoinSet;
 
+pub use baton_config::TagEngineConfig;
+
 use crate::{TagError, TagIndex};
 
 /// Subscription name the tag engine consumes with.
 pub const SUBSCRIPTION: &str = "tag-engine";
-
-/// Tag engine settings.
-#[derive(Clone, Debug)]
-pub struct TagEngineConfig {
-    /// Workflows whose tag topics to consume.
-    pub workflows: Vec<String>,
-    /// Services whose delegated tasks to handle.
-    pub services: Vec<String>,
-    /// Instances addressed per page of a by-tag command.
-    pub page_size: usize,
-}
-
-impl Default for TagEngineConfig {
-    fn default() -> Self {
-        Self {
-            workflows: Vec::new(),
-            services: Vec::new(),
-            page_size: 1_000,
-        }
-    }
-}
 
 struct Engine {
     index: TagIndex,

@@ -8,7 +8,6 @@
 //! the transport and timer-store traits only; time comes from a [`Clock`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use baton_runtime::{Backoff, CancellationToken, Clock, retry_transient};
 use baton_shared_schemas::messages::{ScheduledMessage, TimerMessage};
@@ -16,6 +15,8 @@ use baton_shared_schemas::{Envelope, Topic, codec};
 use baton_storage::{StoredTimer, TimerStore};
 use baton_transport::{Delivery, OutgoingMessage, SubscriptionKind, Transport, decode_delivery};
 use tokio::sync::Notify;
+
+pub use baton_config::TimerConfig;
 
 /// Subscription name the timer service consumes with.
 pub const SUBSCRIPTION: &str = "timer-service";
@@ -36,28 +37,6 @@ impl baton_runtime::Transient for TimerError {
         match self {
             Self::Storage(e) => e.is_transient(),
             Self::Transport(e) => e.is_transient(),
-        }
-    }
-}
-
-/// Timer service settings.
-#[derive(Clone, Debug)]
-pub struct TimerConfig {
-    /// How long a claim hides a timer from other claimers.
-    pub lease: Duration,
-    /// Timers claimed per round.
-    pub batch: usize,
-    /// Longest sleep between checks when nothing is known to be due (guards against timers
-    /// added by other replicas).
-    pub max_idle: Duration,
-}
-
-impl Default for TimerConfig {
-    fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(30),
-            batch: 256,
-            max_idle: Duration::from_millis(500),
         }
     }
 }

@@ -2,10 +2,9 @@
 //! `baton_timer_service::run`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use baton_server::{CommonArgs, Needs, run_binary};
-use baton_timer_service::{TimerConfig, run};
+use baton_timer_service::run;
 use clap::Parser;
 
 /// Baton's timer service.
@@ -25,13 +24,14 @@ async fn main() -> ExitCode {
         Needs::BrokerAndStore,
         |_| Ok(()),
         |ctx| async move {
-            let section = &ctx.config.timers;
-            let config = TimerConfig {
-                lease: Duration::from_millis(section.lease_ms),
-                batch: section.batch,
-                max_idle: Duration::from_millis(section.max_idle_ms),
-            };
-            run(config, ctx.transport, ctx.stores.timers, ctx.clock, ctx.shutdown).await
+            run(
+                ctx.config.timers.clone(),
+                ctx.transport,
+                ctx.stores.timers,
+                ctx.clock,
+                ctx.shutdown,
+            )
+            .await
         },
     )
     .await

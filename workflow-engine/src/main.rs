@@ -2,10 +2,9 @@
 //! message about it. Thin over `baton_workflow_engine::run`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use baton_server::{CommonArgs, Needs, run_binary};
-use baton_workflow_engine::{EngineConfig, run};
+use baton_workflow_engine::run;
 use clap::Parser;
 
 /// Baton's workflow engine.
@@ -38,14 +37,14 @@ async fn main() -> ExitCode {
         Needs::BrokerAndStore,
         adjust,
         |ctx| async move {
-            let section = &ctx.config.engine;
-            let config = EngineConfig {
-                workflows: section.workflows.clone(),
-                shards: section.shards,
-                cache_per_shard: section.cache_per_shard,
-                retention: Duration::from_secs(section.retention_secs),
-            };
-            run(config, ctx.transport, ctx.stores.workflows, ctx.clock, ctx.shutdown).await
+            run(
+                ctx.config.engine.clone(),
+                ctx.transport,
+                ctx.stores.workflows,
+                ctx.clock,
+                ctx.shutdown,
+            )
+            .await
         },
     )
     .await

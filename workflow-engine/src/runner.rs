@@ -19,36 +19,14 @@ use baton_transport::{Delivery, OutgoingMessage, Subscription, SubscriptionKind,
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+pub use baton_config::EngineConfig;
+
 use crate::EngineError;
 use crate::state::{OutboxMessage, WorkflowState};
 use crate::transition::{Next, TransitionContext, apply};
 
 /// Subscription name the engine consumes with.
 pub const SUBSCRIPTION: &str = "workflow-engine";
-
-/// Engine settings.
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    /// Workflow names whose topics this engine consumes.
-    pub workflows: Vec<String>,
-    /// Shard tasks (instances are spread over them by id).
-    pub shards: usize,
-    /// States cached per shard.
-    pub cache_per_shard: usize,
-    /// How long completed instances are kept.
-    pub retention: Duration,
-}
-
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            workflows: Vec::new(),
-            shards: 8,
-            cache_per_shard: 4_096,
-            retention: Duration::from_secs(7 * 24 * 3600),
-        }
-    }
-}
 
 struct Cached {
     state: WorkflowState,

@@ -1,0 +1,217 @@
+//! The settings of every Baton component, one definition each: its fields, defaults (serde),
+//! and validation. The component libraries take them as they are, and the binaries' shared
+//! configuration file embeds them as its `[engine]`, `[timers]`, `[tag_engine]` and `[worker]`
+//! sections, so no field is copied from one to the other by hand.
+//!
+//! Durations are whole milliseconds or seconds in files (`lease_ms`, `retention_secs`) and
+//! [`Duration`]s in code.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub mod durations;
+
+/// The workflow engine's settings (`[engine]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Workflow names whose topics this engine consumes.
+    pub workflows: Vec<String>,
+    /// Shard tasks (instances are spread over them by id).
+    pub shards: usize,
+    /// States cached per shard.
+    pub cache_per_shard: usize,
+    /// How long ended instances are kept (`retention_secs`).
+    #[serde(rename = "retention_secs", with = "durations::secs")]
+    pub retention: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workflows: Vec::new(),
+            shards: 8,
+            cache_per_shard: 4_096,
+            retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Rejects settings that cannot work, naming the setting: a zero retention would delete an
+    /// instance as it ends.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.shards == 0 || self.cache_per_shard == 0 {
+            return Err("engine.shards and engine.cache_per_shard must be at least 1".into());
+        }
+        if self.retention.is_zero() {
+            return Err("engine.retention_secs must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// The timer service's settings (`[timers]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimerConfig {
+    /// How long a claim hides a timer from other claimers (`lease_ms`).
+    #[serde(rename = "lease_ms", with = "durations::millis")]
+    pub lease: Duration,
+    /// Timers claimed per round.
+    pub batch: usize,
+    /// Longest sleep between checks when nothing is known to be due, which bounds how late a
+    /// timer added by another replica fires (`max_idle_ms`).
+    #[serde(rename = "max_idle_ms", with = "durations::millis")]
+    pub max_idle: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(30),
+            batch: 256,
+            max_idle: Duration::from_millis(500),
+        }
+    }
+}
+
+impl TimerConfig {
+    /// Rejects settings that cannot work, naming the setting: a zero lease would fire a timer
+    /// again at once.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.batch == 0 {
+            return Err("timers.batch must be at least 1".into());
+        }
+        if self.lease.is_zero() {
+            return Err("timers.lease_ms must be above zero".into());
+        }
+        if self.max_idle.is_zero() {
+            return Err("timers.max_idle_ms must be above zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// The tag engine's settings (`[tag_engine]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TagEngineConfig {
+    /// Workflows whose tag topics to consume.
+    pub workflows: Vec<String>,
+    /// Services whose delegated tasks to handle.
+    pub services: Vec<String>,
+    /// Instances addressed per page of a command by tag.
+    pub page_size: usize,
+}
+
+impl Default for TagEngineConfig {
+    fn default() -> Self {
+        Self {
+            workflows: Vec::new(),
+            services: Vec::new(),
+            page_size: 1_000,
+        }
+    }
+}
+
+impl TagEngineConfig {
+    /// Rejects settings that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.page_size == 0 {
+            return Err("tag_engine.page_size must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A worker's settings (`[worker]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Service task attempts run at once.
+    pub concurrency: usize,
+    /// Workflow tasks run at once.
+    pub workflow_concurrency: usize,
+    /// How long shutdown waits for in-flight attempts before cancelling them
+    /// (`drain_timeout_ms`).
+    #[serde(rename = "drain_timeout_ms", with = "durations::millis")]
+    pub drain_timeout: Duration,
+    /// How long a cancelled task may take to stop on its own before it is dropped
+    /// (`cancel_grace_ms`).
+    #[serde(rename = "cancel_grace_ms", with = "durations::millis")]
+    pub cancel_grace: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            workflow_concurrency: 16,
+            drain_timeout: Duration::from_secs(30),
+            cancel_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Rejects settings that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.concurrency == 0 || self.workflow_concurrency == 0 {
+            return Err("worker.concurrency and worker.workflow_concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_read_their_file_keys_and_fill_the_rest_with_defaults() {
+        let timers: TimerConfig = toml::from_str("lease_ms = 1500\n").expect("timers");
+        assert_eq!(timers.lease, Duration::from_millis(1500));
+        assert_eq!(timers.batch, TimerConfig::default().batch);
+        let engine: EngineConfig = toml::from_str("retention_secs = 60\nworkflows = [\"Booking\"]\n").expect("engine");
+        assert_eq!(engine.retention, Duration::from_secs(60));
+        assert_eq!(engine.workflows, vec!["Booking".to_string()]);
+        let back: EngineConfig = toml::from_str(&toml::to_string(&engine).expect("render")).expect("round trip");
+        assert_eq!(back, engine);
+        assert!(
+            toml::from_str::<WorkerConfig>("concurrencyy = 3\n").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_named() {
+        let zero_lease = TimerConfig {
+            lease: Duration::ZERO,
+            ..TimerConfig::default()
+        };
+        assert!(
+            zero_lease
+                .validate()
+                .expect_err("zero lease")
+                .contains("timers.lease_ms")
+        );
+        let zero_retention = EngineConfig {
+            retention: Duration::ZERO,
+            ..EngineConfig::default()
+        };
+        assert!(
+            zero_retention
+                .validate()
+                .expect_err("zero")
+                .contains("engine.retention_secs")
+        );
+        let idle = WorkerConfig {
+            concurrency: 0,
+            ..WorkerConfig::default()
+        };
+        assert!(idle.validate().is_err());
+        assert!(EngineConfig::default().validate().is_ok() && TimerConfig::default().validate().is_ok());
+    }
+}
