@@ -174,24 +174,43 @@ impl From<ClientError> for Exit {
     }
 }
 
-/// What a timeout means for a request `component` should have answered for `workflow`.
-fn unanswered(component: &str, workflow: &str, timeout: Duration) -> impl Fn(ClientError) -> Exit {
-    let (component, workflow) = (component.to_string(), workflow.to_string());
-    move |e| match e {
-        ClientError::Timeout(_) => {
-            let setting = if component == "tag engine" {
-                "tag_engine.workflows"
-            } else {
-                "engine.workflows"
-            };
-            Exit(
-                4,
-                format!(
-                    "no {component} answered for workflow `{workflow}` within {}s: is one running with `{workflow}` in {setting}?",
-                    timeout.as_secs()
-                ),
-            )
+/// The component that answers a request.
+#[derive(Clone, Copy)]
+enum Answerer {
+    Engine,
+    TagEngine,
+}
+
+impl Answerer {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Engine => "workflow engine",
+            Self::TagEngine => "tag engine",
         }
+    }
+
+    /// The setting that makes it serve a workflow.
+    fn setting(self) -> &'static str {
+        match self {
+            Self::Engine => "engine.workflows",
+            Self::TagEngine => "tag_engine.workflows",
+        }
+    }
+}
+
+/// What a timeout means for a request `component` should have answered for `workflow`.
+fn unanswered(component: Answerer, workflow: &str, timeout: Duration) -> impl Fn(ClientError) -> Exit {
+    let workflow = workflow.to_string();
+    move |e| match e {
+        ClientError::Timeout(_) => Exit(
+            4,
+            format!(
+                "no {} answered for workflow `{workflow}` within {}s: is one running with `{workflow}` in {}?",
+                component.name(),
+                timeout.as_secs(),
+                component.setting()
+            ),
+        ),
         other => other.into(),
     }
 }
@@ -216,7 +235,7 @@ async fn wait_for_outcome(client: &Client, workflow: &str, id: WorkflowId, timeo
             result = &mut outcome => return print_outcome(&result?),
             _ = tokio::time::sleep_until(deadline) => {
                 if !answered {
-                    return Err(unanswered("workflow engine", workflow, timeout)(ClientError::Timeout(timeout)));
+                    return Err(unanswered(Answerer::Engine, workflow, timeout)(ClientError::Timeout(timeout)));
                 }
                 return Err(Exit(4, format!(
                     "{workflow} {id} is still running after {}s (see `baton status {workflow} {id}`)",
@@ -284,7 +303,7 @@ async fn by_target(
             client
                 .ids_by_tag_page(workflow, tag, None, 1)
                 .await
-                .map_err(unanswered("tag engine", workflow, timeout))?;
+                .map_err(unanswered(Answerer::TagEngine, workflow, timeout))?;
             Ok(client.by_tag(workflow, tag, command).await?)
         }
         (Some(text), None) => {
@@ -293,7 +312,7 @@ async fn by_target(
             client
                 .status(workflow, id)
                 .await
-                .map_err(unanswered("workflow engine", workflow, timeout))?;
+                .map_err(unanswered(Answerer::Engine, workflow, timeout))?;
             match command {
                 TaggedCommand::Signal { channel, value, .. } => {
                     Ok(client.signal_raw(workflow, id, &channel, value).await?)
@@ -400,7 +419,7 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                     // The status proves an engine took the start; otherwise the id names an
                     // instance nothing has started (it will, once an engine serves the workflow).
                     client.status(&workflow, id).await.map_err(|e| {
-                        match unanswered("workflow engine", &workflow, timeout)(e) {
+                        match unanswered(Answerer::Engine, &workflow, timeout)(e) {
                             Exit(4, message) => {
                                 Exit(4, format!("{message}\nthe start of {id} stays queued until one does"))
                             }
@@ -413,7 +432,7 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
             }
             Command::Status { workflow, id: text } => {
                 let status = client.status(&workflow, id(&text)?).await.map_err(unanswered(
-                    "workflow engine",
+                    Answerer::Engine,
                     &workflow,
                     timeout,
                 ))?;
@@ -426,7 +445,7 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                 client
                     .status(&workflow, id)
                     .await
-                    .map_err(unanswered("workflow engine", &workflow, timeout))?;
+                    .map_err(unanswered(Answerer::Engine, &workflow, timeout))?;
                 wait_for_outcome(&client, &workflow, id, timeout).await
             }
             Command::Signal {
@@ -458,7 +477,7 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                 let result = client
                     .call_raw(&workflow, id(&text)?, &method, json(&args, "the arguments")?)
                     .await
-                    .map_err(unanswered("workflow engine", &workflow, timeout))?;
+                    .map_err(unanswered(Answerer::Engine, &workflow, timeout))?;
                 print_payload(&result);
                 Ok(())
             }
@@ -502,11 +521,11 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
                 by_target(&client, &workflow, &target, TaggedCommand::CompleteTimers, timeout).await
             }
             Command::List { workflow, tag } => {
-                let ids =
-                    client
-                        .ids_by_tag(&workflow, &tag)
-                        .await
-                        .map_err(unanswered("tag engine", &workflow, timeout))?;
+                let ids = client.ids_by_tag(&workflow, &tag).await.map_err(unanswered(
+                    Answerer::TagEngine,
+                    &workflow,
+                    timeout,
+                ))?;
                 for id in ids {
                     println!("{id}");
                 }

@@ -104,12 +104,7 @@ async fn a_method_called_by_tag_reaches_every_tagged_instance() {
     };
     let a = client.start_with::<Counter>(&1, tagged.clone()).await.expect("start");
     let b = client.start_with::<Counter>(&2, tagged).await.expect("start");
-    for _ in 0..500 {
-        if client.ids_by_tag("Counter", "team-a").await.expect("ids").len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_tagged(client, "Counter", "team-a", 2).await;
     common::wait_pending(client, "Counter", a.id(), 1).await;
     common::wait_pending(client, "Counter", b.id(), 1).await;
     client
@@ -143,12 +138,7 @@ async fn a_redelivered_call_by_tag_runs_once_per_instance() {
         ..StartOptions::default()
     };
     let handle = client.start_with::<Counter>(&1, tagged).await.expect("start");
-    for _ in 0..500 {
-        if client.ids_by_tag("Counter", "team-b").await.expect("ids").len() == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_tagged(client, "Counter", "team-b", 1).await;
     common::wait_pending(client, "Counter", handle.id(), 1).await;
     // The same message twice, as a broker redelivers it after the tag engine died before
     // acknowledging: the instance must be updated once.

@@ -356,12 +356,7 @@ async fn cancel_by_tag_ends_every_tagged_instance() {
         .expect("start");
     let b = client.start_with::<Jobs>(&Job::Sleep, tagged).await.expect("start");
     let other = client.start::<Jobs>(&Job::Sleep).await.expect("start");
-    for _ in 0..500 {
-        if client.ids_by_tag("Jobs", "night-batch").await.expect("ids").len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_tagged(client, "Jobs", "night-batch", 2).await;
     client
         .cancel_by_tag("Jobs", "night-batch", "batch withdrawn")
         .await
@@ -407,12 +402,7 @@ async fn a_command_by_tag_fans_out_page_by_page() {
                 .expect("start"),
         );
     }
-    for _ in 0..500 {
-        if client.ids_by_tag("Jobs", "many").await.expect("ids").len() == 7 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_tagged(client, "Jobs", "many", 7).await;
     let (first_page, next) = client.ids_by_tag_page("Jobs", "many", None, 3).await.expect("page");
     assert_eq!(first_page.len(), 3);
     assert!(next.is_some());

@@ -212,12 +212,7 @@ async fn signals_by_tag_reach_every_tagged_instance_and_no_other() {
         .await
         .expect("start");
     // The tag index is maintained asynchronously: wait until it lists all three.
-    for _ in 0..500 {
-        if client.ids_by_tag("Listener", "batch-7").await.expect("ids").len() == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_tagged(client, "Listener", "batch-7", 3).await;
     let mut ids = client.ids_by_tag("Listener", "batch-7").await.expect("ids");
     ids.sort();
     let mut expected: Vec<_> = members.iter().map(|h| h.id()).collect();
@@ -244,12 +239,7 @@ async fn signals_by_tag_reach_every_tagged_instance_and_no_other() {
         "the other tag was not signalled"
     );
     // Ended instances leave the tag index.
-    for _ in 0..500 {
-        if client.ids_by_tag("Listener", "batch-7").await.expect("ids").is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_tagged(client, "Listener", "batch-7", 0).await;
     assert!(client.ids_by_tag("Listener", "batch-7").await.expect("ids").is_empty());
     baton.shutdown().await;
 }

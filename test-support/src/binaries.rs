@@ -72,15 +72,7 @@ impl ComponentProcess {
 
     /// `GET /ready`: its status code and body, if it answered.
     pub fn ready(&self) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect_timeout(&self.health, Duration::from_secs(1)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET /ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let status = response.get(9..12)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string())?;
-        Some((status, body))
+        crate::http_get(&self.health, "/ready")
     }
 
     /// Waits until `/ready` answers `status`, for at most `within`; returns the body.

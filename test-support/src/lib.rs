@@ -52,12 +52,18 @@ fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> bool {
 
 /// The status code of `GET http://127.0.0.1:{port}{path}`, if the server answered.
 fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(&([127, 0, 0, 1], port).into(), path).map(|(status, _)| status)
+}
+
+/// `GET http://{address}{path}`: the status code and the body, if the server answered.
+pub(crate) fn http_get(address: &std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(1)).ok()?;
+    let mut stream = std::net::TcpStream::connect_timeout(address, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.get(9..12)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string())?;
+    Some((status, body))
 }

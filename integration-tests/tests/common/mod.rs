@@ -29,3 +29,14 @@ pub async fn wait_for_status(
 pub async fn wait_pending(client: &Client, workflow: &str, id: WorkflowId, n: u32) -> WorkflowStatusView {
     wait_for_status(client, workflow, id, "pending commands", |s| s.pending_commands >= n).await
 }
+
+/// Polls the tag engine until `n` instances of `workflow` carry `tag` (at most ~5 s; callers
+/// assert on what follows).
+pub async fn wait_tagged(client: &Client, workflow: &str, tag: &str, n: usize) {
+    for _ in 0..500 {
+        if client.ids_by_tag(workflow, tag).await.expect("ids").len() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
