@@ -15,9 +15,9 @@ use baton_shared_schemas::messages::{
     WorkflowStatusView,
 };
 use baton_shared_schemas::{
-    ClientId, Envelope, Failure, FailureKind, Payload, PayloadError, RequestId, SignalId, TaskId, Topic, WorkflowId,
+    ClientId, Failure, FailureKind, Payload, PayloadError, RequestId, SignalId, TaskId, Topic, WorkflowId,
 };
-use baton_transport::{Publisher, SubscriptionKind, Transport, decode_delivery};
+use baton_transport::{ConsumeLoop, Handler, Incoming, Publisher, SubscriptionKind, Transport};
 use baton_workflow::{Channel, Method, Workflow};
 use serde::Serialize;
 use tokio::sync::oneshot;
@@ -128,9 +128,25 @@ struct Inner {
     stop: CancellationToken,
 }
 
+/// Hands replies to the requests waiting for them, while the client lives.
+struct Replies(std::sync::Weak<Inner>);
+
+#[async_trait::async_trait]
+impl Handler<ClientMessage> for Replies {
+    type Error = std::convert::Infallible;
+
+    async fn handle_one(&mut self, message: &Incoming<ClientMessage>) -> Result<(), Self::Error> {
+        // A reply for a client that is gone has nobody to reach: it is acknowledged and dropped.
+        if let Some(inner) = self.0.upgrade() {
+            inner.on_reply(message.envelope.body.clone());
+        }
+        Ok(())
+    }
+}
+
 impl Inner {
     fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+        baton_runtime::locked(&self.pending)
     }
 
     fn on_reply(&self, message: ClientMessage) {
@@ -214,7 +230,7 @@ impl Client {
         reply_timeout: Duration,
     ) -> Result<Self, ClientError> {
         let id = ClientId::new();
-        let mut replies = transport
+        let replies = transport
             .subscribe(Topic::client(id).name(), "client", SubscriptionKind::Exclusive)
             .await?;
         let inner = Arc::new(Inner {
@@ -225,27 +241,11 @@ impl Client {
             reply_timeout,
             stop: CancellationToken::new(),
         });
-        let reader = Arc::downgrade(&inner);
-        let stop = inner.stop.clone();
+        let mut reader = Replies(Arc::downgrade(&inner));
+        let consume = ConsumeLoop::new("client message", inner.stop.clone());
         tokio::spawn(async move {
-            loop {
-                let delivery = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    next = replies.next() => match next {
-                        Ok(d) => d,
-                        Err(_) => return,
-                    },
-                };
-                match decode_delivery::<ClientMessage>(&delivery) {
-                    Ok(Envelope { body, .. }) => {
-                        let Some(inner) = reader.upgrade() else {
-                            return;
-                        };
-                        inner.on_reply(body);
-                        delivery.ack().await;
-                    }
-                    Err(e) => delivery.dead_letter(&format!("undecodable client message: {e}")).await,
-                }
+            if let Err(e) = consume.run(replies, &mut reader).await {
+                tracing::warn!(error = %e, "the client's replies stopped");
             }
         });
         Ok(Self { inner })

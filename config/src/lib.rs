@@ -22,6 +22,8 @@ pub struct EngineConfig {
     pub shards: usize,
     /// States cached per shard.
     pub cache_per_shard: usize,
+    /// Deliveries a shard takes at a time when several are ready.
+    pub batch: usize,
     /// How long ended instances are kept (`retention_secs`).
     #[serde(rename = "retention_secs", with = "durations::secs")]
     pub retention: Duration,
@@ -33,6 +35,7 @@ impl Default for EngineConfig {
             workflows: Vec::new(),
             shards: 8,
             cache_per_shard: 4_096,
+            batch: 64,
             retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
@@ -42,8 +45,8 @@ impl EngineConfig {
     /// Rejects settings that cannot work, naming the setting: a zero retention would delete an
     /// instance as it ends.
     pub fn validate(&self) -> Result<(), String> {
-        if self.shards == 0 || self.cache_per_shard == 0 {
-            return Err("engine.shards and engine.cache_per_shard must be at least 1".into());
+        if self.shards == 0 || self.cache_per_shard == 0 || self.batch == 0 {
+            return Err("engine.shards, engine.cache_per_shard and engine.batch must be at least 1".into());
         }
         if self.retention.is_zero() {
             return Err("engine.retention_secs must be above zero".into());
@@ -104,6 +107,8 @@ pub struct TagEngineConfig {
     pub services: Vec<String>,
     /// Instances addressed per page of a command by tag.
     pub page_size: usize,
+    /// Deliveries taken at a time when several are ready.
+    pub batch: usize,
 }
 
 impl Default for TagEngineConfig {
@@ -112,6 +117,7 @@ impl Default for TagEngineConfig {
             workflows: Vec::new(),
             services: Vec::new(),
             page_size: 1_000,
+            batch: 64,
         }
     }
 }
@@ -119,8 +125,8 @@ impl Default for TagEngineConfig {
 impl TagEngineConfig {
     /// Rejects settings that cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
-        if self.page_size == 0 {
-            return Err("tag_engine.page_size must be at least 1".into());
+        if self.page_size == 0 || self.batch == 0 {
+            return Err("tag_engine.page_size and tag_engine.batch must be at least 1".into());
         }
         Ok(())
     }

@@ -128,8 +128,7 @@ async fn a_method_called_by_tag_reaches_every_tagged_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redelivered_call_by_tag_runs_once_per_instance() {
     use baton_shared_schemas::messages::{TagEngineMessage, TaggedCommand};
-    use baton_shared_schemas::{Payload, Timestamp, Topic};
-    use baton_transport::EncodedMessage;
+    use baton_shared_schemas::{EncodedMessage, Envelope, Payload, Timestamp, Topic};
 
     let baton = Embedded::builder().workflow::<Counter>().start().await.expect("start");
     let client = baton.client();
@@ -151,10 +150,10 @@ async fn a_redelivered_call_by_tag_runs_once_per_instance() {
         },
         cursor: None,
     };
-    let once =
-        EncodedMessage::encode(&Topic::workflow_tag("Counter"), add_ten, Timestamp::now_system()).expect("encode");
+    let envelope = Envelope::new(add_ten, Timestamp::now_system());
+    let once = EncodedMessage::encode(&Topic::workflow_tag("Counter"), &envelope).expect("encode");
     for _ in 0..2 {
-        let (topic, message) = once.clone().into_outgoing();
+        let (topic, message) = baton_transport::outgoing(once.clone());
         baton.transport().publish(&topic, message).await.expect("publish");
     }
     // A later, distinct call by tag: once it shows, both copies above were handled (one key,

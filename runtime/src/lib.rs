@@ -10,7 +10,7 @@ mod retry;
 mod supervisor;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use retry::{Backoff, Outage, Transient, retry_transient};
+pub use retry::{Backoff, Classify, ErrorClass, Outage, Transient, retry_transient};
 pub use supervisor::{Supervisor, TaskFailed};
 pub use tokio_util::sync::CancellationToken;
 

@@ -14,6 +14,44 @@ pub trait Transient {
     fn is_transient(&self) -> bool;
 }
 
+/// What an error says about the message whose handling met it; decides how the message is
+/// settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A dependency is unreachable: the same message is tried again in place once it is back
+    /// (left unsettled, for redelivery, if the process stops first).
+    Transient,
+    /// This attempt failed but a later one may not (another writer kept winning): the message
+    /// is redelivered after the transport's backoff, and dead-lettered once its redeliveries
+    /// are spent.
+    Retryable,
+    /// The message can never be handled (it contradicts what is stored, or cannot be
+    /// encoded): it is dead-lettered at once with the reason.
+    Poison,
+}
+
+/// Errors that say how their message is settled.
+pub trait Classify: Transient {
+    /// The class of this error. By default transient errors are [`ErrorClass::Transient`] and
+    /// the others [`ErrorClass::Retryable`].
+    fn class(&self) -> ErrorClass {
+        if self.is_transient() {
+            ErrorClass::Transient
+        } else {
+            ErrorClass::Retryable
+        }
+    }
+}
+
+impl Transient for std::convert::Infallible {
+    fn is_transient(&self) -> bool {
+        match *self {}
+    }
+}
+
+/// For handlers that cannot fail.
+impl Classify for std::convert::Infallible {}
+
 /// Delays between attempts: `initial`, doubling, never more than `max`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {

@@ -21,6 +21,8 @@ pub struct TaskFailed {
 pub struct Supervisor {
     token: CancellationToken,
     tasks: JoinSet<(String, Result<(), String>)>,
+    /// Names by task id, so a task that panicked is still named.
+    names: std::collections::HashMap<tokio::task::Id, String>,
 }
 
 impl Supervisor {
@@ -29,6 +31,7 @@ impl Supervisor {
         Self {
             token,
             tasks: JoinSet::new(),
+            names: std::collections::HashMap::new(),
         }
     }
 
@@ -44,13 +47,43 @@ impl Supervisor {
         E: std::fmt::Display,
     {
         let name = name.into();
-        self.tasks.spawn(async move {
+        let label = name.clone();
+        let handle = self.tasks.spawn(async move {
             let result = task.await.map_err(|e| e.to_string());
             if let Err(reason) = &result {
                 tracing::error!(task = %name, %reason, "supervised task failed");
             }
             (name, result)
         });
+        self.names.insert(handle.id(), label);
+    }
+
+    fn panicked(&self, error: &tokio::task::JoinError) -> TaskFailed {
+        TaskFailed {
+            name: self.names.get(&error.id()).cloned().unwrap_or_else(|| "unnamed".into()),
+            reason: if error.is_panic() {
+                "panicked".into()
+            } else {
+                "cancelled".into()
+            },
+        }
+    }
+
+    /// Waits for every task to end. The first one that fails cancels the token, so one failed
+    /// part stops the whole component; its failure is returned.
+    pub async fn join(mut self) -> Result<(), TaskFailed> {
+        let mut first = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let failed = match joined {
+                Ok((_, Ok(()))) => continue,
+                Ok((name, Err(reason))) => TaskFailed { name, reason },
+                Err(e) => self.panicked(&e),
+            };
+            tracing::error!(task = %failed.name, reason = %failed.reason, "stopping the component");
+            self.token.cancel();
+            first.get_or_insert(failed);
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Cancels every task and waits up to `deadline` for them to finish; tasks still running
@@ -63,10 +96,7 @@ impl Supervisor {
                 match joined {
                     Ok((_, Ok(()))) => {}
                     Ok((name, Err(reason))) => failures.push(TaskFailed { name, reason }),
-                    Err(e) => failures.push(TaskFailed {
-                        name: "unknown".into(),
-                        reason: e.to_string(),
-                    }),
+                    Err(e) => failures.push(self.panicked(&e)),
                 }
             }
         })

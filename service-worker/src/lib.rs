@@ -9,6 +9,7 @@
 //! `baton-workflow`. Concurrency is bounded; shutdown stops consuming and drains in-flight work.
 
 mod context;
+pub mod decision;
 #[cfg(feature = "http-bridge")]
 pub mod http_bridge;
 mod retry;

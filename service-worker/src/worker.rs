@@ -1,30 +1,23 @@
-//! The worker loop: consumes service tasks and workflow tasks with bounded concurrency.
+//! The worker's runner: consumes service tasks and workflow tasks with bounded concurrency
+//! through the shared [`ConsumeLoop`], runs them, and reports what [`decision`] decides.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use baton_runtime::{Backoff, CancellationToken, Clock, retry_transient};
-use baton_shared_schemas::messages::{
-    ExecuteTask, ServiceTaskMessage, TagEngineMessage, TaskControlMessage, TimerMessage, WorkflowEngineMessage,
-    WorkflowTaskMessage,
-};
-use baton_shared_schemas::{
-    AttemptFailure, Envelope, Failure, FailureKind, TaskId, TimerId, Timestamp, Topic, TopicMessage,
-};
-use baton_transport::{
-    Delivery, EncodedMessage, Publisher, Subscription, SubscriptionKind, Transport, TransportError, decode_delivery,
-};
+use baton_runtime::{Backoff, CancellationToken, Clock, Supervisor, retry_transient};
+use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskControlMessage, WorkflowTaskMessage};
+use baton_shared_schemas::{Envelope, Failure, FailureKind, TaskId, Topic};
+use baton_transport::{ConsumeLoop, Handler, Incoming, Publisher, SubscriptionKind, Transport, subscribe_all};
 use baton_workflow::{CheckMode, ErasedWorkflow, Registry, RegistryError};
 use futures::FutureExt;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 pub use baton_config::WorkerConfig;
 
 use crate::context::TaskContext;
-use crate::retry::RetryDecision;
+use crate::decision::{self, AttemptEnd, Report};
 use crate::service::{ServiceHandler, ServiceOptions};
 
 /// Subscription name workers consume with.
@@ -42,6 +35,32 @@ pub enum WorkerError {
     /// A workflow registration failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// A task's report could not be encoded.
+    #[error("cannot encode a task report: {0}")]
+    Encode(#[source] baton_shared_schemas::CodecError),
+    /// The drain deadline stopped an attempt before it finished; the task is redelivered.
+    #[error("worker shut down before the attempt finished")]
+    Interrupted,
+    /// One of the worker's tasks failed, which stops the worker.
+    #[error(transparent)]
+    Task(#[from] baton_runtime::TaskFailed),
+}
+
+impl baton_runtime::Transient for WorkerError {
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Transport(e) if e.is_transient())
+    }
+}
+
+impl baton_runtime::Classify for WorkerError {
+    fn class(&self) -> baton_runtime::ErrorClass {
+        use baton_runtime::ErrorClass;
+        match self {
+            Self::Encode(_) => ErrorClass::Poison,
+            Self::Transport(e) if e.is_transient() => ErrorClass::Transient,
+            _ => ErrorClass::Retryable,
+        }
+    }
 }
 
 /// Tasks cancelled recently, so a retry that arrives after the cancellation is skipped.
@@ -148,132 +167,66 @@ impl Worker {
         let control_subscription = format!("{SUBSCRIPTION}-{}", baton_shared_schemas::ClientId::new());
         let service_slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let workflow_slots = Arc::new(Semaphore::new(self.config.workflow_concurrency.max(1)));
-        let mut readers = JoinSet::new();
         // Every subscription at once: joining a broker's consumer group can take seconds each.
-        let control_topics: Vec<_> = self.services.keys().map(|name| Topic::task_control(name)).collect();
         let service_names: Vec<String> = self.services.keys().cloned().collect();
+        let control_topics: Vec<_> = service_names.iter().map(|name| Topic::task_control(name)).collect();
         let service_topics: Vec<_> = service_names.iter().map(|name| Topic::service_task(name)).collect();
         let workflow_topics: Vec<_> = shared.registry.names().map(Topic::workflow_task).collect();
-        let (controls, service_subscriptions, workflow_subscriptions) =
-            futures::future::try_join3(
-                futures::future::try_join_all(control_topics.iter().map(|topic| {
-                    transport.subscribe(topic.name(), &control_subscription, SubscriptionKind::Exclusive)
-                })),
-                futures::future::try_join_all(
-                    service_topics
-                        .iter()
-                        .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Shared)),
-                ),
-                futures::future::try_join_all(
-                    workflow_topics
-                        .iter()
-                        .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Shared)),
-                ),
-            )
-            .await?;
-        for mut control in controls {
-            let (shared, shutdown) = (shared.clone(), shutdown.clone());
-            readers.spawn(async move {
-                loop {
-                    let delivery = tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        next = control.next() => next?,
-                    };
-                    shared.on_control(delivery).await;
-                }
+        let transport = transport.as_ref();
+        let (controls, service_subscriptions, workflow_subscriptions) = futures::future::try_join3(
+            subscribe_all(
+                transport,
+                &control_topics,
+                &control_subscription,
+                SubscriptionKind::Exclusive,
+            ),
+            subscribe_all(transport, &service_topics, SUBSCRIPTION, SubscriptionKind::Shared),
+            subscribe_all(transport, &workflow_topics, SUBSCRIPTION, SubscriptionKind::Shared),
+        )
+        .await?;
+        let mut supervisor = Supervisor::new(shutdown.clone());
+        for (topic, control) in control_topics.iter().zip(controls) {
+            let consume = ConsumeLoop::new("task control message", shutdown.clone());
+            let mut handler = Controls(shared.clone());
+            supervisor.spawn(format!("worker consumer of {}", topic.name()), async move {
+                consume.run(control, &mut handler).await
             });
         }
         let mut services = self.services;
-        for (name, subscription) in service_names.into_iter().zip(service_subscriptions) {
-            let Some((handler, options)) = services.remove(&name) else {
+        for ((name, topic), subscription) in service_names.iter().zip(&service_topics).zip(service_subscriptions) {
+            let Some((handler, options)) = services.remove(name) else {
                 continue;
             };
-            let (shared, options) = (shared.clone(), Arc::new(options));
-            readers.spawn(consume(
-                subscription,
-                service_slots.clone(),
-                shutdown.clone(),
-                move |delivery| {
-                    let (shared, handler, options) = (shared.clone(), handler.clone(), options.clone());
-                    async move { shared.execute_service_task(delivery, handler.as_ref(), &options).await }
-                },
-            ));
+            let consume = ConsumeLoop::new("service task message", shutdown.clone());
+            let handler = ServiceTasks {
+                shared: shared.clone(),
+                handler,
+                options: Arc::new(options),
+            };
+            let slots = service_slots.clone();
+            supervisor.spawn(format!("worker consumer of {}", topic.name()), async move {
+                consume.run_each(subscription, slots, handler).await
+            });
         }
-        for subscription in workflow_subscriptions {
-            let shared = shared.clone();
-            readers.spawn(consume(
-                subscription,
-                workflow_slots.clone(),
-                shutdown.clone(),
-                move |delivery| {
-                    let shared = shared.clone();
-                    async move { shared.execute_workflow_task(delivery).await }
-                },
-            ));
+        for (topic, subscription) in workflow_topics.iter().zip(workflow_subscriptions) {
+            let consume = ConsumeLoop::new("workflow task message", shutdown.clone());
+            let (handler, slots) = (WorkflowTasks(shared.clone()), workflow_slots.clone());
+            supervisor.spawn(format!("worker consumer of {}", topic.name()), async move {
+                consume.run_each(subscription, slots, handler).await
+            });
         }
 
-        let drained = async {
-            let mut result = Ok(());
-            while let Some(joined) = readers.join_next().await {
-                if let Ok(Err(e)) = joined {
-                    tracing::error!(error = %e, "worker consumer failed");
-                    shutdown.cancel();
-                    result = Err(e);
-                }
-            }
-            result
-        };
+        let drained = supervisor.join();
         tokio::pin!(drained);
-        tokio::select! {
-            result = &mut drained => result,
+        let joined = tokio::select! {
+            joined = &mut drained => joined,
             _ = async { shutdown.cancelled().await; tokio::time::sleep(self.config.drain_timeout).await } => {
                 tracing::warn!("drain deadline reached; cancelling in-flight attempts");
                 shared.attempts.cancel();
                 drained.await
             }
-        }
-    }
-}
-
-/// Takes deliveries while a concurrency slot is free and runs `handle` on each; on shutdown,
-/// stops taking and waits for the handlers already running.
-async fn consume<F, Fut>(
-    mut subscription: Box<dyn Subscription>,
-    slots: Arc<Semaphore>,
-    shutdown: CancellationToken,
-    handle: F,
-) -> Result<(), WorkerError>
-where
-    F: Fn(Delivery) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let mut running = JoinSet::new();
-    let result = loop {
-        let Some(permit) = acquire(&slots, &shutdown).await else {
-            break Ok(());
         };
-        let delivery = tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            next = subscription.next() => match next {
-                Ok(d) => d,
-                Err(e) => break Err(WorkerError::from(e)),
-            },
-        };
-        let work = handle(delivery);
-        running.spawn(async move {
-            work.await;
-            drop(permit);
-        });
-        while running.try_join_next().is_some() {}
-    };
-    while running.join_next().await.is_some() {}
-    result
-}
-
-async fn acquire(slots: &Arc<Semaphore>, shutdown: &CancellationToken) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    tokio::select! {
-        _ = shutdown.cancelled() => None,
-        permit = slots.clone().acquire_owned() => permit.ok(),
+        Ok(joined?)
     }
 }
 
@@ -291,80 +244,31 @@ struct Shared {
 
 use baton_runtime::locked;
 
-/// A number in `[0, 1)` derived from the task and attempt, for retry jitter.
-fn unit_random(task: &ExecuteTask) -> f64 {
-    let mut x = task.task_id.0.as_u128() as u64 ^ u64::from(task.attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    (x >> 11) as f64 / (1u64 << 53) as f64
-}
-
 impl Shared {
-    /// Publishes an outcome, waiting out a broker outage in place (until the drain deadline)
-    /// rather than nacking: a nack would run the attempt again for nothing.
-    async fn publish_outcome<M: TopicMessage + Clone>(
-        &self,
-        topic: &Topic<M>,
-        body: M,
-        now: Timestamp,
-    ) -> Result<(), TransportError> {
+    /// Reports a task's end, waiting out a broker outage in place (until the drain deadline)
+    /// rather than failing: a redelivery would run the attempt again for nothing.
+    async fn report(&self, report: &Report, cause: &Envelope<impl Sized>) -> Result<(), WorkerError> {
+        let now = self.clock.now();
+        let message = decision::encode(report, cause.message_id, &cause.trace, now).map_err(WorkerError::Encode)?;
         retry_transient("publish task outcome", Backoff::DEPENDENCY, &self.attempts, || {
-            self.publisher.publish(topic, body.clone(), now)
+            self.publisher.publish_encoded(vec![message.clone()])
         })
-        .await
-    }
-
-    /// Settles a delivery after its outcome was (or could not be) published.
-    async fn settle(delivery: Delivery, published: Result<(), TransportError>, what: &str) {
-        match published {
-            Ok(()) => delivery.ack().await,
-            // Given up at the drain deadline during an outage: left unsettled, redelivered.
-            Err(e) if e.is_transient() => {
-                tracing::info!(error = %e, "stopping during a broker outage; {what} left for redelivery")
-            }
-            Err(e) => delivery.nack(&format!("cannot publish {what}: {e}")).await,
-        }
-    }
-
-    async fn on_control(&self, delivery: Delivery) {
-        match decode_delivery::<TaskControlMessage>(&delivery) {
-            Ok(envelope) => {
-                let TaskControlMessage::Cancel { task_id } = envelope.body;
-                locked(&self.cancelled).insert(task_id);
-                if let Some(token) = locked(&self.running).get(&task_id) {
-                    tracing::debug!(task = %task_id, "cancelling a running task");
-                    token.cancel();
-                }
-                delivery.ack().await;
-            }
-            Err(e) => {
-                delivery
-                    .dead_letter(&format!("undecodable task control message: {e}"))
-                    .await
-            }
-        }
+        .await?;
+        Ok(())
     }
 
     fn was_cancelled(&self, task: TaskId) -> bool {
         locked(&self.cancelled).set.contains(&task)
     }
 
-    async fn execute_service_task(&self, delivery: Delivery, handler: &dyn ServiceHandler, options: &ServiceOptions) {
-        let envelope: Envelope<ServiceTaskMessage> = match decode_delivery(&delivery) {
-            Ok(e) => e,
-            Err(e) => {
-                delivery.dead_letter(&format!("undecodable service task: {e}")).await;
-                return;
-            }
-        };
-        let ServiceTaskMessage::Execute(task) = envelope.body;
-        tracing::debug!(workflow = %task.workflow_id, task = %task.task_id, attempt = task.attempt, redeliveries = delivery.redeliveries, "service task received");
-        if self.was_cancelled(task.task_id) {
-            // Its workflow was cancelled or ended, e.g. while this attempt waited for its retry.
-            delivery.ack().await;
-            return;
-        }
+    /// Runs one attempt of a service task. `None` when it was stopped: by a cancellation of its
+    /// task (`Some(true)` in the flag) or by the drain deadline.
+    async fn attempt(
+        &self,
+        task: &ExecuteTask,
+        handler: &dyn ServiceHandler,
+        options: &ServiceOptions,
+    ) -> Result<AttemptEnd, Stopped> {
         let method = options.for_method(&task.method);
         let cancellation = self.attempts.child_token();
         locked(&self.running).insert(task.task_id, cancellation.clone());
@@ -394,18 +298,18 @@ impl Shared {
                 // Asked to stop: give the attempt a grace period to wind down, then drop it.
                 let _ = tokio::time::timeout(self.cancel_grace, &mut attempt).await;
                 locked(&self.running).remove(&task.task_id);
-                delivery.ack().await;
-                return;
+                return Err(Stopped::Cancelled);
             }
             None => {
-                // Worker shutdown deadline: leave the task unacknowledged so it is redelivered.
                 locked(&self.running).remove(&task.task_id);
-                delivery.nack("worker shut down before the attempt finished").await;
-                return;
+                return Err(Stopped::Draining);
             }
         };
         locked(&self.running).remove(&task.task_id);
-        let outcome = match finished {
+        if delegated.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(AttemptEnd::Delegated);
+        }
+        Ok(AttemptEnd::Returned(match finished {
             Ok(Ok(result)) => result,
             Ok(Err(panic)) => Err(Failure {
                 retryable: true,
@@ -429,110 +333,84 @@ impl Shared {
                     )
                 })
             }
-        };
-        if delegated.load(std::sync::atomic::Ordering::SeqCst) {
-            let handed_back = TagEngineMessage::TaskDelegated {
-                task_id: task.task_id,
-                workflow_name: task.workflow_name.clone(),
-                workflow_id: task.workflow_id,
-            };
-            let published = self
-                .publish_outcome(&Topic::service_tag(&task.service), handed_back, self.clock.now())
-                .await;
-            Self::settle(delivery, published, "delegated task registration").await;
-            return;
-        }
-        let now = self.clock.now();
-        let engine = Topic::workflow_engine(&task.workflow_name);
-        let published = match outcome {
-            Ok(output) => {
-                let done = WorkflowEngineMessage::TaskCompleted {
-                    workflow_id: task.workflow_id,
-                    task_id: task.task_id,
-                    output,
-                };
-                self.publish_outcome(&engine, done, now).await
-            }
-            Err(failure) => match method.retry.decide(task.attempt, &failure, unit_random(&task)) {
-                RetryDecision::RetryAfter(delay) => {
-                    tracing::debug!(task = %task.task_id, attempt = task.attempt, ?delay, failure = %failure, "retrying later");
-                    let mut previous = task.previous_failures.clone();
-                    previous.push(AttemptFailure {
-                        attempt: task.attempt,
-                        at: now,
-                        kind: failure.kind,
-                        message: failure.message.clone(),
-                    });
-                    let next = ExecuteTask {
-                        attempt: task.attempt + 1,
-                        previous_failures: previous,
-                        ..task.clone()
-                    };
-                    let timer_id = TimerId::for_retry(task.task_id, next.attempt);
-                    match EncodedMessage::encode(
-                        &Topic::service_task(&task.service),
-                        ServiceTaskMessage::Execute(next),
-                        now,
-                    ) {
-                        Ok(m) => {
-                            let message = baton_shared_schemas::messages::ScheduledMessage {
-                                topic: m.topic,
-                                key: m.key,
-                                bytes: m.bytes,
-                            };
-                            let schedule = TimerMessage::Schedule {
-                                timer_id,
-                                due: now.saturating_add(delay),
-                                message,
-                            };
-                            self.publish_outcome(&Topic::timers(), schedule, now).await
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-                RetryDecision::GiveUp => {
-                    let failure = Failure {
-                        previous_attempts: task.previous_failures.clone(),
-                        ..failure
-                    };
-                    let failed = WorkflowEngineMessage::TaskFailed {
-                        workflow_id: task.workflow_id,
-                        task_id: task.task_id,
-                        failure,
-                    };
-                    self.publish_outcome(&engine, failed, now).await
-                }
-            },
-        };
-        tracing::debug!(workflow = %task.workflow_id, task = %task.task_id, ok = published.is_ok(), "service task outcome published");
-        Self::settle(delivery, published, "task outcome").await;
+        }))
     }
+}
 
-    async fn execute_workflow_task(&self, delivery: Delivery) {
-        let envelope: Envelope<WorkflowTaskMessage> = match decode_delivery(&delivery) {
-            Ok(e) => e,
-            Err(e) => {
-                delivery.dead_letter(&format!("undecodable workflow task: {e}")).await;
-                return;
+/// Why an attempt ended without a result.
+enum Stopped {
+    /// Its task was cancelled: nothing to report.
+    Cancelled,
+    /// The worker's drain deadline passed: the task is redelivered.
+    Draining,
+}
+
+/// Runs service tasks of one service.
+#[derive(Clone)]
+struct ServiceTasks {
+    shared: Arc<Shared>,
+    handler: Arc<dyn ServiceHandler>,
+    options: Arc<ServiceOptions>,
+}
+
+#[async_trait::async_trait]
+impl Handler<ServiceTaskMessage> for ServiceTasks {
+    type Error = WorkerError;
+
+    async fn handle_one(&mut self, message: &Incoming<ServiceTaskMessage>) -> Result<(), WorkerError> {
+        let ServiceTaskMessage::Execute(task) = &message.envelope.body;
+        tracing::debug!(workflow = %task.workflow_id, task = %task.task_id, attempt = task.attempt, redeliveries = message.redeliveries, "service task received");
+        if self.shared.was_cancelled(task.task_id) {
+            // Its workflow was cancelled or ended, e.g. while this attempt waited for its retry.
+            return Ok(());
+        }
+        match self.shared.attempt(task, self.handler.as_ref(), &self.options).await {
+            Ok(end) => {
+                let policy = &self.options.for_method(&task.method).retry;
+                let report = decision::attempt_ended(task, end, policy, self.shared.clock.now());
+                self.shared.report(&report, &message.envelope).await
             }
-        };
-        let WorkflowTaskMessage::Execute(task) = envelope.body;
-        tracing::debug!(workflow = %task.workflow_id, index = task.task_index, redeliveries = delivery.redeliveries, "workflow task received");
-        let result = baton_workflow::replay::execute(&self.registry, &task);
-        let message = match result {
-            Ok(done) => WorkflowEngineMessage::WorkflowTaskCompleted(done),
-            Err(failure) => {
-                tracing::warn!(workflow = %task.workflow_id, name = %task.workflow_name, failure = %failure, "workflow task failed; the instance waits for a fix");
-                WorkflowEngineMessage::WorkflowTaskFailed {
-                    workflow_id: task.workflow_id,
-                    task_id: task.task_id,
-                    failure,
-                }
-            }
-        };
-        let published = self
-            .publish_outcome(&Topic::workflow_engine(&task.workflow_name), message, self.clock.now())
-            .await;
-        Self::settle(delivery, published, "workflow task outcome").await;
+            Err(Stopped::Cancelled) => Ok(()),
+            Err(Stopped::Draining) => Err(WorkerError::Interrupted),
+        }
+    }
+}
+
+/// Replays workflow tasks.
+#[derive(Clone)]
+struct WorkflowTasks(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl Handler<WorkflowTaskMessage> for WorkflowTasks {
+    type Error = WorkerError;
+
+    async fn handle_one(&mut self, message: &Incoming<WorkflowTaskMessage>) -> Result<(), WorkerError> {
+        let WorkflowTaskMessage::Execute(task) = &message.envelope.body;
+        tracing::debug!(workflow = %task.workflow_id, index = task.task_index, redeliveries = message.redeliveries, "workflow task received");
+        let result = baton_workflow::replay::execute(&self.0.registry, task);
+        if let Err(failure) = &result {
+            tracing::warn!(workflow = %task.workflow_id, name = %task.workflow_name, failure = %failure, "workflow task failed; the instance waits for a fix");
+        }
+        self.0
+            .report(&decision::replayed(task, result), &message.envelope)
+            .await
+    }
+}
+
+/// Hears cancellations of tasks.
+struct Controls(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl Handler<TaskControlMessage> for Controls {
+    type Error = WorkerError;
+
+    async fn handle_one(&mut self, message: &Incoming<TaskControlMessage>) -> Result<(), WorkerError> {
+        let TaskControlMessage::Cancel { task_id } = message.envelope.body;
+        locked(&self.0.cancelled).insert(task_id);
+        if let Some(token) = locked(&self.0.running).get(&task_id) {
+            tracing::debug!(task = %task_id, "cancelling a running task");
+            token.cancel();
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{MessageId, Timestamp};
+use crate::{CodecError, MessageId, Timestamp, Topic, TopicMessage, codec};
 
 /// Version of the envelope and message layouts written by this build. Readers accept every
 /// earlier version (fields and variants are only appended).
@@ -42,5 +42,54 @@ impl<B> Envelope<B> {
             trace: TraceContext::default(),
             body,
         }
+    }
+}
+
+impl<B> Envelope<B> {
+    /// Wraps a body under a message id the caller derived (so a redelivered input emits
+    /// byte-identical output), in the trace of the message that caused it.
+    pub fn derived(body: B, message_id: MessageId, emitted_at: Timestamp, trace: TraceContext) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            message_id,
+            emitted_at,
+            trace,
+            body,
+        }
+    }
+}
+
+/// A message encoded for its topic: what a component keeps in an outbox, what a timer
+/// publishes when due, and what the transport sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncodedMessage {
+    /// Target topic.
+    pub topic: String,
+    /// Routing key on the target topic (derived from the body).
+    pub key: String,
+    /// The encoded envelope.
+    pub bytes: Vec<u8>,
+}
+
+impl EncodedMessage {
+    /// Encodes an envelope for `topic`.
+    pub fn encode<M: TopicMessage>(topic: &Topic<M>, envelope: &Envelope<M>) -> Result<Self, CodecError> {
+        Ok(Self {
+            topic: topic.name().to_string(),
+            key: envelope.body.routing_key(),
+            bytes: codec::encode(envelope)?,
+        })
+    }
+
+    /// Encodes `body` for `topic` under a message id derived by the caller, in the trace of
+    /// the message that caused it: how components emit what they decided.
+    pub fn derived<M: TopicMessage>(
+        topic: &Topic<M>,
+        body: M,
+        message_id: MessageId,
+        emitted_at: Timestamp,
+        trace: &TraceContext,
+    ) -> Result<Self, CodecError> {
+        Self::encode(topic, &Envelope::derived(body, message_id, emitted_at, trace.clone()))
     }
 }

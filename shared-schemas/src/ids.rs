@@ -208,6 +208,13 @@ impl MessageId {
     pub fn continuation(self) -> Self {
         Self(Uuid::new_v5(&self.0, b"continuation"))
     }
+
+    /// The id of the `index`-th message a component emits in answer to this one: derived, so
+    /// handling a redelivery emits the same ids and receivers can drop the repeats.
+    pub fn nth(self, index: u32) -> Self {
+        let name = [b"effect".as_slice(), &index.to_be_bytes()].concat();
+        Self(Uuid::new_v5(&self.0, &name))
+    }
 }
 
 impl RequestId {

@@ -4,8 +4,11 @@
 //! [`TagIndex`] is the storage-facing core; [`run`] consumes `workflow-tag:{Workflow}` (keyed by
 //! tag: tag maintenance from the engine, id lookups, commands addressed by tag, fanned out a
 //! page at a time) and `service-tag:{Service}` (keyed by task id: delegated tasks, completed or
-//! failed later through the client). Depends on the transport and key-set storage traits.
+//! failed later through the client). [`decision`] decides each message without I/O; the
+//! runner reads, publishes and writes what it decides. Depends on the transport and key-set
+//! storage traits.
 
+pub mod decision;
 mod runner;
 
 pub use runner::{TagEngineConfig, run};
@@ -35,6 +38,12 @@ pub enum TagError {
     /// Tags must be non-empty and free of control characters.
     #[error("invalid tag {0:?}: tags are non-empty text without control characters")]
     InvalidTag(String),
+    /// A record could not be encoded.
+    #[error("cannot encode: {0}")]
+    Encode(#[source] baton_shared_schemas::CodecError),
+    /// One of the tag engine's tasks failed, which stops it.
+    #[error(transparent)]
+    Task(#[from] baton_runtime::TaskFailed),
 }
 
 impl baton_runtime::Transient for TagError {
@@ -42,7 +51,20 @@ impl baton_runtime::Transient for TagError {
         match self {
             Self::Storage(e) => e.is_transient(),
             Self::Transport(e) => e.is_transient(),
-            Self::CorruptMember { .. } | Self::InvalidTag(_) => false,
+            Self::CorruptMember { .. } | Self::InvalidTag(_) | Self::Encode(_) | Self::Task(_) => false,
+        }
+    }
+}
+
+impl baton_runtime::Classify for TagError {
+    fn class(&self) -> baton_runtime::ErrorClass {
+        use baton_runtime::ErrorClass;
+        match self {
+            // The message or what is stored for it can never be handled as it is.
+            Self::CorruptMember { .. } | Self::InvalidTag(_) | Self::Encode(_) => ErrorClass::Poison,
+            Self::Storage(e) if e.is_transient() => ErrorClass::Transient,
+            Self::Transport(e) if e.is_transient() => ErrorClass::Transient,
+            Self::Storage(_) | Self::Transport(_) | Self::Task(_) => ErrorClass::Retryable,
         }
     }
 }

@@ -1,28 +1,35 @@
-//! The tag engine loop.
+//! The tag engine's runner: carries out [`decision`](crate::decision)'s decisions. Per message
+//! it reads what the decision needs, decides, publishes the effects and then writes; the
+//! shared [`ConsumeLoop`] acknowledges. Every step is idempotent, so handling a message again
+//! after a partial failure is safe.
 
 use std::sync::Arc;
 
-use baton_runtime::{Backoff, CancellationToken, Clock, Transient, retry_transient};
-use baton_shared_schemas::messages::{ClientMessage, TagEngineMessage, TaggedCommand, WorkflowEngineMessage};
-use baton_shared_schemas::{Envelope, Failure, FailureKind, MessageId, Payload, RequestId, TaskId, Topic, WorkflowId};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD_NO_PAD;
+use baton_runtime::{CancellationToken, Clock, Supervisor};
+use baton_shared_schemas::messages::TagEngineMessage;
+use baton_shared_schemas::{TaskId, Topic, codec};
 use baton_storage::KeySetStore;
-use baton_transport::{Delivery, Publisher, SubscriptionKind, Transport, decode_delivery};
-use tokio::task::JoinSet;
+use baton_transport::{ConsumeLoop, Handler, Incoming, Publisher, SubscriptionKind, Transport, subscribe_all};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use baton_config::TagEngineConfig;
 
+use crate::decision::{self, Loaded, Read, Write};
 use crate::{TagError, TagIndex};
 
 /// Subscription name the tag engine consumes with.
 pub const SUBSCRIPTION: &str = "tag-engine";
 
+#[derive(Clone)]
 struct Engine {
     index: TagIndex,
     store: Arc<dyn KeySetStore>,
     publisher: Publisher,
     clock: Arc<dyn Clock>,
     page_size: usize,
-    shutdown: CancellationToken,
 }
 
 fn delegation_key(task: TaskId) -> String {
@@ -33,227 +40,86 @@ fn early_result_key(task: TaskId) -> String {
     format!("delegated-result:{task}")
 }
 
-impl Engine {
-    async fn handle(&self, delivery: Delivery) {
-        let envelope: Envelope<TagEngineMessage> = match decode_delivery(&delivery) {
-            Ok(e) => e,
-            Err(e) => {
-                delivery
-                    .dead_letter(&format!("undecodable tag engine message: {e}"))
-                    .await;
-                return;
-            }
-        };
-        // An unreachable store or broker is waited out in place; every step below is
-        // idempotent, so repeating the whole message after a partial failure is safe.
-        let (message_id, body) = (envelope.message_id, envelope.body);
-        let outcome = retry_transient("tag engine message", Backoff::DEPENDENCY, &self.shutdown, || {
-            self.apply(message_id, body.clone())
-        })
-        .await;
-        match outcome {
-            Ok(()) => delivery.ack().await,
-            Err(TagError::InvalidTag(tag)) => delivery.dead_letter(&format!("invalid tag {tag:?}")).await,
-            // Stopping during an outage: left unsettled, redelivered after the restart.
-            Err(e) if e.is_transient() => {
-                tracing::info!(error = %e, "stopping during an outage; tag message left for redelivery")
-            }
-            Err(e) => delivery.nack(&e.to_string()).await,
-        }
-    }
+/// A record as a set member: its encoding in the wire codec, as text.
+fn member<T: Serialize>(record: &T) -> Result<String, TagError> {
+    Ok(STANDARD_NO_PAD.encode(codec::encode(record).map_err(TagError::Encode)?))
+}
 
-    /// Applies one message. Whatever it publishes is derived from `message_id` (the input's
-    /// envelope id), so a redelivery publishes the same requests again and receivers drop them.
-    async fn apply(&self, message_id: MessageId, message: TagEngineMessage) -> Result<(), TagError> {
-        let now = self.clock.now();
-        match message {
-            TagEngineMessage::AddTag {
-                workflow_name,
-                tag,
-                workflow_id,
-            } => self.index.add(&workflow_name, &tag, workflow_id).await,
-            TagEngineMessage::RemoveTag {
-                workflow_name,
-                tag,
-                workflow_id,
-            } => self.index.remove(&workflow_name, &tag, workflow_id).await,
-            TagEngineMessage::GetIds {
-                workflow_name,
+/// The record a set member holds.
+fn record<T: DeserializeOwned>(key: &str, member: &str) -> Result<T, TagError> {
+    let corrupt = || TagError::CorruptMember {
+        key: key.to_string(),
+        member: member.to_string(),
+    };
+    let bytes = STANDARD_NO_PAD.decode(member).map_err(|_| corrupt())?;
+    codec::decode(&bytes).map_err(|_| corrupt())
+}
+
+/// The one record of a set that holds at most one.
+async fn only<T: DeserializeOwned>(store: &dyn KeySetStore, key: &str) -> Result<Option<T>, TagError> {
+    let page = store.page(key, None, 1).await?;
+    page.members.first().map(|m| record(key, m)).transpose()
+}
+
+#[async_trait::async_trait]
+impl Handler<TagEngineMessage> for Engine {
+    type Error = TagError;
+
+    async fn handle_one(&mut self, message: &Incoming<TagEngineMessage>) -> Result<(), TagError> {
+        self.apply(message).await
+    }
+}
+
+impl Engine {
+    async fn apply(&self, incoming: &Incoming<TagEngineMessage>) -> Result<(), TagError> {
+        let envelope = &incoming.envelope;
+        let loaded = match decision::read_for(&envelope.body, self.page_size)? {
+            Read::Nothing => Loaded::Nothing,
+            Read::Ids {
+                workflow,
                 tag,
                 cursor,
                 limit,
-                client,
-                request_id,
-            } => {
-                let limit = usize::try_from(limit).unwrap_or(usize::MAX).clamp(1, 10_000);
-                let page = self.index.ids(&workflow_name, &tag, cursor.as_deref(), limit).await?;
-                let reply = ClientMessage::WorkflowIds {
-                    request_id,
-                    ids: page.ids,
-                    next_cursor: page.next_cursor,
-                };
-                Ok(self.publisher.publish(&Topic::client(client), reply, now).await?)
-            }
-            TagEngineMessage::ByTag {
-                workflow_name,
-                tag,
-                command,
-                cursor,
-            } => {
-                let page = self
-                    .index
-                    .ids(&workflow_name, &tag, cursor.as_deref(), self.page_size)
-                    .await?;
-                let target = Topic::workflow_cmd(&workflow_name);
-                for id in page.ids {
-                    self.publisher
-                        .publish(&target, addressed(message_id, id, &command), now)
-                        .await?;
-                }
-                if let Some(next) = page.next_cursor {
-                    // Further pages are new messages, so a large tag never holds one consumer.
-                    let more = TagEngineMessage::ByTag {
-                        workflow_name: workflow_name.clone(),
-                        tag,
-                        command,
-                        cursor: Some(next),
-                    };
-                    self.publisher
-                        .publish_as(
-                            &Topic::workflow_tag(&workflow_name),
-                            more,
-                            now,
-                            message_id.continuation(),
-                        )
-                        .await?;
-                }
-                Ok(())
-            }
-            TagEngineMessage::TaskDelegated {
-                task_id,
-                workflow_name,
-                workflow_id,
-            } => {
-                let early = self.store.page(&early_result_key(task_id), None, 1).await?;
-                match early.members.first() {
-                    Some(result) => {
-                        let result = decode_result(result);
-                        self.forward(task_id, &workflow_name, workflow_id, result).await?;
-                        self.store.remove(&early_result_key(task_id), &early.members[0]).await?;
-                    }
-                    None => {
-                        let member = format!("{workflow_id}|{workflow_name}");
-                        self.store.add(&delegation_key(task_id), &member).await?;
-                    }
-                }
-                Ok(())
-            }
-            TagEngineMessage::CompleteDelegatedTask { task_id, result } => {
-                let registered = self.store.page(&delegation_key(task_id), None, 1).await?;
-                match registered.members.first().and_then(|m| m.split_once('|')) {
-                    Some((id, workflow_name)) => {
-                        let Ok(workflow_id) = id.parse::<WorkflowId>() else {
-                            return Err(TagError::CorruptMember {
-                                key: delegation_key(task_id),
-                                member: id.to_string(),
-                            });
-                        };
-                        self.forward(task_id, workflow_name, workflow_id, result).await?;
-                        self.store
-                            .remove(&delegation_key(task_id), &registered.members[0])
-                            .await?;
-                    }
-                    // Completed before the worker registered the hand-back: keep the result.
-                    None => {
-                        self.store
-                            .add(&early_result_key(task_id), &encode_result(&result))
-                            .await?
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    async fn forward(
-        &self,
-        task_id: TaskId,
-        workflow_name: &str,
-        workflow_id: WorkflowId,
-        result: Result<Payload, String>,
-    ) -> Result<(), TagError> {
-        let message = match result {
-            Ok(output) => WorkflowEngineMessage::TaskCompleted {
-                workflow_id,
-                task_id,
-                output,
-            },
-            Err(message) => WorkflowEngineMessage::TaskFailed {
-                workflow_id,
-                task_id,
-                failure: Failure {
-                    error: Payload::json(&message).ok(),
-                    ..Failure::new(FailureKind::ServiceError, message)
-                },
-            },
+            } => Loaded::Ids(self.index.ids(&workflow, &tag, cursor.as_deref(), limit).await?),
+            Read::Delegation(task) => Loaded::Delegation(only(self.store.as_ref(), &delegation_key(task)).await?),
+            Read::EarlyResult(task) => Loaded::EarlyResult(only(self.store.as_ref(), &early_result_key(task)).await?),
         };
-        Ok(self
-            .publisher
-            .publish(&Topic::workflow_engine(workflow_name), message, self.clock.now())
-            .await?)
-    }
-}
-
-fn encode_result(result: &Result<Payload, String>) -> String {
-    match result {
-        Ok(p) => format!("ok:{}", String::from_utf8_lossy(&p.bytes)),
-        Err(message) => format!("err:{message}"),
-    }
-}
-
-fn decode_result(member: &str) -> Result<Payload, String> {
-    match member.split_once(':') {
-        Some(("ok", json)) => Ok(Payload {
-            codec: baton_shared_schemas::PayloadCodec::Json,
-            bytes: json.as_bytes().to_vec(),
-        }),
-        Some((_, message)) => Err(message.to_string()),
-        None => Err(member.to_string()),
-    }
-}
-
-/// The engine message a tagged command, carried by message `message_id`, becomes for one
-/// instance.
-fn addressed(message_id: MessageId, workflow_id: WorkflowId, command: &TaggedCommand) -> WorkflowEngineMessage {
-    match command.clone() {
-        TaggedCommand::Signal {
-            channel,
-            value,
-            signal_id,
-        } => WorkflowEngineMessage::SendSignal {
-            workflow_id,
-            signal_id,
-            channel,
-            value,
-        },
-        TaggedCommand::Cancel { reason } => WorkflowEngineMessage::Cancel {
-            workflow_id,
-            reason,
-            client: None,
-        },
-        TaggedCommand::RetryWorkflowTask => WorkflowEngineMessage::RetryWorkflowTask { workflow_id },
-        TaggedCommand::RetryTasks { selector } => WorkflowEngineMessage::RetryTasks { workflow_id, selector },
-        TaggedCommand::CompleteTimers => WorkflowEngineMessage::CompleteTimers { workflow_id },
-        TaggedCommand::RetryTasksMatching { filter } => {
-            WorkflowEngineMessage::RetryTasksMatching { workflow_id, filter }
+        let decided = decision::decide(envelope.message_id, &envelope.body, loaded);
+        let messages =
+            decision::encode_effects(&decided.effects, envelope.message_id, &envelope.trace, self.clock.now())
+                .map_err(TagError::Encode)?;
+        self.publisher.publish_encoded(messages).await?;
+        for write in decided.writes {
+            self.write(write).await?;
         }
-        TaggedCommand::CallMethod { method, args } => WorkflowEngineMessage::CallMethod {
-            workflow_id,
-            invocation_id: RequestId::for_instance(message_id, workflow_id),
-            method,
-            args,
-            reply_to: None,
-        },
+        Ok(())
+    }
+
+    async fn write(&self, write: Write) -> Result<(), TagError> {
+        match write {
+            Write::AddId {
+                workflow,
+                tag,
+                workflow_id,
+            } => self.index.add(&workflow, &tag, workflow_id).await,
+            Write::RemoveId {
+                workflow,
+                tag,
+                workflow_id,
+            } => self.index.remove(&workflow, &tag, workflow_id).await,
+            Write::Register(task, delegation) => {
+                Ok(self.store.add(&delegation_key(task), &member(&delegation)?).await?)
+            }
+            Write::Unregister(task, delegation) => {
+                Ok(self.store.remove(&delegation_key(task), &member(&delegation)?).await?)
+            }
+            Write::KeepEarlyResult(task, result) => {
+                Ok(self.store.add(&early_result_key(task), &member(&result)?).await?)
+            }
+            Write::DropEarlyResult(task, result) => {
+                Ok(self.store.remove(&early_result_key(task), &member(&result)?).await?)
+            }
+        }
     }
 }
 
@@ -265,42 +131,27 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> Result<(), TagError> {
-    let engine = Arc::new(Engine {
+    let engine = Engine {
         index: TagIndex::new(store.clone()),
         store,
         publisher: Publisher::new(transport.clone()),
         clock,
         page_size: config.page_size.max(1),
-        shutdown: shutdown.clone(),
-    });
-    let topics = config
+    };
+    let topics: Vec<_> = config
         .workflows
         .iter()
         .map(|w| Topic::workflow_tag(w))
-        .chain(config.services.iter().map(|s| Topic::service_tag(s)));
-    let mut readers = JoinSet::new();
-    for topic in topics {
-        let mut subscription = transport
-            .subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Keyed)
-            .await?;
-        let (engine, shutdown) = (engine.clone(), shutdown.clone());
-        readers.spawn(async move {
-            loop {
-                let delivery = tokio::select! {
-                    _ = shutdown.cancelled() => return Ok::<(), TagError>(()),
-                    next = subscription.next() => next?,
-                };
-                engine.handle(delivery).await;
-            }
+        .chain(config.services.iter().map(|s| Topic::service_tag(s)))
+        .collect();
+    let subscriptions = subscribe_all(transport.as_ref(), &topics, SUBSCRIPTION, SubscriptionKind::Keyed).await?;
+    let consume = ConsumeLoop::new("tag engine message", shutdown.clone()).batch(config.batch);
+    let mut supervisor = Supervisor::new(shutdown);
+    for (topic, subscription) in topics.iter().zip(subscriptions) {
+        let (consume, mut engine) = (consume.clone(), engine.clone());
+        supervisor.spawn(format!("tag engine consumer of {}", topic.name()), async move {
+            consume.run(subscription, &mut engine).await
         });
     }
-    let mut result = Ok(());
-    while let Some(joined) = readers.join_next().await {
-        if let Ok(Err(e)) = joined {
-            tracing::error!(error = %e, "tag engine consumer failed");
-            shutdown.cancel();
-            result = Err(e);
-        }
-    }
-    result
+    Ok(supervisor.join().await?)
 }

@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
-use baton_runtime::{Backoff, CancellationToken, Clock, retry_transient};
+use baton_runtime::{Backoff, CancellationToken, Clock, Supervisor, retry_transient};
 use baton_shared_schemas::messages::{ScheduledMessage, TimerMessage};
-use baton_shared_schemas::{Envelope, Topic, codec};
+use baton_shared_schemas::{CodecError, TimerId, Topic, codec};
 use baton_storage::{StoredTimer, TimerStore};
-use baton_transport::{Delivery, OutgoingMessage, SubscriptionKind, Transport, decode_delivery};
+use baton_transport::{ConsumeLoop, Handler, Incoming, OutgoingMessage, SubscriptionKind, Transport};
 use tokio::sync::Notify;
 
 pub use baton_config::TimerConfig;
@@ -30,6 +30,18 @@ pub enum TimerError {
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] baton_transport::TransportError),
+    /// A timer's message cannot be encoded for storing.
+    #[error("cannot store timer {timer}: {source}")]
+    Unencodable {
+        /// The timer.
+        timer: TimerId,
+        /// Why.
+        #[source]
+        source: CodecError,
+    },
+    /// One of the service's tasks failed, which stops it.
+    #[error(transparent)]
+    Task(#[from] baton_runtime::TaskFailed),
 }
 
 impl baton_runtime::Transient for TimerError {
@@ -37,70 +49,78 @@ impl baton_runtime::Transient for TimerError {
         match self {
             Self::Storage(e) => e.is_transient(),
             Self::Transport(e) => e.is_transient(),
+            Self::Unencodable { .. } | Self::Task(_) => false,
         }
     }
 }
 
+impl baton_runtime::Classify for TimerError {
+    fn class(&self) -> baton_runtime::ErrorClass {
+        match self {
+            Self::Unencodable { .. } => baton_runtime::ErrorClass::Poison,
+            e if baton_runtime::Transient::is_transient(e) => baton_runtime::ErrorClass::Transient,
+            _ => baton_runtime::ErrorClass::Retryable,
+        }
+    }
+}
+
+/// What storing a timer message means for the timer store: the decision, without I/O.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TimerWrite {
+    /// Store a timer (kept as it is if one with its id exists).
+    Store(StoredTimer),
+    /// Drop a timer that has not fired.
+    Cancel(TimerId),
+}
+
+/// Decides what a timer message writes. Fails only if the message to schedule cannot be
+/// encoded, which no redelivery can change.
+pub fn decide(message: &TimerMessage) -> Result<TimerWrite, TimerError> {
+    match message {
+        TimerMessage::Schedule { timer_id, due, message } => Ok(TimerWrite::Store(StoredTimer {
+            id: *timer_id,
+            due: *due,
+            payload: codec::encode(message).map_err(|source| TimerError::Unencodable {
+                timer: *timer_id,
+                source,
+            })?,
+        })),
+        TimerMessage::Cancel { timer_id } => Ok(TimerWrite::Cancel(*timer_id)),
+    }
+}
+
+/// What a claimed timer publishes: its stored message, or nothing if what is stored cannot be
+/// read (then it is logged and dropped, since it can never be published).
+pub fn due_message(timer: &StoredTimer) -> Result<ScheduledMessage, CodecError> {
+    codec::decode::<ScheduledMessage>(&timer.payload)
+}
+
+#[derive(Clone)]
 struct Service {
     config: TimerConfig,
     shutdown: CancellationToken,
     transport: Arc<dyn Transport>,
     store: Arc<dyn TimerStore>,
     clock: Arc<dyn Clock>,
-    wake: Notify,
+    wake: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl Handler<TimerMessage> for Service {
+    type Error = TimerError;
+
+    async fn handle_one(&mut self, message: &Incoming<TimerMessage>) -> Result<(), TimerError> {
+        match decide(&message.envelope.body)? {
+            TimerWrite::Store(timer) => self.store.add(timer).await?,
+            TimerWrite::Cancel(id) => self.store.cancel(id).await?,
+        };
+        // A new timer may be due before the one the firing loop sleeps towards.
+        self.wake.notify_one();
+        Ok(())
+    }
 }
 
 impl Service {
-    async fn store_timer(&self, delivery: Delivery) {
-        let envelope: Envelope<TimerMessage> = match decode_delivery(&delivery) {
-            Ok(e) => e,
-            Err(e) => {
-                delivery.dead_letter(&format!("undecodable timer message: {e}")).await;
-                return;
-            }
-        };
-        let result = match envelope.body {
-            TimerMessage::Schedule { timer_id, due, message } => match codec::encode(&message) {
-                Ok(payload) => {
-                    let timer = StoredTimer {
-                        id: timer_id,
-                        due,
-                        payload,
-                    };
-                    retry_transient("store timer", Backoff::DEPENDENCY, &self.shutdown, || {
-                        self.store.add(timer.clone())
-                    })
-                    .await
-                    .map(|_| ())
-                }
-                Err(e) => {
-                    delivery
-                        .dead_letter(&format!("cannot store timer {timer_id}: {e}"))
-                        .await;
-                    return;
-                }
-            },
-            TimerMessage::Cancel { timer_id } => {
-                retry_transient("cancel timer", Backoff::DEPENDENCY, &self.shutdown, || {
-                    self.store.cancel(timer_id)
-                })
-                .await
-                .map(|_| ())
-            }
-        };
-        match result {
-            Ok(()) => {
-                delivery.ack().await;
-                self.wake.notify_one();
-            }
-            // Stopping during an outage: left unsettled, redelivered after the restart.
-            Err(e) if e.is_transient() => {
-                tracing::info!(error = %e, "stopping during an outage; timer message left for redelivery")
-            }
-            Err(e) => delivery.nack(&e.to_string()).await,
-        }
-    }
-
     /// Claims and fires due timers; returns how many were claimed.
     async fn fire_due(&self) -> Result<usize, TimerError> {
         let claimed = self
@@ -108,7 +128,7 @@ impl Service {
             .claim_due(self.clock.now(), self.config.lease, self.config.batch)
             .await?;
         for timer in &claimed {
-            match codec::decode::<ScheduledMessage>(&timer.payload) {
+            match due_message(timer) {
                 // Claimed timers are waited through a broker or store outage here rather than
                 // left to come back after their lease (tens of seconds).
                 Ok(m) => {
@@ -166,33 +186,87 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     shutdown: CancellationToken,
 ) -> Result<(), TimerError> {
-    let mut subscription = transport
+    let subscription = transport
         .subscribe(Topic::timers().name(), SUBSCRIPTION, SubscriptionKind::Keyed)
         .await?;
-    let service = Arc::new(Service {
+    let consume = ConsumeLoop::new("timer message", shutdown.clone()).batch(config.batch);
+    let mut service = Service {
         config,
         shutdown: shutdown.clone(),
         transport,
         store,
         clock,
-        wake: Notify::new(),
+        wake: Arc::new(Notify::new()),
+    };
+    let mut supervisor = Supervisor::new(shutdown.clone());
+    let firing = service.clone();
+    supervisor.spawn("timer firing", async move { firing.fire_loop(shutdown).await });
+    supervisor.spawn("timer consumer", async move {
+        let consumed = consume.run(subscription, &mut service).await;
+        // The subscription ended: firing stops with it.
+        service.shutdown.cancel();
+        consumed
     });
-    let firing = {
-        let service = service.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { service.fire_loop(shutdown).await })
-    };
-    let consumed = loop {
-        let delivery = tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            next = subscription.next() => match next {
-                Ok(d) => d,
-                Err(e) => break Err(TimerError::from(e)),
+    Ok(supervisor.join().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use baton_shared_schemas::messages::WorkflowEngineMessage;
+    use baton_shared_schemas::{EncodedMessage, Envelope, Timestamp, WorkflowId};
+
+    use super::*;
+
+    fn schedule() -> TimerMessage {
+        let fired = Envelope::new(
+            WorkflowEngineMessage::Expire {
+                workflow_id: WorkflowId::new(),
             },
+            Timestamp(1),
+        );
+        TimerMessage::Schedule {
+            timer_id: TimerId::new(),
+            due: Timestamp(500),
+            message: EncodedMessage::encode(&Topic::workflow_engine("Booking"), &fired).expect("encode"),
+        }
+    }
+
+    #[test]
+    fn a_schedule_stores_its_message_and_the_same_message_twice_stores_the_same_timer() {
+        let message = schedule();
+        let TimerMessage::Schedule {
+            timer_id,
+            message: scheduled,
+            ..
+        } = &message
+        else {
+            unreachable!("built as a schedule")
         };
-        service.store_timer(delivery).await;
-    };
-    shutdown.cancel();
-    let fired = firing.await.unwrap_or(Ok(()));
-    consumed.and(fired)
+        let write = decide(&message).expect("decide");
+        assert_eq!(write, decide(&message).expect("decide again"));
+        let TimerWrite::Store(timer) = write else {
+            panic!("a schedule stores a timer")
+        };
+        assert_eq!((timer.id, timer.due), (*timer_id, Timestamp(500)));
+        assert_eq!(
+            &due_message(&timer).expect("readable"),
+            scheduled,
+            "it fires what was scheduled"
+        );
+    }
+
+    #[test]
+    fn a_cancel_drops_the_timer_and_an_unreadable_stored_timer_is_reported() {
+        let id = TimerId::new();
+        assert_eq!(
+            decide(&TimerMessage::Cancel { timer_id: id }).expect("decide"),
+            TimerWrite::Cancel(id)
+        );
+        let garbage = StoredTimer {
+            id,
+            due: Timestamp(0),
+            payload: vec![0xff, 0xff, 0xff],
+        };
+        assert!(due_message(&garbage).is_err());
+    }
 }

@@ -13,6 +13,7 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod consume;
 mod delivery;
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -22,8 +23,12 @@ pub mod memory;
 pub mod pulsar;
 mod typed;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+use std::sync::Mutex;
 
+pub use baton_shared_schemas::EncodedMessage;
+pub use consume::{ConsumeLoop, Handler, Incoming, Source};
 pub use delivery::{Acknowledger, Delivery, headers};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaTransport};
@@ -31,7 +36,7 @@ pub use kafka::{KafkaConfig, KafkaTransport};
 pub use memory::{InMemoryTransport, MemoryConfig};
 #[cfg(feature = "pulsar")]
 pub use pulsar::{PulsarConfig, PulsarPolicies, PulsarTransport};
-pub use typed::{EncodedMessage, Publisher, decode_delivery};
+pub use typed::{Publisher, decode_delivery, outgoing};
 
 /// A transport operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +95,7 @@ impl baton_runtime::Transient for TransportError {
     }
 }
 
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
 pub(crate) use baton_runtime::locked;
 
 /// The exclusive subscriptions consumed in this process, so that a second consumer of one is
@@ -222,8 +228,25 @@ pub struct SubscriptionStatus {
 /// One consumer of a subscription. Dropping it hands its unacknowledged messages to others.
 #[async_trait::async_trait]
 pub trait Subscription: Send {
-    /// Waits for the next message.
+    /// Waits for the next message. Cancel-safe: a call dropped before it returns loses
+    /// nothing (consume loops select it against shutdown and poll it for ready batches).
     async fn next(&mut self) -> Result<Delivery>;
+}
+
+/// Opens a consumer of `subscription` on each topic, all at once: joining a broker's consumer
+/// group can take seconds each.
+pub async fn subscribe_all<M>(
+    transport: &dyn Transport,
+    topics: &[baton_shared_schemas::Topic<M>],
+    subscription: &str,
+    kind: SubscriptionKind,
+) -> Result<Vec<Box<dyn Subscription>>> {
+    futures::future::try_join_all(
+        topics
+            .iter()
+            .map(|topic| transport.subscribe(topic.name(), subscription, kind)),
+    )
+    .await
 }
 
 /// Shared handle to a transport.

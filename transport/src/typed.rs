@@ -2,45 +2,20 @@
 
 use std::sync::Arc;
 
-use baton_shared_schemas::{Envelope, MessageId, Timestamp, Topic, TopicMessage, codec};
+use baton_shared_schemas::{EncodedMessage, Envelope, MessageId, Timestamp, Topic, TopicMessage, codec};
 
 use crate::{Delivery, OutgoingMessage, Result, Transport, TransportError};
 
-/// A message encoded for a topic, ready to publish (or to keep in an outbox).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EncodedMessage {
-    /// Target topic.
-    pub topic: String,
-    /// Routing key (derived from the body).
-    pub key: String,
-    /// Encoded envelope.
-    pub bytes: Vec<u8>,
+/// The transport's (topic, message) pair for an encoded message.
+pub fn outgoing(message: EncodedMessage) -> (String, OutgoingMessage) {
+    (message.topic, OutgoingMessage::new(message.key, message.bytes))
 }
 
-impl EncodedMessage {
-    /// Wraps `body` in an envelope and encodes it for `topic`.
-    pub fn encode<M: TopicMessage>(topic: &Topic<M>, body: M, now: Timestamp) -> Result<Self> {
-        Self::encode_envelope(topic, Envelope::new(body, now))
-    }
-
-    /// Encodes an envelope built by the caller (one with a derived message id).
-    pub fn encode_envelope<M: TopicMessage>(topic: &Topic<M>, envelope: Envelope<M>) -> Result<Self> {
-        let key = envelope.body.routing_key();
-        let bytes = codec::encode(&envelope).map_err(|e| TransportError::Encode {
-            topic: topic.name().to_string(),
-            reason: e.to_string(),
-        })?;
-        Ok(Self {
-            topic: topic.name().to_string(),
-            key,
-            bytes,
-        })
-    }
-
-    /// Converts into the transport's (topic, message) pair.
-    pub fn into_outgoing(self) -> (String, OutgoingMessage) {
-        (self.topic, OutgoingMessage::new(self.key, self.bytes))
-    }
+fn encode<M: TopicMessage>(topic: &Topic<M>, envelope: &Envelope<M>) -> Result<EncodedMessage> {
+    EncodedMessage::encode(topic, envelope).map_err(|e| TransportError::Encode {
+        topic: topic.name().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Publishes typed messages.
@@ -62,7 +37,7 @@ impl Publisher {
 
     /// Encodes and publishes one message.
     pub async fn publish<M: TopicMessage>(&self, topic: &Topic<M>, body: M, now: Timestamp) -> Result<()> {
-        let (topic, message) = EncodedMessage::encode(topic, body, now)?.into_outgoing();
+        let (topic, message) = outgoing(encode(topic, &Envelope::new(body, now))?);
         self.transport.publish(&topic, message).await
     }
 
@@ -79,7 +54,7 @@ impl Publisher {
             message_id,
             ..Envelope::new(body, now)
         };
-        let (topic, message) = EncodedMessage::encode_envelope(topic, envelope)?.into_outgoing();
+        let (topic, message) = outgoing(encode(topic, &envelope)?);
         self.transport.publish(&topic, message).await
     }
 
@@ -91,13 +66,13 @@ impl Publisher {
                 let (topic, message) = messages
                     .into_iter()
                     .next()
-                    .map(EncodedMessage::into_outgoing)
+                    .map(outgoing)
                     .ok_or(TransportError::Closed)?;
                 self.transport.publish(&topic, message).await
             }
             _ => {
                 self.transport
-                    .publish_all(messages.into_iter().map(EncodedMessage::into_outgoing).collect())
+                    .publish_all(messages.into_iter().map(outgoing).collect())
                     .await
             }
         }

@@ -26,6 +26,9 @@ pub enum EngineError {
     /// Another writer kept winning the compare-and-set.
     #[error("workflow {0} kept changing concurrently; giving up for now")]
     Contended(WorkflowId),
+    /// One of the engine's tasks failed, which stops the engine.
+    #[error(transparent)]
+    Task(#[from] baton_runtime::TaskFailed),
 }
 
 impl baton_runtime::Transient for EngineError {
@@ -33,7 +36,22 @@ impl baton_runtime::Transient for EngineError {
         match self {
             Self::Storage(e) => e.is_transient(),
             Self::Transport(e) => e.is_transient(),
-            Self::CorruptState { .. } | Self::Encode(_) | Self::Contended(_) => false,
+            Self::CorruptState { .. } | Self::Encode(_) | Self::Contended(_) | Self::Task(_) => false,
+        }
+    }
+}
+
+impl baton_runtime::Classify for EngineError {
+    fn class(&self) -> baton_runtime::ErrorClass {
+        use baton_runtime::ErrorClass;
+        match self {
+            // What is stored cannot be read, or what was decided cannot be written: handling
+            // the message again gives the same result.
+            Self::CorruptState { .. } | Self::Encode(_) => ErrorClass::Poison,
+            Self::Contended(_) | Self::Task(_) => ErrorClass::Retryable,
+            Self::Storage(e) if e.is_transient() => ErrorClass::Transient,
+            Self::Transport(e) if e.is_transient() => ErrorClass::Transient,
+            Self::Storage(_) | Self::Transport(_) => ErrorClass::Retryable,
         }
     }
 }

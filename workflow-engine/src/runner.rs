@@ -1,4 +1,6 @@
-//! The engine loop: consume, load, apply, save with compare-and-set, publish, acknowledge.
+//! The engine's runner: carries out [`apply`]'s decisions. Per message it loads the state,
+//! applies, saves the encoded effects with the state (its outbox) with a compare-and-set,
+//! publishes them, and then the shared [`ConsumeLoop`] acknowledges.
 //!
 //! Both engine topics of every configured workflow are consumed with keyed subscriptions and
 //! routed by workflow id to a fixed set of shard tasks, so one instance is handled by one task
@@ -11,19 +13,21 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_runtime::{Backoff, CancellationToken, Clock, Outage, Transient};
+use baton_runtime::{CancellationToken, Clock, Supervisor};
 use baton_shared_schemas::messages::WorkflowEngineMessage;
 use baton_shared_schemas::{Envelope, Topic, WorkflowId};
 use baton_storage::{Expected, StorageError, WorkflowStore};
-use baton_transport::{Delivery, OutgoingMessage, Subscription, SubscriptionKind, Transport, decode_delivery};
+use baton_transport::{
+    ConsumeLoop, Delivery, Handler, Incoming, OutgoingMessage, Subscription, SubscriptionKind, Transport,
+    TransportError, subscribe_all,
+};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 pub use baton_config::EngineConfig;
 
 use crate::EngineError;
 use crate::state::{OutboxMessage, WorkflowState};
-use crate::transition::{Next, TransitionContext, apply};
+use crate::transition::{Next, TransitionContext, apply, encode_effects};
 
 /// Subscription name the engine consumes with.
 pub const SUBSCRIPTION: &str = "workflow-engine";
@@ -43,45 +47,20 @@ struct Shard {
     retention: Duration,
     capacity: usize,
     cache: HashMap<WorkflowId, Cached>,
-    shutdown: CancellationToken,
 }
 
 const CAS_ATTEMPTS: usize = 16;
 
-impl Shard {
-    async fn handle(&mut self, delivery: Delivery) {
-        let envelope: Envelope<WorkflowEngineMessage> = match decode_delivery(&delivery) {
-            Ok(e) => e,
-            Err(e) => {
-                let reason = format!("undecodable workflow engine message: {e}");
-                tracing::warn!(topic = %delivery.topic, key = %delivery.key, %reason, "dead-lettering");
-                delivery.dead_letter(&reason).await;
-                return;
-            }
-        };
-        let shutdown = self.shutdown.clone();
-        // An unreachable store or broker is waited out here, in place: it says nothing about
-        // this message, and nacking would spend its redeliveries and dead-letter it.
-        let mut outage = Outage::new("engine message", Backoff::DEPENDENCY, &shutdown);
-        let outcome = loop {
-            match self.process(&envelope).await {
-                Err(e) if outage.wait_after(&e).await => continue,
-                other => break other,
-            }
-        };
-        match outcome {
-            Ok(()) => delivery.ack().await,
-            // Stopping mid-outage: leave it unsettled; it is redelivered after the restart.
-            Err(e) if e.is_transient() => {
-                tracing::info!(workflow = %envelope.body.workflow_id(), error = %e, "stopping during an outage; message left for redelivery");
-            }
-            Err(e) => {
-                tracing::warn!(workflow = %envelope.body.workflow_id(), kind = envelope.body.kind(), error = %e, "engine message failed; redelivering");
-                delivery.nack(&e.to_string()).await;
-            }
-        }
-    }
+#[async_trait::async_trait]
+impl Handler<WorkflowEngineMessage> for Shard {
+    type Error = EngineError;
 
+    async fn handle_one(&mut self, message: &Incoming<WorkflowEngineMessage>) -> Result<(), EngineError> {
+        self.process(&message.envelope).await
+    }
+}
+
+impl Shard {
     async fn load(&mut self, id: WorkflowId) -> Result<Option<&mut Cached>, EngineError> {
         if !self.cache.contains_key(&id) {
             let Some(stored) = self.store.load(id).await? else {
@@ -181,8 +160,10 @@ impl Shard {
                 now: self.clock.now(),
                 retention: self.retention,
             };
-            let decision = apply(state, envelope, &ctx)?;
+            let decision = apply(state, envelope, &ctx);
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
+            let publish = encode_effects(&decision.effects, envelope.message_id, &envelope.trace, ctx.now)
+                .map_err(EngineError::Encode)?;
             match decision.next {
                 // A decision to change nothing (a duplicate, a stale result) made on a cached
                 // state is checked against storage first: if the key moved to another replica
@@ -197,10 +178,11 @@ impl Shard {
                     }
                 }
                 Next::Keep => {
-                    self.publish(&decision.publish).await?;
+                    self.publish(&publish).await?;
                     return Ok(());
                 }
                 Next::Write(mut state) => {
+                    state.head.outbox = publish.clone();
                     let (head, history) = state.encode_for_save().map_err(EngineError::Encode)?;
                     match self.store.save(id, expected, head, history).await {
                         Ok(version) => {
@@ -213,7 +195,7 @@ impl Shard {
                                     outbox_published: false,
                                 },
                             );
-                            self.publish(&decision.publish).await?;
+                            self.publish(&publish).await?;
                             if let Some(c) = self.cache.get_mut(&id) {
                                 c.outbox_published = true;
                             }
@@ -241,7 +223,7 @@ impl Shard {
                         }
                     }
                     self.cache.remove(&id);
-                    self.publish(&decision.publish).await?;
+                    self.publish(&publish).await?;
                     return Ok(());
                 }
             }
@@ -256,7 +238,8 @@ fn shard_of(key: &str, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-async fn read(
+/// Routes one subscription's deliveries to the shards by key.
+async fn route(
     mut subscription: Box<dyn Subscription>,
     shards: Vec<mpsc::Sender<Delivery>>,
     shutdown: CancellationToken,
@@ -264,7 +247,11 @@ async fn read(
     loop {
         let delivery = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            next = subscription.next() => next?,
+            next = subscription.next() => match next {
+                Ok(d) => d,
+                Err(TransportError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            },
         };
         let shard = shard_of(&delivery.key, shards.len());
         if shards[shard].send(delivery).await.is_err() {
@@ -273,8 +260,8 @@ async fn read(
     }
 }
 
-/// Runs the engine until `shutdown` is cancelled; then stops consuming, finishes the messages
-/// already routed to shards, and returns.
+/// Runs the engine until `shutdown` is cancelled; then stops consuming and returns. Messages
+/// taken but not yet handled are left unacknowledged and redelivered.
 pub async fn run(
     config: EngineConfig,
     transport: Arc<dyn Transport>,
@@ -284,9 +271,10 @@ pub async fn run(
 ) -> Result<(), EngineError> {
     let shard_count = config.shards.max(1);
     let mut senders = Vec::with_capacity(shard_count);
-    let mut tasks = JoinSet::new();
-    for _ in 0..shard_count {
-        let (tx, mut rx) = mpsc::channel::<Delivery>(256);
+    let mut supervisor = Supervisor::new(shutdown.clone());
+    let consume = ConsumeLoop::new("workflow engine message", shutdown.clone()).batch(config.batch);
+    for index in 0..shard_count {
+        let (tx, rx) = mpsc::channel::<Delivery>(256);
         senders.push(tx);
         let mut shard = Shard {
             transport: transport.clone(),
@@ -295,45 +283,24 @@ pub async fn run(
             retention: config.retention,
             capacity: config.cache_per_shard.max(1),
             cache: HashMap::new(),
-            shutdown: shutdown.clone(),
         };
-        tasks.spawn(async move {
-            while let Some(delivery) = rx.recv().await {
-                shard.handle(delivery).await;
-            }
-            Ok::<(), EngineError>(())
+        let consume = consume.clone();
+        supervisor.spawn(format!("engine shard {index}"), async move {
+            consume.run(rx, &mut shard).await
         });
     }
-    // All at once: joining a broker's consumer group can take seconds each.
     let topics: Vec<_> = config
         .workflows
         .iter()
         .flat_map(|workflow| [Topic::workflow_engine(workflow), Topic::workflow_cmd(workflow)])
         .collect();
-    let subscriptions = futures::future::try_join_all(
-        topics
-            .iter()
-            .map(|topic| transport.subscribe(topic.name(), SUBSCRIPTION, SubscriptionKind::Keyed)),
-    )
-    .await?;
-    for subscription in subscriptions {
-        tasks.spawn(read(subscription, senders.clone(), shutdown.clone()));
+    let subscriptions = subscribe_all(transport.as_ref(), &topics, SUBSCRIPTION, SubscriptionKind::Keyed).await?;
+    for (topic, subscription) in topics.iter().zip(subscriptions) {
+        supervisor.spawn(
+            format!("engine router of {}", topic.name()),
+            route(subscription, senders.clone(), shutdown.clone()),
+        );
     }
     drop(senders);
-    let mut result = Ok(());
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "engine task failed");
-                shutdown.cancel();
-                result = Err(e);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "engine task panicked");
-                shutdown.cancel();
-            }
-        }
-    }
-    result
+    Ok(supervisor.join().await?)
 }

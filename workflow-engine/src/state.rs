@@ -11,16 +11,8 @@ use baton_shared_schemas::{
 use baton_storage::{HistoryWrite, StoredWorkflow};
 use serde::{Deserialize, Serialize};
 
-/// A message the engine must publish; kept in the state until published.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxMessage {
-    /// Target topic.
-    pub topic: String,
-    /// Routing key.
-    pub key: String,
-    /// Encoded envelope.
-    pub bytes: Vec<u8>,
-}
+/// A message the engine must publish, kept in the state's outbox until published.
+pub type OutboxMessage = baton_shared_schemas::EncodedMessage;
 
 /// What a pending command is, for cancellation and repair.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

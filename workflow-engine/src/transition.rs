@@ -1,14 +1,21 @@
-//! The sans-IO transition: one message applied to one instance's state.
+//! The engine's decision: one message applied to one instance's state, giving the next state
+//! and the typed [`Effect`]s to carry out. Pure: no I/O, no clock (the time comes in the
+//! [`TransitionContext`]) and no random ids, so the same state and message always give the
+//! same decision. [`encode_effects`] turns effects into the messages the runner stores in the
+//! outbox and publishes, under ids derived from the message that caused them.
 
 use std::time::Duration;
 
-use baton_shared_schemas::messages::ScheduledMessage;
-use baton_shared_schemas::messages::WorkflowEngineMessage;
-use baton_shared_schemas::{Envelope, MessageId, SCHEMA_VERSION, Timestamp, Topic, TopicMessage, TraceContext, codec};
+use baton_shared_schemas::messages::{
+    ClientMessage, ServiceTaskMessage, TagEngineMessage, TaskControlMessage, TimerMessage, WorkflowEngineMessage,
+    WorkflowTaskMessage,
+};
+use baton_shared_schemas::{
+    ClientId, CodecError, EncodedMessage, Envelope, MessageId, TimerId, Timestamp, Topic, TraceContext,
+};
 
-use crate::EngineError;
 use crate::handlers;
-use crate::state::{OutboxMessage, WorkflowState};
+use crate::state::WorkflowState;
 
 /// What the engine needs to know besides the state and the message.
 #[derive(Clone, Debug)]
@@ -24,10 +31,78 @@ pub struct TransitionContext {
 pub enum Next {
     /// Nothing changed (duplicates, queries): nothing is written.
     Keep,
-    /// Save this state (its outbox holds the decision's messages).
+    /// Save this state; the runner puts the encoded effects in its outbox first.
     Write(Box<WorkflowState>),
     /// Remove the record.
     Delete,
+}
+
+/// A message the decision asks to emit, addressed by what it is for rather than by topic name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// A workflow task for the workers hosting `workflow`.
+    WorkflowTask {
+        /// The workflow name.
+        workflow: String,
+        /// The task.
+        message: WorkflowTaskMessage,
+    },
+    /// A service task for the workers hosting `service`.
+    ServiceTask {
+        /// The service name.
+        service: String,
+        /// The task.
+        message: ServiceTaskMessage,
+    },
+    /// A control message (cancel) for every worker hosting `service`.
+    TaskControl {
+        /// The service name.
+        service: String,
+        /// The message.
+        message: TaskControlMessage,
+    },
+    /// A reply to one client.
+    Client {
+        /// The client.
+        client: ClientId,
+        /// The reply.
+        message: ClientMessage,
+    },
+    /// Tag maintenance for `workflow`'s tag index.
+    Tag {
+        /// The workflow name.
+        workflow: String,
+        /// The message.
+        message: TagEngineMessage,
+    },
+    /// A message to the engine topic of `workflow` (a child's end reaching its parent).
+    Engine {
+        /// The workflow name.
+        workflow: String,
+        /// The message.
+        message: WorkflowEngineMessage,
+    },
+    /// A command to the command topic of `workflow` (cancelling a child).
+    Command {
+        /// The workflow name.
+        workflow: String,
+        /// The command.
+        message: WorkflowEngineMessage,
+    },
+    /// Cancels a timer at the timer service.
+    CancelTimer {
+        /// The timer.
+        timer_id: TimerId,
+    },
+    /// Stores a timer that emits `message` when due.
+    Schedule {
+        /// The timer.
+        timer_id: TimerId,
+        /// When it fires.
+        due: Timestamp,
+        /// What it emits then.
+        message: Box<Effect>,
+    },
 }
 
 /// The result of a transition.
@@ -35,55 +110,40 @@ pub enum Next {
 pub struct Decision {
     /// What happens to the stored state.
     pub next: Next,
-    /// Messages to publish once the state is durable.
-    pub publish: Vec<OutboxMessage>,
+    /// What to emit once the state is durable, in order.
+    pub effects: Vec<Effect>,
     /// A short note for logs and metrics (`applied`, `duplicate result`, …).
     pub note: &'static str,
 }
 
-/// Collects the messages a transition emits, in the sender's trace context.
+/// Collects the effects a transition emits.
 pub(crate) struct Out<'a> {
     pub(crate) ctx: &'a TransitionContext,
-    trace: &'a TraceContext,
-    pub(crate) messages: Vec<OutboxMessage>,
+    pub(crate) effects: Vec<Effect>,
 }
 
 impl Out<'_> {
-    fn envelope<M>(&self, body: M) -> Envelope<M> {
-        Envelope {
-            schema_version: SCHEMA_VERSION,
-            message_id: MessageId::new(),
-            emitted_at: self.ctx.now,
-            trace: self.trace.clone(),
-            body,
-        }
+    /// Emits an effect.
+    pub(crate) fn emit(&mut self, effect: Effect) {
+        self.effects.push(effect);
     }
 
-    /// Emits a message on a topic.
-    pub(crate) fn emit<M: TopicMessage>(&mut self, topic: &Topic<M>, body: M) -> Result<(), EngineError> {
-        let key = body.routing_key();
-        let bytes = codec::encode(&self.envelope(body)).map_err(EngineError::Encode)?;
-        self.messages.push(OutboxMessage {
-            topic: topic.name().to_string(),
-            key,
-            bytes,
+    /// Stores a timer that sends `message` to `workflow`'s engine topic when due.
+    pub(crate) fn schedule(
+        &mut self,
+        timer_id: TimerId,
+        due: Timestamp,
+        workflow: &str,
+        message: WorkflowEngineMessage,
+    ) {
+        self.emit(Effect::Schedule {
+            timer_id,
+            due,
+            message: Box::new(Effect::Engine {
+                workflow: workflow.to_string(),
+                message,
+            }),
         });
-        Ok(())
-    }
-
-    /// Encodes a message to be published later by the timer service.
-    pub(crate) fn scheduled<M: TopicMessage>(
-        &self,
-        topic: &Topic<M>,
-        body: M,
-    ) -> Result<ScheduledMessage, EngineError> {
-        let key = body.routing_key();
-        let bytes = codec::encode(&self.envelope(body)).map_err(EngineError::Encode)?;
-        Ok(ScheduledMessage {
-            topic: topic.name().to_string(),
-            key,
-            bytes,
-        })
     }
 }
 
@@ -92,23 +152,77 @@ pub fn apply(
     state: Option<WorkflowState>,
     message: &Envelope<WorkflowEngineMessage>,
     ctx: &TransitionContext,
-) -> Result<Decision, EngineError> {
+) -> Decision {
     let mut out = Out {
         ctx,
-        trace: &message.trace,
-        messages: Vec::new(),
+        effects: Vec::new(),
     };
-    let (next, note) = handlers::handle(state, &message.body, &mut out)?;
-    let next = match next {
-        Next::Write(mut s) => {
-            s.head.outbox = out.messages.clone();
-            Next::Write(s)
-        }
-        other => other,
-    };
-    Ok(Decision {
+    let (next, note) = handlers::handle(state, &message.body, &mut out);
+    Decision {
         next,
-        publish: out.messages,
+        effects: out.effects,
         note,
-    })
+    }
+}
+
+/// Encodes effects caused by message `cause` (whose trace they continue): the `i`-th effect
+/// gets message id `cause.nth(i)`, so handling a redelivery encodes byte-identical messages.
+pub fn encode_effects(
+    effects: &[Effect],
+    cause: MessageId,
+    trace: &TraceContext,
+    now: Timestamp,
+) -> Result<Vec<EncodedMessage>, CodecError> {
+    effects
+        .iter()
+        .zip(0u32..)
+        .map(|(effect, i)| encode_effect(effect, cause.nth(i), trace, now))
+        .collect()
+}
+
+fn encode_effect(
+    effect: &Effect,
+    id: MessageId,
+    trace: &TraceContext,
+    now: Timestamp,
+) -> Result<EncodedMessage, CodecError> {
+    match effect {
+        Effect::WorkflowTask { workflow, message } => {
+            EncodedMessage::derived(&Topic::workflow_task(workflow), message.clone(), id, now, trace)
+        }
+        Effect::ServiceTask { service, message } => {
+            EncodedMessage::derived(&Topic::service_task(service), message.clone(), id, now, trace)
+        }
+        Effect::TaskControl { service, message } => {
+            EncodedMessage::derived(&Topic::task_control(service), message.clone(), id, now, trace)
+        }
+        Effect::Client { client, message } => {
+            EncodedMessage::derived(&Topic::client(*client), message.clone(), id, now, trace)
+        }
+        Effect::Tag { workflow, message } => {
+            EncodedMessage::derived(&Topic::workflow_tag(workflow), message.clone(), id, now, trace)
+        }
+        Effect::Engine { workflow, message } => {
+            EncodedMessage::derived(&Topic::workflow_engine(workflow), message.clone(), id, now, trace)
+        }
+        Effect::Command { workflow, message } => {
+            EncodedMessage::derived(&Topic::workflow_cmd(workflow), message.clone(), id, now, trace)
+        }
+        Effect::CancelTimer { timer_id } => EncodedMessage::derived(
+            &Topic::timers(),
+            TimerMessage::Cancel { timer_id: *timer_id },
+            id,
+            now,
+            trace,
+        ),
+        Effect::Schedule { timer_id, due, message } => {
+            let scheduled = encode_effect(message, id.continuation(), trace, now)?;
+            let schedule = TimerMessage::Schedule {
+                timer_id: *timer_id,
+                due: *due,
+                message: scheduled,
+            };
+            EncodedMessage::derived(&Topic::timers(), schedule, id, now, trace)
+        }
+    }
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use baton_shared_schemas::messages::*;
 use baton_shared_schemas::*;
-use baton_workflow_engine::state::OutboxMessage;
-use baton_workflow_engine::{Next, Record, TransitionContext, WorkflowState, apply};
+use baton_workflow_engine::{Effect, Next, Record, TransitionContext, WorkflowState, apply, encode_effects};
 
 const NAME: &str = "Booking";
 
@@ -17,42 +16,43 @@ struct Harness {
     client: ClientId,
 }
 
+/// An effect with its single-variant message enum unwrapped, for short matches.
 #[derive(Debug)]
 enum Emitted {
     WorkflowTask(ExecuteWorkflowTask),
     ServiceTask(String, ExecuteTask),
-    Timer(TimerMessage),
+    CancelTimer(TimerId),
+    Schedule {
+        timer_id: TimerId,
+        due: Timestamp,
+        message: Box<Effect>,
+    },
     Client(ClientId, ClientMessage),
     Tag(TagEngineMessage),
     Control(String, TaskControlMessage),
-    /// A message to another workflow's command or engine topic: (topic, message).
-    Workflow(String, WorkflowEngineMessage),
+    /// A command to another workflow's command topic: (workflow, message).
+    Command(String, WorkflowEngineMessage),
+    /// A message to another workflow's engine topic: (workflow, message).
+    Engine(String, WorkflowEngineMessage),
 }
 
-fn decode_out(m: &OutboxMessage) -> Emitted {
-    if m.topic == Topic::workflow_task(NAME).name() {
-        let e: Envelope<WorkflowTaskMessage> = codec::decode(&m.bytes).expect("workflow task");
-        let WorkflowTaskMessage::Execute(t) = e.body;
-        Emitted::WorkflowTask(t)
-    } else if let Some(service) = m.topic.strip_prefix("service-task:") {
-        let e: Envelope<ServiceTaskMessage> = codec::decode(&m.bytes).expect("service task");
-        let ServiceTaskMessage::Execute(t) = e.body;
-        Emitted::ServiceTask(service.to_string(), t)
-    } else if m.topic == "timers" {
-        Emitted::Timer(codec::decode::<Envelope<TimerMessage>>(&m.bytes).expect("timer").body)
-    } else if let Some(client) = m.topic.strip_prefix("client:") {
-        let e: Envelope<ClientMessage> = codec::decode(&m.bytes).expect("client");
-        Emitted::Client(client.parse().expect("client id"), e.body)
-    } else if m.topic.starts_with("workflow-tag:") {
-        Emitted::Tag(codec::decode::<Envelope<TagEngineMessage>>(&m.bytes).expect("tag").body)
-    } else if let Some(service) = m.topic.strip_prefix("task-control:") {
-        let e: Envelope<TaskControlMessage> = codec::decode(&m.bytes).expect("control");
-        Emitted::Control(service.to_string(), e.body)
-    } else if m.topic.starts_with("workflow-cmd:") || m.topic.starts_with("workflow-engine:") {
-        let e: Envelope<WorkflowEngineMessage> = codec::decode(&m.bytes).expect("engine");
-        Emitted::Workflow(m.topic.clone(), e.body)
-    } else {
-        panic!("unexpected topic {}", m.topic)
+fn flatten(effect: Effect) -> Emitted {
+    match effect {
+        Effect::WorkflowTask {
+            message: WorkflowTaskMessage::Execute(t),
+            ..
+        } => Emitted::WorkflowTask(t),
+        Effect::ServiceTask {
+            service,
+            message: ServiceTaskMessage::Execute(t),
+        } => Emitted::ServiceTask(service, t),
+        Effect::TaskControl { service, message } => Emitted::Control(service, message),
+        Effect::Client { client, message } => Emitted::Client(client, message),
+        Effect::Tag { message, .. } => Emitted::Tag(message),
+        Effect::Engine { workflow, message } => Emitted::Engine(workflow, message),
+        Effect::Command { workflow, message } => Emitted::Command(workflow, message),
+        Effect::CancelTimer { timer_id } => Emitted::CancelTimer(timer_id),
+        Effect::Schedule { timer_id, due, message } => Emitted::Schedule { timer_id, due, message },
     }
 }
 
@@ -73,14 +73,28 @@ impl Harness {
             now: self.now,
             retention: Duration::from_secs(60),
         };
-        let decision = apply(self.state.clone(), &Envelope::new(body, self.now), &ctx).expect("transition");
-        let emitted = decision.publish.iter().map(decode_out).collect();
+        let message = Envelope::new(body, self.now);
+        let decision = apply(self.state.clone(), &message, &ctx);
+        // The decision is pure: the same message on the same state decides the same, down to
+        // the bytes and ids of what it emits.
+        let again = apply(self.state.clone(), &message, &ctx);
+        assert_eq!(
+            decision.effects, again.effects,
+            "the same message twice gives the same effects"
+        );
+        let encode =
+            |effects: &[Effect]| encode_effects(effects, message.message_id, &message.trace, self.now).expect("encode");
+        let bytes = encode(&decision.effects);
+        assert_eq!(bytes, encode(&again.effects), "and byte-identical messages");
+        let ids: std::collections::HashSet<_> = bytes.iter().map(|m| m.bytes.clone()).collect();
+        assert_eq!(ids.len(), bytes.len(), "every emitted message is distinct");
+        let emitted = decision.effects.into_iter().map(flatten).collect();
         match decision.next {
             Next::Keep => {}
             Next::Write(s) => {
-                assert_eq!(
-                    s.head.outbox, decision.publish,
-                    "the outbox holds exactly what is published"
+                assert!(
+                    s.head.outbox.is_empty(),
+                    "the runner, not the decision, fills the outbox"
                 );
                 let mut s = *s;
                 s.mark_saved();
@@ -355,10 +369,10 @@ fn completion_notifies_clients_cancels_timers_and_schedules_removal() {
     let (_, out) = h.task_done(&t1, vec![timer.clone()], vec![timer.command_id], None);
     assert!(matches!(
         out.as_slice(),
-        [Emitted::Timer(TimerMessage::Schedule {
+        [Emitted::Schedule {
             due: Timestamp(99_999),
             ..
-        })]
+        }]
     ));
     // A cancellation ends it while the timer is pending.
     let (note, out) = h.send(WorkflowEngineMessage::Cancel {
@@ -383,12 +397,19 @@ fn completion_notifies_clients_cancels_timers_and_schedules_removal() {
                 assert_eq!((c, reason.as_str()), (&h.client, "operator"));
                 saw.0 = true;
             }
-            Emitted::Timer(TimerMessage::Cancel { timer_id }) => {
+            Emitted::CancelTimer(timer_id) => {
                 assert_eq!(*timer_id, TimerId::from(timer.command_id));
                 saw.1 = true;
             }
-            Emitted::Timer(TimerMessage::Schedule { timer_id, due, .. }) => {
+            Emitted::Schedule {
+                timer_id, due, message, ..
+            } => {
                 assert_eq!(*timer_id, TimerId::for_retention(h.id));
+                assert!(matches!(
+                    message.as_ref(),
+                    Effect::Engine { workflow, message: WorkflowEngineMessage::Expire { workflow_id } }
+                        if workflow == NAME && *workflow_id == h.id
+                ));
                 assert_eq!(*due, Timestamp(h.now.0 + 60_000));
                 saw.2 = true;
             }
@@ -765,7 +786,10 @@ fn completing_timers_fires_them_now_and_cancels_them_at_the_timer_service() {
     h.task_done(&t1, vec![timer.clone()], vec![timer.command_id], None);
     let (note, out) = h.send(WorkflowEngineMessage::CompleteTimers { workflow_id: h.id });
     assert_eq!(note, "timers completed");
-    assert!(out.iter().any(|e| matches!(e, Emitted::Timer(TimerMessage::Cancel { timer_id }) if *timer_id == TimerId::from(timer.command_id))));
+    assert!(
+        out.iter()
+            .any(|e| matches!(e, Emitted::CancelTimer(timer_id) if *timer_id == TimerId::from(timer.command_id)))
+    );
     only_workflow_task(&out);
     let (note, _) = h.send(WorkflowEngineMessage::TimerFired {
         workflow_id: h.id,
@@ -863,8 +887,8 @@ fn a_child_is_started_with_its_parent_and_its_end_reaches_the_parent() {
     };
     let (_, out) = h.task_done(&t1, vec![child.clone()], vec![child.command_id], None);
     match out.as_slice() {
-        [Emitted::Workflow(topic, WorkflowEngineMessage::StartChild { start, parent })] => {
-            assert_eq!(topic, "workflow-cmd:Invoice");
+        [Emitted::Command(workflow, WorkflowEngineMessage::StartChild { start, parent })] => {
+            assert_eq!(workflow, "Invoice");
             assert_eq!(start.workflow_id, child.command_id.child_workflow());
             assert_eq!((parent.workflow_id, parent.command_id), (h.id, child.command_id));
         }
@@ -921,10 +945,9 @@ fn cancelling_a_parent_cancels_its_children_and_asks_its_tasks_to_stop() {
         client: None,
     });
     assert!(out.iter().any(|e| matches!(e, Emitted::Control(s, TaskControlMessage::Cancel { task_id }) if s == "Payment" && *task_id == TaskId::from(task.command_id))));
-    assert!(out.iter().any(|e| matches!(e, Emitted::Workflow(t, WorkflowEngineMessage::Cancel { workflow_id, .. }) if t == "workflow-cmd:Invoice" && *workflow_id == child.command_id.child_workflow())));
+    assert!(out.iter().any(|e| matches!(e, Emitted::Command(w, WorkflowEngineMessage::Cancel { workflow_id, .. }) if w == "Invoice" && *workflow_id == child.command_id.child_workflow())));
     assert!(
-        !out.iter()
-            .any(|e| matches!(e, Emitted::Workflow(t, _) if t == "workflow-cmd:Audit")),
+        !out.iter().any(|e| matches!(e, Emitted::Command(w, _) if w == "Audit")),
         "detached children are left alone"
     );
 }
@@ -955,8 +978,8 @@ fn a_child_tells_its_parent_how_it_ended() {
         vec![],
         Some(RunCompletion::Completed(Payload::json(&7).expect("p"))),
     );
-    assert!(out.iter().any(|e| matches!(e, Emitted::Workflow(topic, WorkflowEngineMessage::ChildEnded { workflow_id, command_id, outcome: WorkflowOutcome::Completed(_) })
-        if topic == "workflow-engine:Billing" && *workflow_id == parent.workflow_id && *command_id == parent.command_id)));
+    assert!(out.iter().any(|e| matches!(e, Emitted::Engine(workflow, WorkflowEngineMessage::ChildEnded { workflow_id, command_id, outcome: WorkflowOutcome::Completed(_) })
+        if workflow == "Billing" && *workflow_id == parent.workflow_id && *command_id == parent.command_id)));
 }
 
 #[test]

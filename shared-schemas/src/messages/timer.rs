@@ -5,15 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{TimerId, Timestamp};
 
 /// An already-encoded message to publish when a timer is due.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScheduledMessage {
-    /// Target topic.
-    pub topic: String,
-    /// Routing key on the target topic.
-    pub key: String,
-    /// The encoded envelope.
-    pub bytes: Vec<u8>,
-}
+pub type ScheduledMessage = crate::EncodedMessage;
 
 /// Messages for the timer service. Append-only.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

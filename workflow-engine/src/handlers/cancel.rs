@@ -4,7 +4,6 @@ use baton_shared_schemas::messages::WorkflowOutcome;
 use baton_shared_schemas::{ClientId, WorkflowId};
 
 use super::{Step, finish, keep, write};
-use crate::EngineError;
 use crate::state::{Record, WorkflowState};
 use crate::transition::Out;
 
@@ -14,9 +13,9 @@ pub(crate) fn cancel(
     reason: &str,
     client: Option<ClientId>,
     out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+) -> Step {
     let Some(mut state) = state else {
-        super::reply_unknown(client, id, None, out)?;
+        super::reply_unknown(client, id, None, out);
         return keep("cancel of an unknown instance");
     };
     match &mut state.head.record {
@@ -33,7 +32,7 @@ pub(crate) fn cancel(
                     reason: reason.to_string(),
                 },
                 out,
-            )?;
+            );
             write(state, "cancelled")
         }
     }

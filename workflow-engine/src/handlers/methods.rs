@@ -2,12 +2,11 @@
 //! function and its `MethodReturned` command answers the caller.
 
 use baton_shared_schemas::messages::ClientMessage;
-use baton_shared_schemas::{ClientId, Failure, FailureKind, HistoryEvent, Payload, RequestId, Topic, WorkflowId};
+use baton_shared_schemas::{ClientId, Failure, FailureKind, HistoryEvent, Payload, RequestId, WorkflowId};
 
 use super::{Step, begin_workflow_task, keep, running, write};
-use crate::EngineError;
 use crate::state::{RunningWorkflow, WorkflowState};
-use crate::transition::Out;
+use crate::transition::{Effect, Out};
 
 fn reply(
     client: Option<ClientId>,
@@ -15,17 +14,16 @@ fn reply(
     invocation_id: RequestId,
     result: Result<Payload, Failure>,
     out: &mut Out<'_>,
-) -> Result<(), EngineError> {
-    match client {
-        Some(client) => out.emit(
-            &Topic::client(client),
-            ClientMessage::MethodResult {
+) {
+    if let Some(client) = client {
+        out.emit(Effect::Client {
+            client,
+            message: ClientMessage::MethodResult {
                 invocation_id,
                 workflow_id,
                 result,
             },
-        ),
-        None => Ok(()),
+        });
     }
 }
 
@@ -37,9 +35,9 @@ pub(crate) fn call(
     args: &Payload,
     reply_to: Option<ClientId>,
     out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+) -> Step {
     let Some(mut state) = state else {
-        super::reply_unknown(reply_to, workflow_id, Some(invocation_id), out)?;
+        super::reply_unknown(reply_to, workflow_id, Some(invocation_id), out);
         return keep("method call on an unknown instance");
     };
     let id = state.id;
@@ -48,7 +46,7 @@ pub(crate) fn call(
             FailureKind::InstanceEnded,
             format!("instance {id} has ended; its methods cannot be called"),
         );
-        reply(reply_to, id, invocation_id, Err(failure), out)?;
+        reply(reply_to, id, invocation_id, Err(failure), out);
         return keep("method call on an ended instance");
     };
     // A redelivered call (its id is derived when sent by tag) is dropped whether it is still
@@ -69,7 +67,7 @@ pub(crate) fn call(
         return write(state, "method call buffered");
     }
     history.push(event);
-    begin_workflow_task(id, r, history, out)?;
+    begin_workflow_task(id, r, history, out);
     write(state, "method call started")
 }
 
@@ -80,20 +78,14 @@ pub(crate) fn answer(
     invocation_id: RequestId,
     result: Result<Payload, Failure>,
     out: &mut Out<'_>,
-) -> Result<(), EngineError> {
-    match r.method_calls.remove(&invocation_id) {
-        Some(client) => reply(client, id, invocation_id, result, out),
-        None => Ok(()),
+) {
+    if let Some(client) = r.method_calls.remove(&invocation_id) {
+        reply(client, id, invocation_id, result, out);
     }
 }
 
 /// Answers every call still waiting with a failure (the run ended or restarted).
-pub(crate) fn answer_unanswered(
-    id: WorkflowId,
-    r: &RunningWorkflow,
-    why: &str,
-    out: &mut Out<'_>,
-) -> Result<(), EngineError> {
+pub(crate) fn answer_unanswered(id: WorkflowId, r: &RunningWorkflow, why: &str, out: &mut Out<'_>) {
     for (invocation_id, client) in &r.method_calls {
         reply(
             *client,
@@ -101,7 +93,6 @@ pub(crate) fn answer_unanswered(
             *invocation_id,
             Err(Failure::new(FailureKind::Cancelled, why)),
             out,
-        )?;
+        );
     }
-    Ok(())
 }

@@ -12,33 +12,28 @@ mod workflow_task;
 use std::collections::BTreeSet;
 
 use baton_shared_schemas::messages::{
-    ClientMessage, ExecuteWorkflowTask, TagEngineMessage, TaskControlMessage, TimerMessage, WorkflowEngineMessage,
-    WorkflowOutcome, WorkflowTaskMessage,
+    ClientMessage, ExecuteWorkflowTask, TagEngineMessage, TaskControlMessage, WorkflowEngineMessage, WorkflowOutcome,
+    WorkflowTaskMessage,
 };
 use baton_shared_schemas::{
-    ClientId, CommandId, HistoryEvent, MethodRunId, Outcome, Payload, TimerId, Topic, WorkflowId, WorkflowTaskId,
+    ClientId, CommandId, HistoryEvent, MethodRunId, Outcome, Payload, TimerId, WorkflowId, WorkflowTaskId,
 };
 
-use crate::EngineError;
 use crate::state::{CompletedRecord, PendingKind, Record, RunningWorkflow, WorkflowState};
-use crate::transition::{Next, Out};
+use crate::transition::{Effect, Next, Out};
 
 pub(crate) type Step = (Next, &'static str);
 
-pub(crate) fn keep(note: &'static str) -> Result<Step, EngineError> {
-    Ok((Next::Keep, note))
+pub(crate) fn keep(note: &'static str) -> Step {
+    (Next::Keep, note)
 }
 
-pub(crate) fn write(state: WorkflowState, note: &'static str) -> Result<Step, EngineError> {
-    Ok((Next::Write(Box::new(state)), note))
+pub(crate) fn write(state: WorkflowState, note: &'static str) -> Step {
+    (Next::Write(Box::new(state)), note)
 }
 
 /// Routes a message to its handler.
-pub(crate) fn handle(
-    state: Option<WorkflowState>,
-    message: &WorkflowEngineMessage,
-    out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+pub(crate) fn handle(state: Option<WorkflowState>, message: &WorkflowEngineMessage, out: &mut Out<'_>) -> Step {
     use WorkflowEngineMessage as M;
     match message {
         M::Start(m) => start::start(state, m, None, out),
@@ -103,23 +98,18 @@ pub(crate) fn begin_workflow_task(
     r: &mut RunningWorkflow,
     history: &mut Vec<HistoryEvent>,
     out: &mut Out<'_>,
-) -> Result<(), EngineError> {
+) {
     r.task_index += 1;
     r.task_retry = 0;
     history.push(HistoryEvent::WorkflowTaskStarted {
         index: r.task_index,
         at: out.ctx.now,
     });
-    send_workflow_task(id, r, history, out)
+    send_workflow_task(id, r, history, out);
 }
 
 /// Sends the workflow task whose start ends the history to a worker.
-pub(crate) fn send_workflow_task(
-    id: WorkflowId,
-    r: &mut RunningWorkflow,
-    history: &[HistoryEvent],
-    out: &mut Out<'_>,
-) -> Result<(), EngineError> {
+pub(crate) fn send_workflow_task(id: WorkflowId, r: &mut RunningWorkflow, history: &[HistoryEvent], out: &mut Out<'_>) {
     let task_id = WorkflowTaskId::derive_retry(id, r.task_index, r.task_retry);
     r.running_task = Some(task_id);
     let task = ExecuteWorkflowTask {
@@ -135,10 +125,10 @@ pub(crate) fn send_workflow_task(
         tags: r.tags.clone(),
         meta: r.meta.clone(),
     };
-    out.emit(
-        &Topic::workflow_task(&r.workflow_name),
-        WorkflowTaskMessage::Execute(task),
-    )
+    out.emit(Effect::WorkflowTask {
+        workflow: r.workflow_name.clone(),
+        message: WorkflowTaskMessage::Execute(task),
+    });
 }
 
 /// Records a result: into the history if the code can see it now, into the buffer while a
@@ -164,136 +154,111 @@ pub(crate) fn reply_unknown(
     workflow_id: WorkflowId,
     request_id: Option<baton_shared_schemas::RequestId>,
     out: &mut Out<'_>,
-) -> Result<(), EngineError> {
-    match client {
-        Some(client) => out.emit(
-            &Topic::client(client),
-            ClientMessage::WorkflowUnknown {
+) {
+    if let Some(client) = client {
+        out.emit(Effect::Client {
+            client,
+            message: ClientMessage::WorkflowUnknown {
                 workflow_id,
                 request_id,
             },
-        ),
-        None => Ok(()),
+        });
     }
 }
 
 /// Tells a client how an instance ended.
-pub(crate) fn reply_outcome(
-    client: ClientId,
-    workflow_id: WorkflowId,
-    outcome: WorkflowOutcome,
-    out: &mut Out<'_>,
-) -> Result<(), EngineError> {
-    out.emit(
-        &Topic::client(client),
-        ClientMessage::WorkflowResult { workflow_id, outcome },
-    )
+pub(crate) fn reply_outcome(client: ClientId, workflow_id: WorkflowId, outcome: WorkflowOutcome, out: &mut Out<'_>) {
+    out.emit(Effect::Client {
+        client,
+        message: ClientMessage::WorkflowResult { workflow_id, outcome },
+    });
 }
 
 /// Stops what the run still has going: running tasks are asked to stop, timers cancelled,
 /// children cancelled.
-pub(crate) fn cancel_owned_work(id: WorkflowId, r: &RunningWorkflow, out: &mut Out<'_>) -> Result<(), EngineError> {
+pub(crate) fn cancel_owned_work(id: WorkflowId, r: &RunningWorkflow, out: &mut Out<'_>) {
     for (command, pending) in &r.pending {
-        match &pending.kind {
-            PendingKind::Task { service } => out.emit(
-                &Topic::task_control(service),
-                TaskControlMessage::Cancel {
+        out.emit(match &pending.kind {
+            PendingKind::Task { service } => Effect::TaskControl {
+                service: service.clone(),
+                message: TaskControlMessage::Cancel {
                     task_id: (*command).into(),
                 },
-            )?,
-            PendingKind::Timer => out.emit(
-                &Topic::timers(),
-                TimerMessage::Cancel {
-                    timer_id: (*command).into(),
-                },
-            )?,
-            PendingKind::Child { workflow } => out.emit(
-                &Topic::workflow_cmd(workflow),
-                WorkflowEngineMessage::Cancel {
+            },
+            PendingKind::Timer => Effect::CancelTimer {
+                timer_id: (*command).into(),
+            },
+            PendingKind::Child { workflow } => Effect::Command {
+                workflow: workflow.clone(),
+                message: WorkflowEngineMessage::Cancel {
                     workflow_id: command.child_workflow(),
                     reason: format!("parent workflow {id} ended"),
                     client: None,
                 },
-            )?,
-        }
+            },
+        });
     }
-    Ok(())
 }
 
 /// Publishes tag maintenance for an instance's tags.
-pub(crate) fn tag_messages(
-    workflow_name: &str,
-    tags: &[String],
-    id: WorkflowId,
-    add: bool,
-    out: &mut Out<'_>,
-) -> Result<(), EngineError> {
-    let topic = Topic::workflow_tag(workflow_name);
+pub(crate) fn tag_messages(workflow_name: &str, tags: &[String], id: WorkflowId, add: bool, out: &mut Out<'_>) {
     for tag in tags {
-        let (workflow_name, tag) = (workflow_name.to_string(), tag.clone());
+        let (name, tag) = (workflow_name.to_string(), tag.clone());
         let message = if add {
             TagEngineMessage::AddTag {
-                workflow_name,
+                workflow_name: name,
                 tag,
                 workflow_id: id,
             }
         } else {
             TagEngineMessage::RemoveTag {
-                workflow_name,
+                workflow_name: name,
                 tag,
                 workflow_id: id,
             }
         };
-        out.emit(&topic, message)?;
+        out.emit(Effect::Tag {
+            workflow: workflow_name.to_string(),
+            message,
+        });
     }
-    Ok(())
 }
 
 /// Ends a running instance: replaces it with its completed record, notifies waiting clients
 /// and the parent, stops owned work and schedules the record's removal. A failed run keeps
 /// its history and last state so failed tasks can be retried.
-pub(crate) fn finish(
-    state: &mut WorkflowState,
-    outcome: WorkflowOutcome,
-    out: &mut Out<'_>,
-) -> Result<(), EngineError> {
+pub(crate) fn finish(state: &mut WorkflowState, outcome: WorkflowOutcome, out: &mut Out<'_>) {
     let id = state.id;
     let Record::Running(r) = &state.head.record else {
-        return Ok(());
+        return;
     };
     let now = out.ctx.now;
     let expires_at = now.saturating_add(out.ctx.retention);
     for client in unique(&r.waiting_clients) {
-        reply_outcome(client, id, outcome.clone(), out)?;
+        reply_outcome(client, id, outcome.clone(), out);
     }
     if let Some(parent) = &r.parent {
-        out.emit(
-            &Topic::workflow_engine(&parent.workflow_name),
-            WorkflowEngineMessage::ChildEnded {
+        out.emit(Effect::Engine {
+            workflow: parent.workflow_name.clone(),
+            message: WorkflowEngineMessage::ChildEnded {
                 workflow_id: parent.workflow_id,
                 command_id: parent.command_id,
                 outcome: outcome.clone(),
             },
-        )?;
+        });
     }
-    cancel_owned_work(id, r, out)?;
-    methods::answer_unanswered(id, r, "the instance ended before answering", out)?;
+    cancel_owned_work(id, r, out);
+    methods::answer_unanswered(id, r, "the instance ended before answering", out);
     let failed = matches!(outcome, WorkflowOutcome::Failed(_));
     if !failed {
-        tag_messages(&r.workflow_name, &r.tags, id, false, out)?;
+        tag_messages(&r.workflow_name, &r.tags, id, false, out);
     }
-    let expire = out.scheduled(
-        &Topic::workflow_engine(&r.workflow_name),
+    out.schedule(
+        TimerId::for_retention(id),
+        expires_at,
+        &r.workflow_name,
         WorkflowEngineMessage::Expire { workflow_id: id },
-    )?;
-    out.emit(
-        &Topic::timers(),
-        TimerMessage::Schedule {
-            timer_id: TimerId::for_retention(id),
-            due: expires_at,
-            message: expire,
-        },
-    )?;
+    );
     let resumable = failed.then(|| {
         let mut snapshot = r.clone();
         snapshot.waiting_clients.clear();
@@ -314,7 +279,6 @@ pub(crate) fn finish(
         state.history.clear();
         state.replace_history = true;
     }
-    Ok(())
 }
 
 fn unique(clients: &[ClientId]) -> Vec<ClientId> {

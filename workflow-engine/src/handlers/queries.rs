@@ -1,21 +1,15 @@
 //! `Await`, `GetStatus` and `Expire`: reads, and removal of an expired record.
 
 use baton_shared_schemas::messages::ClientMessage;
-use baton_shared_schemas::{ClientId, RequestId, Topic, WorkflowId};
+use baton_shared_schemas::{ClientId, RequestId, WorkflowId};
 
 use super::{Step, keep, reply_outcome, write};
-use crate::EngineError;
 use crate::state::{Record, WorkflowState};
-use crate::transition::{Next, Out};
+use crate::transition::{Effect, Next, Out};
 
-pub(crate) fn await_result(
-    state: Option<WorkflowState>,
-    id: WorkflowId,
-    client: ClientId,
-    out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+pub(crate) fn await_result(state: Option<WorkflowState>, id: WorkflowId, client: ClientId, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
-        super::reply_unknown(Some(client), id, None, out)?;
+        super::reply_unknown(Some(client), id, None, out);
         return keep("await of an unknown instance");
     };
     match &mut state.head.record {
@@ -25,7 +19,7 @@ pub(crate) fn await_result(
             write(state, "client waits")
         }
         Record::Completed(c) => {
-            reply_outcome(client, id, c.outcome.clone(), out)?;
+            reply_outcome(client, id, c.outcome.clone(), out);
             keep("await of an ended instance")
         }
     }
@@ -37,7 +31,7 @@ pub(crate) fn status(
     client: ClientId,
     request_id: RequestId,
     out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+) -> Step {
     let reply = match &state {
         Some(s) => ClientMessage::Status {
             request_id,
@@ -49,18 +43,18 @@ pub(crate) fn status(
             request_id: Some(request_id),
         },
     };
-    out.emit(&Topic::client(client), reply)?;
+    out.emit(Effect::Client { client, message: reply });
     keep("status")
 }
 
-pub(crate) fn expire(state: Option<WorkflowState>, out: &mut Out<'_>) -> Result<Step, EngineError> {
+pub(crate) fn expire(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
     match state.as_ref().map(|s| (s.id, &s.head.record)) {
         Some((id, Record::Completed(c))) if c.expires_at <= out.ctx.now => {
             if c.resumable.is_some() {
                 // A failed run kept its tags so it could be found and retried by tag.
-                super::tag_messages(&c.workflow_name, &c.tags, id, false, out)?;
+                super::tag_messages(&c.workflow_name, &c.tags, id, false, out);
             }
-            Ok((Next::Delete, "expired"))
+            (Next::Delete, "expired")
         }
         Some(_) => keep("not expired"),
         None => keep("already removed"),

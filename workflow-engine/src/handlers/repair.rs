@@ -4,12 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskFilter};
-use baton_shared_schemas::{CommandId, HistoryEvent, Outcome, Payload, TaskId, Topic};
+use baton_shared_schemas::{CommandId, HistoryEvent, Outcome, Payload, TaskId};
 
 use super::{Step, keep, tag_messages, write};
-use crate::EngineError;
 use crate::state::{PendingCommand, PendingKind, Record, WorkflowState};
-use crate::transition::Out;
+use crate::transition::{Effect, Out};
 
 struct TaskCall {
     position: u32,
@@ -20,11 +19,7 @@ struct TaskCall {
     meta: BTreeMap<String, String>,
 }
 
-pub(crate) fn retry_tasks(
-    state: Option<WorkflowState>,
-    filter: &TaskFilter,
-    out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+pub(crate) fn retry_tasks(state: Option<WorkflowState>, filter: &TaskFilter, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
         return keep("retry of an unknown instance");
     };
@@ -132,7 +127,10 @@ pub(crate) fn retry_tasks(
             tags: call.tags.clone(),
             meta: call.meta.clone(),
         };
-        out.emit(&Topic::service_task(&call.service), ServiceTaskMessage::Execute(task))?;
+        out.emit(Effect::ServiceTask {
+            service: call.service.clone(),
+            message: ServiceTaskMessage::Execute(task),
+        });
     }
     // What the code waited on before is not known here: wake on any result of the run.
     r.waiting_on = r
@@ -141,7 +139,7 @@ pub(crate) fn retry_tasks(
         .copied()
         .chain(r.receives.iter().map(|rc| rc.command_id.nth(rc.received)))
         .collect();
-    tag_messages(&r.workflow_name, &r.tags, id, true, out)?;
+    tag_messages(&r.workflow_name, &r.tags, id, true, out);
     state.head.record = Record::Running(r);
     state.history = new_history;
     state.replace_history = true;

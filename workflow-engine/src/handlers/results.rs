@@ -1,13 +1,12 @@
 //! `TaskCompleted`, `TaskFailed`, `TimerFired`, `ChildEnded`, `CompleteTimers`: results of
 //! commands reach the instance.
 
-use baton_shared_schemas::messages::{TimerMessage, WorkflowOutcome};
-use baton_shared_schemas::{CommandId, Failure, FailureKind, Outcome, Payload, Topic};
+use baton_shared_schemas::messages::WorkflowOutcome;
+use baton_shared_schemas::{CommandId, Failure, FailureKind, Outcome, Payload};
 
 use super::{Step, begin_workflow_task, deliver, keep, running, write};
-use crate::EngineError;
 use crate::state::{PendingKind, WorkflowState};
-use crate::transition::Out;
+use crate::transition::{Effect, Out};
 
 /// How a child's end reads to its parent.
 pub(crate) fn child_outcome(outcome: &WorkflowOutcome) -> Outcome {
@@ -26,7 +25,7 @@ pub(crate) fn command_result(
     command_id: CommandId,
     outcome: Outcome,
     out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+) -> Step {
     let Some(mut state) = state else {
         return keep("result for an unknown instance");
     };
@@ -39,7 +38,7 @@ pub(crate) fn command_result(
         return keep("duplicate result");
     }
     if deliver(r, history, command_id, outcome) {
-        begin_workflow_task(id, r, history, out)?;
+        begin_workflow_task(id, r, history, out);
         return write(state, "result woke the workflow");
     }
     let note = if r.running_task.is_some() {
@@ -50,7 +49,7 @@ pub(crate) fn command_result(
     write(state, note)
 }
 
-pub(crate) fn complete_timers(state: Option<WorkflowState>, out: &mut Out<'_>) -> Result<Step, EngineError> {
+pub(crate) fn complete_timers(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
         return keep("complete timers of an unknown instance");
     };
@@ -70,11 +69,11 @@ pub(crate) fn complete_timers(state: Option<WorkflowState>, out: &mut Out<'_>) -
     let mut wake = false;
     for timer in timers {
         r.pending.remove(&timer);
-        out.emit(&Topic::timers(), TimerMessage::Cancel { timer_id: timer.into() })?;
+        out.emit(Effect::CancelTimer { timer_id: timer.into() });
         wake |= deliver(r, history, timer, Outcome::Completed(Payload::null()));
     }
     if wake {
-        begin_workflow_task(id, r, history, out)?;
+        begin_workflow_task(id, r, history, out);
     }
     write(state, "timers completed")
 }

@@ -3,7 +3,6 @@
 use baton_shared_schemas::{HistoryEvent, Outcome, Payload, SignalFilter, SignalId};
 
 use super::{Step, begin_workflow_task, deliver, keep, running, write};
-use crate::EngineError;
 use crate::state::{MailboxSignal, RunningWorkflow, WorkflowState};
 use crate::transition::Out;
 
@@ -80,7 +79,7 @@ pub(crate) fn send(
     channel: &str,
     value: &Payload,
     out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+) -> Step {
     let Some(mut state) = state else {
         return keep("signal for an unknown instance");
     };
@@ -98,7 +97,7 @@ pub(crate) fn send(
     };
     match offer(r, history, signal) {
         Offer::Taken(true) => {
-            begin_workflow_task(id, r, history, out)?;
+            begin_workflow_task(id, r, history, out);
             write(state, "signal woke the workflow")
         }
         Offer::Taken(false) => write(state, "signal received"),

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use baton_shared_schemas::messages::{ParentRef, StartWorkflow};
 
 use super::{Step, begin_workflow_task, keep, reply_outcome, tag_messages, write};
-use crate::EngineError;
 use crate::state::{Record, RunningWorkflow, WorkflowState};
 use crate::transition::Out;
 
@@ -15,7 +14,7 @@ pub(crate) fn start(
     m: &StartWorkflow,
     parent: Option<ParentRef>,
     out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+) -> Step {
     let Some(mut state) = state else {
         let mut running = RunningWorkflow {
             workflow_name: m.workflow_name.clone(),
@@ -42,8 +41,8 @@ pub(crate) fn start(
             method_calls: BTreeMap::new(),
         };
         let mut history = Vec::new();
-        tag_messages(&m.workflow_name, &m.tags, m.workflow_id, true, out)?;
-        begin_workflow_task(m.workflow_id, &mut running, &mut history, out)?;
+        tag_messages(&m.workflow_name, &m.tags, m.workflow_id, true, out);
+        begin_workflow_task(m.workflow_id, &mut running, &mut history, out);
         let mut state = WorkflowState::new(m.workflow_id, running);
         state.history = history;
         return write(state, "started");
@@ -59,7 +58,7 @@ pub(crate) fn start(
         },
         Record::Completed(c) => {
             if let Some(client) = m.reply_to {
-                reply_outcome(client, m.workflow_id, c.outcome.clone(), out)?;
+                reply_outcome(client, m.workflow_id, c.outcome.clone(), out);
             }
             keep("start of an ended instance")
         }

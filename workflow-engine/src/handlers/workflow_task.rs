@@ -4,22 +4,17 @@
 use std::collections::BTreeSet;
 
 use baton_shared_schemas::messages::{
-    ExecuteTask, ParentRef, RunCompletion, ServiceTaskMessage, StartWorkflow, TimerMessage, WorkflowEngineMessage,
-    WorkflowOutcome, WorkflowTaskCompleted,
+    ExecuteTask, ParentRef, RunCompletion, ServiceTaskMessage, StartWorkflow, WorkflowEngineMessage, WorkflowOutcome,
+    WorkflowTaskCompleted,
 };
-use baton_shared_schemas::{CommandSpec, Failure, HistoryEvent, Payload, Topic, WorkflowId, WorkflowTaskId};
+use baton_shared_schemas::{CommandSpec, Failure, HistoryEvent, Payload, WorkflowId, WorkflowTaskId};
 
 use super::signals::drain_mailbox;
 use super::{Step, begin_workflow_task, cancel_owned_work, finish, keep, running, send_workflow_task, wakes, write};
-use crate::EngineError;
 use crate::state::{ActiveReceive, PendingCommand, PendingKind, RunningWorkflow, WorkflowState};
-use crate::transition::Out;
+use crate::transition::{Effect, Out};
 
-pub(crate) fn completed(
-    state: Option<WorkflowState>,
-    m: &WorkflowTaskCompleted,
-    out: &mut Out<'_>,
-) -> Result<Step, EngineError> {
+pub(crate) fn completed(state: Option<WorkflowState>, m: &WorkflowTaskCompleted, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
         return keep("workflow task result for an unknown instance");
     };
@@ -65,7 +60,10 @@ pub(crate) fn completed(
                         tags: call.tags.to_vec(),
                         meta: call.meta.cloned().unwrap_or_default(),
                     };
-                    out.emit(&Topic::service_task(call.service), ServiceTaskMessage::Execute(task))?;
+                    out.emit(Effect::ServiceTask {
+                        service: call.service.to_string(),
+                        message: ServiceTaskMessage::Execute(task),
+                    });
                 }
             }
             CommandSpec::Timer { due } => {
@@ -74,15 +72,7 @@ pub(crate) fn completed(
                     workflow_id: id,
                     timer_id: command.command_id.into(),
                 };
-                let message = out.scheduled(&Topic::workflow_engine(&r.workflow_name), fired)?;
-                out.emit(
-                    &Topic::timers(),
-                    TimerMessage::Schedule {
-                        timer_id: command.command_id.into(),
-                        due: *due,
-                        message,
-                    },
-                )?;
+                out.schedule(command.command_id.into(), *due, &r.workflow_name, fired);
             }
             CommandSpec::Receive { channel, filter, limit } => {
                 r.receives.push(ActiveReceive {
@@ -137,10 +127,13 @@ pub(crate) fn completed(
                     };
                     WorkflowEngineMessage::StartChild { start, parent }
                 };
-                out.emit(&Topic::workflow_cmd(workflow), message)?;
+                out.emit(Effect::Command {
+                    workflow: workflow.clone(),
+                    message,
+                });
             }
             CommandSpec::MethodReturned { invocation_id, result } => {
-                super::methods::answer(id, r, *invocation_id, result.clone(), out)?;
+                super::methods::answer(id, r, *invocation_id, result.clone(), out);
             }
             CommandSpec::Inline { .. } | CommandSpec::Patch { .. } => {}
         }
@@ -148,19 +141,19 @@ pub(crate) fn completed(
 
     match &m.completion {
         Some(RunCompletion::Completed(p)) => {
-            finish(&mut state, WorkflowOutcome::Completed(p.clone()), out)?;
+            finish(&mut state, WorkflowOutcome::Completed(p.clone()), out);
             return write(state, "workflow ended");
         }
         Some(RunCompletion::Failed(f)) => {
-            finish(&mut state, WorkflowOutcome::Failed(f.clone()), out)?;
+            finish(&mut state, WorkflowOutcome::Failed(f.clone()), out);
             return write(state, "workflow ended");
         }
         Some(RunCompletion::ContinueAsNew(input)) => {
-            continue_as_new(id, r, input, out)?;
+            continue_as_new(id, r, input, out);
             state.history.clear();
             state.replace_history = true;
             if let Some((r, history)) = running(&mut state) {
-                begin_workflow_task(id, r, history, out)?;
+                begin_workflow_task(id, r, history, out);
             }
             return write(state, "continued as new");
         }
@@ -175,7 +168,7 @@ pub(crate) fn completed(
         wake |= drain_mailbox(r, history);
     }
     if wake {
-        begin_workflow_task(id, r, history, out)?;
+        begin_workflow_task(id, r, history, out);
         return write(state, "workflow task applied; available results woke the workflow");
     }
     write(state, "workflow task applied")
@@ -183,14 +176,9 @@ pub(crate) fn completed(
 
 /// Restarts the run with a new input: owned work stops, the history starts afresh; tags,
 /// waiting clients, the parent and unconsumed signals carry over.
-fn continue_as_new(
-    id: WorkflowId,
-    r: &mut RunningWorkflow,
-    input: &Payload,
-    out: &mut Out<'_>,
-) -> Result<(), EngineError> {
-    cancel_owned_work(id, r, out)?;
-    super::methods::answer_unanswered(id, r, "the instance continued as new before answering", out)?;
+fn continue_as_new(id: WorkflowId, r: &mut RunningWorkflow, input: &Payload, out: &mut Out<'_>) {
+    cancel_owned_work(id, r, out);
+    super::methods::answer_unanswered(id, r, "the instance continued as new before answering", out);
     r.method_calls.clear();
     r.generation += 1;
     r.input = input.clone();
@@ -203,14 +191,9 @@ fn continue_as_new(
     r.receives.clear();
     r.discarding_channels.clear();
     r.workflow_task_failure = None;
-    Ok(())
 }
 
-pub(crate) fn failed(
-    state: Option<WorkflowState>,
-    task_id: WorkflowTaskId,
-    failure: &Failure,
-) -> Result<Step, EngineError> {
+pub(crate) fn failed(state: Option<WorkflowState>, task_id: WorkflowTaskId, failure: &Failure) -> Step {
     let Some(mut state) = state else {
         return keep("workflow task failure for an unknown instance");
     };
@@ -227,7 +210,7 @@ pub(crate) fn failed(
     write(state, "workflow task failed")
 }
 
-pub(crate) fn retry(state: Option<WorkflowState>, out: &mut Out<'_>) -> Result<Step, EngineError> {
+pub(crate) fn retry(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
         return keep("retry of an unknown instance");
     };
@@ -240,6 +223,6 @@ pub(crate) fn retry(state: Option<WorkflowState>, out: &mut Out<'_>) -> Result<S
     }
     r.workflow_task_failure = None;
     r.task_retry += 1;
-    send_workflow_task(id, r, history, out)?;
+    send_workflow_task(id, r, history, out);
     write(state, "workflow task retried")
 }
