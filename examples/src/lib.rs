@@ -5,6 +5,16 @@ pub mod billing;
 pub mod booking;
 pub mod loan;
 
+/// The Rust examples of these guides, compiled as doc tests against the examples' types, so a
+/// guide cannot show code that does not build.
+#[cfg(doctest)]
+pub mod guides {
+    #[doc = include_str!("../../docs/client.md")]
+    pub struct Client;
+    #[doc = include_str!("../../docs/tags.md")]
+    pub struct Tags;
+}
+
 /// Starts logging to stderr with `filter`, unless `RUST_LOG` says otherwise.
 pub fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

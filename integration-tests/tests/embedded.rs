@@ -458,3 +458,58 @@ async fn malformed_messages_go_to_dead_letter_topics_and_components_carry_on() {
     );
     baton.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_an_unreadable_stored_state_is_dead_lettered_at_once() {
+    use baton::components::schemas::messages::WorkflowEngineMessage;
+    use baton::components::schemas::{EncodedMessage, Envelope, Timestamp, Topic};
+    use baton::components::storage::{Expected, HistoryWrite};
+
+    let baton = start(Arc::default()).await;
+    let transport = baton.transport().clone();
+    let mut dlq = transport
+        .subscribe("dlq:workflow-cmd:Scenarios", "ops", SubscriptionKind::Shared)
+        .await
+        .expect("dlq");
+    // A record no engine wrote: its head is not a head.
+    let id = WorkflowId::new();
+    baton
+        .stores()
+        .workflows
+        .save(
+            id,
+            Expected::Absent,
+            b"not a head".to_vec(),
+            HistoryWrite::Append(Vec::new()),
+        )
+        .await
+        .expect("store the corrupt record");
+    let cancel = Envelope::new(
+        WorkflowEngineMessage::Cancel {
+            workflow_id: id,
+            reason: "operator".into(),
+            client: None,
+        },
+        Timestamp::now_system(),
+    );
+    let (topic, message) = baton::components::transport::outgoing(
+        EncodedMessage::encode(&Topic::workflow_cmd("Scenarios"), &cancel).expect("encode"),
+    );
+    transport.publish(&topic, message).await.expect("publish");
+    let dead = tokio::time::timeout(Duration::from_secs(10), dlq.next())
+        .await
+        .expect("dead-lettered in time")
+        .expect("delivery");
+    let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
+    assert!(
+        reason.contains(&format!("stored state of workflow {id} is unreadable")),
+        "{reason}"
+    );
+    assert_eq!(dead.redeliveries, 0, "poison is not redelivered first");
+    dead.ack().await;
+    assert_eq!(
+        run(&baton, Scenario::Echo("still alive".into())).await.expect("result"),
+        "still alive"
+    );
+    baton.shutdown().await;
+}

@@ -119,6 +119,33 @@ impl Redelivery {
     }
 }
 
+/// The delayed redeliveries of one consumer. Each waits out its backoff and then moves its
+/// message to the retry topic; all that still wait are dropped when the consumer goes away,
+/// since the broker then hands their unsettled originals to the next consumer, and moving them
+/// as well would deliver them twice.
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DelayedRedeliveries(baton_runtime::CancellationToken);
+
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+impl DelayedRedeliveries {
+    /// Runs `redeliver` after `delay`, unless the consumer goes away first.
+    pub(crate) fn after(&self, delay: std::time::Duration, redeliver: impl Future<Output = ()> + Send + 'static) {
+        let closed = self.0.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = closed.cancelled() => {}
+                _ = tokio::time::sleep(delay) => redeliver.await,
+            }
+        });
+    }
+
+    /// The consumer went away: drops what still waits.
+    pub(crate) fn close(&self) {
+        self.0.cancel();
+    }
+}
+
 #[cfg(all(test, any(feature = "pulsar", feature = "kafka")))]
 mod tests {
     use std::time::Duration;

@@ -29,6 +29,8 @@ use std::sync::Mutex;
 
 pub use baton_shared_schemas::EncodedMessage;
 pub use consume::{ConsumeLoop, Handler, Incoming, Source};
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+pub(crate) use delivery::DelayedRedeliveries;
 pub use delivery::{Acknowledger, Delivery, headers};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaTransport};

@@ -13,7 +13,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_runtime::{CancellationToken, Clock, Supervisor};
+use baton_runtime::{CancellationToken, Clock, Supervisor, Transient};
 use baton_shared_schemas::messages::WorkflowEngineMessage;
 use baton_shared_schemas::{Envelope, Topic, WorkflowId};
 use baton_storage::{Expected, StorageError, WorkflowStore};
@@ -32,12 +32,22 @@ use crate::transition::{Next, TransitionContext, apply, encode_effects};
 /// Subscription name the engine consumes with.
 pub const SUBSCRIPTION: &str = "workflow-engine";
 
+/// Whether the outbox stored with a cached state is published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outbox {
+    /// Published (or empty).
+    Published,
+    /// Loaded from storage: its writer may have crashed before publishing it, so it is
+    /// republished before the next transition.
+    Unpublished,
+    /// Saved by the batch being handled: published when the batch's effects are.
+    InBatch,
+}
+
 struct Cached {
     state: WorkflowState,
     version: u64,
-    /// Whether this process published the stored outbox; if not (state loaded from storage),
-    /// it is republished before the next transition in case the writer crashed before publishing.
-    outbox_published: bool,
+    outbox: Outbox,
 }
 
 struct Shard {
@@ -47,6 +57,10 @@ struct Shard {
     retention: Duration,
     capacity: usize,
     cache: HashMap<WorkflowId, Cached>,
+    /// What the batch being handled publishes once its states are saved, in order.
+    pending: Vec<OutboxMessage>,
+    /// Instances whose saved outbox is in `pending`.
+    in_batch: Vec<WorkflowId>,
 }
 
 const CAS_ATTEMPTS: usize = 16;
@@ -56,7 +70,32 @@ impl Handler<WorkflowEngineMessage> for Shard {
     type Error = EngineError;
 
     async fn handle_one(&mut self, message: &Incoming<WorkflowEngineMessage>) -> Result<(), EngineError> {
-        self.process(&message.envelope).await
+        let result = self.process(&message.envelope).await;
+        self.flush().await?;
+        result
+    }
+
+    /// Decides and saves each message in order, then publishes the effects of them all
+    /// together; the loop acknowledges them after that.
+    async fn handle(&mut self, batch: &[Incoming<WorkflowEngineMessage>]) -> Vec<Result<(), EngineError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for message in batch {
+            let result = self.process(&message.envelope).await;
+            let transient = matches!(&result, Err(e) if e.is_transient());
+            results.push(result);
+            if transient {
+                break;
+            }
+        }
+        if let Err(e) = self.flush().await {
+            // Nothing of this batch may be acknowledged before its effects are out; the saved
+            // states keep them in their outboxes, and handling the messages again republishes
+            // them (the transitions themselves find the messages already applied).
+            let failed = results.iter().position(Result::is_ok).unwrap_or(results.len());
+            results.truncate(failed);
+            results.push(Err(e));
+        }
+        results
     }
 }
 
@@ -68,13 +107,17 @@ impl Shard {
             };
             let state =
                 WorkflowState::decode(id, &stored).map_err(|source| EngineError::CorruptState { id, source })?;
-            let published = state.head.outbox.is_empty();
+            let outbox = if state.head.outbox.is_empty() {
+                Outbox::Published
+            } else {
+                Outbox::Unpublished
+            };
             self.remember(
                 id,
                 Cached {
                     state,
                     version: stored.version,
-                    outbox_published: published,
+                    outbox,
                 },
             );
         }
@@ -104,6 +147,27 @@ impl Shard {
         Ok(())
     }
 
+    /// Publishes what the batch so far emitted. If that fails, the states saved by the batch
+    /// count as loaded from storage: their outboxes are republished before their next
+    /// transition.
+    async fn flush(&mut self) -> Result<(), EngineError> {
+        let published = self.publish(&self.pending).await;
+        let outbox = if published.is_ok() {
+            Outbox::Published
+        } else {
+            Outbox::Unpublished
+        };
+        for id in self.in_batch.drain(..) {
+            if let Some(cached) = self.cache.get_mut(&id) {
+                if cached.outbox == Outbox::InBatch {
+                    cached.outbox = outbox;
+                }
+            }
+        }
+        self.pending.clear();
+        published
+    }
+
     /// Republishes the outbox of a state loaded from storage (its writer may have crashed before
     /// publishing it), then stores the state with an empty outbox so it is published once, not
     /// on every later load.
@@ -124,7 +188,7 @@ impl Shard {
                     Cached {
                         state: settled,
                         version: new_version,
-                        outbox_published: true,
+                        outbox: Outbox::Published,
                     },
                 );
             }
@@ -137,6 +201,9 @@ impl Shard {
         Ok(())
     }
 
+    /// Applies one message: decides on the current state, saves the next state with the
+    /// encoded effects as its outbox (a compare-and-set, retried on conflict) and adds the
+    /// effects to what the batch publishes.
     async fn process(&mut self, envelope: &Envelope<WorkflowEngineMessage>) -> Result<(), EngineError> {
         let id = envelope.body.workflow_id();
         // Whether the state used below was read from storage while handling this message (as
@@ -146,15 +213,25 @@ impl Shard {
             if !fresh && !self.cache.contains_key(&id) {
                 fresh = true;
             }
-            let (state, expected) = match self.load(id).await? {
+            let (state, expected, unpublished) = match self.load(id).await? {
                 Some(cached) => {
-                    if !cached.outbox_published {
+                    if cached.outbox == Outbox::Unpublished {
                         self.settle_outbox(id).await?;
                     }
                     let cached = self.cache.get(&id).ok_or(EngineError::Contended(id))?;
-                    (Some(cached.state.clone()), Expected::Version(cached.version))
+                    // A state saved earlier in this batch keeps its outbox until the batch is
+                    // published: the next save carries it along.
+                    let unpublished = match cached.outbox {
+                        Outbox::InBatch => cached.state.head.outbox.clone(),
+                        Outbox::Published | Outbox::Unpublished => Vec::new(),
+                    };
+                    (
+                        Some(cached.state.clone()),
+                        Expected::Version(cached.version),
+                        unpublished,
+                    )
                 }
-                None => (None, Expected::Absent),
+                None => (None, Expected::Absent, Vec::new()),
             };
             let ctx = TransitionContext {
                 now: self.clock.now(),
@@ -178,11 +255,12 @@ impl Shard {
                     }
                 }
                 Next::Keep => {
-                    self.publish(&publish).await?;
+                    self.pending.extend(publish);
                     return Ok(());
                 }
                 Next::Write(mut state) => {
-                    state.head.outbox = publish.clone();
+                    state.head.outbox = unpublished;
+                    state.head.outbox.extend(publish.iter().cloned());
                     let (head, history) = state.encode_for_save().map_err(EngineError::Encode)?;
                     match self.store.save(id, expected, head, history).await {
                         Ok(version) => {
@@ -192,13 +270,11 @@ impl Shard {
                                 Cached {
                                     state: *state,
                                     version,
-                                    outbox_published: false,
+                                    outbox: Outbox::InBatch,
                                 },
                             );
-                            self.publish(&publish).await?;
-                            if let Some(c) = self.cache.get_mut(&id) {
-                                c.outbox_published = true;
-                            }
+                            self.in_batch.push(id);
+                            self.pending.extend(publish);
                             return Ok(());
                         }
                         Err(StorageError::Conflict { .. }) => {
@@ -212,6 +288,11 @@ impl Shard {
                     }
                 }
                 Next::Delete => {
+                    if !unpublished.is_empty() {
+                        // The record goes, and with it the outbox saved earlier in this batch:
+                        // publish that first.
+                        self.flush().await?;
+                    }
                     if let Expected::Version(version) = expected {
                         match self.store.delete(id, version).await {
                             Ok(()) => {}
@@ -223,7 +304,7 @@ impl Shard {
                         }
                     }
                     self.cache.remove(&id);
-                    self.publish(&publish).await?;
+                    self.pending.extend(publish);
                     return Ok(());
                 }
             }
@@ -283,6 +364,8 @@ pub async fn run(
             retention: config.retention,
             capacity: config.cache_per_shard.max(1),
             cache: HashMap::new(),
+            pending: Vec::new(),
+            in_batch: Vec::new(),
         };
         let consume = consume.clone();
         supervisor.spawn(format!("engine shard {index}"), async move {

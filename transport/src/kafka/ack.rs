@@ -123,6 +123,8 @@ pub(crate) struct AckState {
     pub inflight: Mutex<HashMap<u64, InFlight>>,
     pub next_tag: AtomicU64,
     pub settled: mpsc::UnboundedSender<Settled>,
+    /// Nacked messages waiting for their backoff.
+    pub redeliveries: crate::DelayedRedeliveries,
 }
 
 /// The headers of a record, as text.
@@ -235,11 +237,9 @@ impl Acknowledger for KafkaAcker {
         };
         let state = self.state.clone();
         // The original stays unsettled while it waits, so a crash now redelivers it.
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let retry = state.retry_topic.clone();
+        self.state.redeliveries.after(delay, async move {
             let extra = vec![(REDELIVERIES.to_string(), count.to_string())];
-            state.move_to(f, &retry, extra).await;
+            state.move_to(f, &state.retry_topic, extra).await;
         });
     }
 

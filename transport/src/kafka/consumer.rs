@@ -243,6 +243,7 @@ impl Drop for KafkaSubscription {
         if let Some(closing) = self.closing.take() {
             let _ = closing.send(());
         }
+        self.state.redeliveries.close();
         self.inner.opened.fetch_sub(1, Ordering::SeqCst);
     }
 }

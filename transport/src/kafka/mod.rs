@@ -334,6 +334,7 @@ impl Transport for KafkaTransport {
             inflight: Mutex::new(HashMap::new()),
             next_tag: AtomicU64::new(0),
             settled: settled_tx,
+            redeliveries: crate::DelayedRedeliveries::default(),
         });
         self.inner.opened.fetch_add(1, Ordering::SeqCst);
         let subscription_handle = consumer::KafkaSubscription {

@@ -48,6 +48,8 @@ pub(crate) struct AckState {
     pub inflight: Mutex<HashMap<u64, InFlight>>,
     pub next_tag: AtomicU64,
     pub settle: mpsc::UnboundedSender<Settle>,
+    /// Nacked messages waiting for their backoff.
+    pub redeliveries: crate::DelayedRedeliveries,
 }
 
 impl AckState {
@@ -134,11 +136,9 @@ impl Acknowledger for PulsarAcker {
             };
         let state = self.state.clone();
         // The original stays unacknowledged while it waits, so a crash now redelivers it.
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let retry = state.retry_topic.clone();
+        self.state.redeliveries.after(delay, async move {
             let extra = vec![(REDELIVERIES.to_string(), count.to_string())];
-            state.move_to(f, Target::Full(&retry), extra).await;
+            state.move_to(f, Target::Full(&state.retry_topic), extra).await;
         });
     }
 

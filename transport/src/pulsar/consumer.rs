@@ -91,6 +91,7 @@ pub(crate) struct PulsarSubscription {
     pub rx: mpsc::Receiver<Delivery>,
     pub closing: Option<oneshot::Sender<()>>,
     pub inner: Arc<Inner>,
+    pub redeliveries: crate::DelayedRedeliveries,
     pub _claim: Option<crate::ExclusiveClaim>,
 }
 
@@ -108,6 +109,7 @@ impl Drop for PulsarSubscription {
         if let Some(closing) = self.closing.take() {
             let _ = closing.send(());
         }
+        self.redeliveries.close();
         self.inner.opened.fetch_sub(1, Ordering::SeqCst);
     }
 }

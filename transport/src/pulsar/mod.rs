@@ -281,7 +281,9 @@ impl Transport for PulsarTransport {
             inflight: Mutex::new(HashMap::new()),
             next_tag: AtomicU64::new(0),
             settle: settle_tx,
+            redeliveries: crate::DelayedRedeliveries::default(),
         });
+        let redeliveries = state.redeliveries.clone();
         let buffer = usize::try_from(self.inner.config.prefetch).unwrap_or(256).max(1);
         let (tx, rx) = mpsc::channel(buffer);
         let (closing_tx, closing_rx) = oneshot::channel();
@@ -296,6 +298,7 @@ impl Transport for PulsarTransport {
         ));
         self.inner.opened.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(consumer::PulsarSubscription {
+            redeliveries,
             rx,
             closing: Some(closing_tx),
             inner: self.inner.clone(),
