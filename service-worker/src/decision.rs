@@ -9,7 +9,7 @@ use baton_shared_schemas::messages::{
     WorkflowTaskCompleted,
 };
 use baton_shared_schemas::{
-    AttemptFailure, CodecError, EncodedMessage, Failure, MessageId, Payload, TimerId, Timestamp, Topic, TraceContext,
+    AttemptFailure, Cause, CodecError, Emitted, EncodedMessage, Failure, Payload, TimerId, Timestamp, Topic,
 };
 
 use crate::retry::{RetryDecision, RetryPolicy};
@@ -135,43 +135,30 @@ pub fn replayed(task: &ExecuteWorkflowTask, result: Result<WorkflowTaskCompleted
     }
 }
 
-/// Encodes a report on the task message `cause`: under id `cause.nth(0)`, and the stored next
-/// attempt under `cause.continuation()`.
-pub fn encode(
-    report: &Report,
-    cause: MessageId,
-    trace: &TraceContext,
-    now: Timestamp,
-) -> Result<EncodedMessage, CodecError> {
-    let id = cause.nth(0);
-    match report {
-        Report::Engine { workflow, message } => {
-            EncodedMessage::derived(&Topic::workflow_engine(workflow), message.clone(), id, now, trace)
-        }
-        Report::Delegated { service, message } => {
-            EncodedMessage::derived(&Topic::service_tag(service), message.clone(), id, now, trace)
-        }
-        Report::RetryLater { timer_id, due, task } => {
-            let next = EncodedMessage::derived(
-                &Topic::service_task(&task.service),
-                ServiceTaskMessage::Execute((**task).clone()),
-                cause.continuation(),
-                now,
-                trace,
-            )?;
-            let schedule = TimerMessage::Schedule {
-                timer_id: *timer_id,
-                due: *due,
-                message: next,
-            };
-            EncodedMessage::derived(&Topic::timers(), schedule, id, now, trace)
+impl Emitted for Report {
+    /// A report is the one message its task message causes: id `cause.nth(index)`, and the
+    /// next attempt a timer holds the continuation of that.
+    fn encode(&self, cause: &Cause<'_>, index: u32) -> Result<EncodedMessage, CodecError> {
+        let id = cause.message_id.nth(index);
+        match self {
+            Report::Engine { workflow, message } => cause.emit(&Topic::workflow_engine(workflow), message.clone(), id),
+            Report::Delegated { service, message } => cause.emit(&Topic::service_tag(service), message.clone(), id),
+            Report::RetryLater { timer_id, due, task } => {
+                let next = ServiceTaskMessage::Execute((**task).clone());
+                let schedule = TimerMessage::Schedule {
+                    timer_id: *timer_id,
+                    due: *due,
+                    message: cause.emit(&Topic::service_task(&task.service), next, id.continuation())?,
+                };
+                cause.emit(&Topic::timers(), schedule, id)
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use baton_shared_schemas::{Envelope, FailureKind, TaskId, WorkflowId};
+    use baton_shared_schemas::{Envelope, FailureKind, MessageId, TaskId, TraceContext, WorkflowId};
 
     use super::*;
 
@@ -261,7 +248,12 @@ mod tests {
         let now = Timestamp(77);
         let report = || attempt_ended(&t, AttemptEnd::Returned(Err(failure())), &policy(), now);
         assert_eq!(report(), report(), "the retry delay's jitter is derived, not random");
-        let bytes = |r: &Report| encode(r, cause, &trace, now).expect("encode");
+        let at = Cause {
+            message_id: cause,
+            trace: &trace,
+            now,
+        };
+        let bytes = |r: &Report| r.encode(&at, 0).expect("encode");
         assert_eq!(bytes(&report()), bytes(&report()));
         let envelope: Envelope<TimerMessage> = baton_shared_schemas::decode(&bytes(&report()).bytes).expect("decode");
         assert_eq!(envelope.message_id, cause.nth(0));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use baton_runtime::{Backoff, CancellationToken, Clock, Supervisor, retry_transient};
 use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskControlMessage, WorkflowTaskMessage};
-use baton_shared_schemas::{Envelope, Failure, FailureKind, TaskId, Topic};
+use baton_shared_schemas::{Cause, Emitted, Envelope, Failure, FailureKind, TaskId, Topic};
 use baton_transport::{ConsumeLoop, Handler, Incoming, Publisher, SubscriptionKind, Transport, subscribe_all};
 use baton_workflow::{CheckMode, ErasedWorkflow, Registry, RegistryError};
 use futures::FutureExt;
@@ -248,8 +248,9 @@ impl Shared {
     /// Reports a task's end, waiting out a broker outage in place (until the drain deadline)
     /// rather than failing: a redelivery would run the attempt again for nothing.
     async fn report(&self, report: &Report, cause: &Envelope<impl Sized>) -> Result<(), WorkerError> {
-        let now = self.clock.now();
-        let message = decision::encode(report, cause.message_id, &cause.trace, now).map_err(WorkerError::Encode)?;
+        let message = report
+            .encode(&Cause::of(cause, self.clock.now()), 0)
+            .map_err(WorkerError::Encode)?;
         retry_transient("publish task outcome", Backoff::DEPENDENCY, &self.attempts, || {
             self.publisher.publish_encoded(vec![message.clone()])
         })

@@ -80,16 +80,54 @@ impl EncodedMessage {
             bytes: codec::encode(envelope)?,
         })
     }
+}
 
-    /// Encodes `body` for `topic` under a message id derived by the caller, in the trace of
-    /// the message that caused it: how components emit what they decided.
-    pub fn derived<M: TopicMessage>(
+/// The message whose handling emits messages: their ids derive from its id, they continue its
+/// trace, and they carry the handler's clock reading.
+#[derive(Clone, Copy, Debug)]
+pub struct Cause<'a> {
+    /// The id of the message being handled.
+    pub message_id: MessageId,
+    /// Its trace context.
+    pub trace: &'a TraceContext,
+    /// When the handler emits.
+    pub now: Timestamp,
+}
+
+impl<'a> Cause<'a> {
+    /// The cause that is `envelope`, handled at `now`.
+    pub fn of<M>(envelope: &'a Envelope<M>, now: Timestamp) -> Self {
+        Self {
+            message_id: envelope.message_id,
+            trace: &envelope.trace,
+            now,
+        }
+    }
+
+    /// Encodes `body` for `topic` under `id` (derived from this cause).
+    pub fn emit<M: TopicMessage>(
+        &self,
         topic: &Topic<M>,
         body: M,
-        message_id: MessageId,
-        emitted_at: Timestamp,
-        trace: &TraceContext,
-    ) -> Result<Self, CodecError> {
-        Self::encode(topic, &Envelope::derived(body, message_id, emitted_at, trace.clone()))
+        id: MessageId,
+    ) -> Result<EncodedMessage, CodecError> {
+        EncodedMessage::encode(topic, &Envelope::derived(body, id, self.now, self.trace.clone()))
     }
+
+    /// Encodes, in order, what this cause made a component emit.
+    pub fn encode_all<E: Emitted>(&self, effects: &[E]) -> Result<Vec<EncodedMessage>, CodecError> {
+        effects
+            .iter()
+            .zip(0u32..)
+            .map(|(effect, index)| effect.encode(self, index))
+            .collect()
+    }
+}
+
+/// A message a component decided to emit.
+pub trait Emitted {
+    /// Encodes it as the `index`-th message `cause` made the component emit. Its id derives
+    /// from the cause and the index (`cause.message_id.nth(index)`, or a continuation of it),
+    /// so the same decision always encodes the same bytes.
+    fn encode(&self, cause: &Cause<'_>, index: u32) -> Result<EncodedMessage, CodecError>;
 }

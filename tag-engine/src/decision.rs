@@ -1,12 +1,14 @@
 //! The tag engine's decision, without I/O: [`read_for`] says what a message needs read from
 //! storage, and [`decide`] turns the message and what was read into the storage writes and
-//! typed [`Effect`]s to carry out. Ids of what it emits are derived from the message that
-//! caused them, so a redelivered message emits the same messages and receivers drop repeats.
+//! typed [`Effect`]s to carry out, which the runner encodes with
+//! [`Cause::encode_all`]. Ids of what it emits are derived
+//! from the message that caused them, so a redelivered message emits the same messages and
+//! receivers drop repeats.
 
 use baton_shared_schemas::messages::{ClientMessage, TagEngineMessage, TaggedCommand, WorkflowEngineMessage};
 use baton_shared_schemas::{
-    CodecError, EncodedMessage, Failure, FailureKind, MessageId, Payload, RequestId, TaskId, Timestamp, Topic,
-    TraceContext, WorkflowId, validate_tag,
+    Cause, CodecError, Emitted, EncodedMessage, Failure, FailureKind, MessageId, Payload, RequestId, TaskId, Topic,
+    WorkflowId, validate_tag,
 };
 use serde::{Deserialize, Serialize};
 
@@ -139,10 +141,19 @@ fn check(tag: &str) -> Result<(), TagError> {
 
 /// What `message` needs read; fails for a tag that can never be valid.
 pub fn read_for(message: &TagEngineMessage, page_size: usize) -> Result<Read, TagError> {
-    Ok(match message {
+    let ids = |workflow: &str, tag: &str, cursor: &Option<String>, limit: usize| {
+        check(tag)?;
+        Ok(Read::Ids {
+            workflow: workflow.to_string(),
+            tag: tag.to_string(),
+            cursor: cursor.clone(),
+            limit,
+        })
+    };
+    match message {
         TagEngineMessage::AddTag { tag, .. } | TagEngineMessage::RemoveTag { tag, .. } => {
             check(tag)?;
-            Read::Nothing
+            Ok(Read::Nothing)
         }
         TagEngineMessage::GetIds {
             workflow_name,
@@ -150,32 +161,21 @@ pub fn read_for(message: &TagEngineMessage, page_size: usize) -> Result<Read, Ta
             cursor,
             limit,
             ..
-        } => {
-            check(tag)?;
-            Read::Ids {
-                workflow: workflow_name.clone(),
-                tag: tag.clone(),
-                cursor: cursor.clone(),
-                limit: usize::try_from(*limit).unwrap_or(usize::MAX).clamp(1, 10_000),
-            }
-        }
+        } => ids(
+            workflow_name,
+            tag,
+            cursor,
+            usize::try_from(*limit).unwrap_or(usize::MAX).clamp(1, 10_000),
+        ),
         TagEngineMessage::ByTag {
             workflow_name,
             tag,
             cursor,
             ..
-        } => {
-            check(tag)?;
-            Read::Ids {
-                workflow: workflow_name.clone(),
-                tag: tag.clone(),
-                cursor: cursor.clone(),
-                limit: page_size.max(1),
-            }
-        }
-        TagEngineMessage::TaskDelegated { task_id, .. } => Read::EarlyResult(*task_id),
-        TagEngineMessage::CompleteDelegatedTask { task_id, .. } => Read::Delegation(*task_id),
-    })
+        } => ids(workflow_name, tag, cursor, page_size.max(1)),
+        TagEngineMessage::TaskDelegated { task_id, .. } => Ok(Read::EarlyResult(*task_id)),
+        TagEngineMessage::CompleteDelegatedTask { task_id, .. } => Ok(Read::Delegation(*task_id)),
+    }
 }
 
 /// Decides one message (carried by message `cause`) given what [`read_for`] asked to read.
@@ -338,49 +338,28 @@ fn addressed(cause: MessageId, workflow_id: WorkflowId, command: &TaggedCommand)
     }
 }
 
-/// Encodes effects caused by message `cause`: the `i`-th gets id `cause.nth(i)`, and the next
-/// page `cause.continuation()` (the ids of what that page fans out derive from it).
-pub fn encode_effects(
-    effects: &[Effect],
-    cause: MessageId,
-    trace: &TraceContext,
-    now: Timestamp,
-) -> Result<Vec<EncodedMessage>, CodecError> {
-    effects
-        .iter()
-        .zip(0u32..)
-        .map(|(effect, i)| match effect {
-            Effect::Client { client, message } => {
-                EncodedMessage::derived(&Topic::client(*client), message.clone(), cause.nth(i), now, trace)
-            }
-            Effect::Command { workflow, message } => EncodedMessage::derived(
-                &Topic::workflow_cmd(workflow),
-                message.clone(),
-                cause.nth(i),
-                now,
-                trace,
-            ),
-            Effect::Engine { workflow, message } => EncodedMessage::derived(
-                &Topic::workflow_engine(workflow),
-                message.clone(),
-                cause.nth(i),
-                now,
-                trace,
-            ),
-            Effect::NextPage { workflow, message } => EncodedMessage::derived(
+impl Emitted for Effect {
+    /// The `i`-th effect gets id `cause.nth(i)`, and the next page `cause.continuation()`: the
+    /// ids of what that page fans out derive from it, so they are the same however often the
+    /// first page is handled.
+    fn encode(&self, cause: &Cause<'_>, index: u32) -> Result<EncodedMessage, CodecError> {
+        let id = cause.message_id.nth(index);
+        match self {
+            Self::Client { client, message } => cause.emit(&Topic::client(*client), message.clone(), id),
+            Self::Command { workflow, message } => cause.emit(&Topic::workflow_cmd(workflow), message.clone(), id),
+            Self::Engine { workflow, message } => cause.emit(&Topic::workflow_engine(workflow), message.clone(), id),
+            Self::NextPage { workflow, message } => cause.emit(
                 &Topic::workflow_tag(workflow),
                 message.clone(),
-                cause.continuation(),
-                now,
-                trace,
+                cause.message_id.continuation(),
             ),
-        })
-        .collect()
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use baton_shared_schemas::{Envelope, SignalId};
+    use baton_shared_schemas::{Envelope, SignalId, Timestamp, TraceContext};
 
     use super::*;
 
@@ -460,7 +439,12 @@ mod tests {
         let twice = decide(cause, &message, Loaded::Ids(page));
         assert_eq!(once, twice);
         let trace = TraceContext::default();
-        let encode = |d: &Decision| encode_effects(&d.effects, cause, &trace, Timestamp(5)).expect("encode");
+        let at = Cause {
+            message_id: cause,
+            trace: &trace,
+            now: Timestamp(5),
+        };
+        let encode = |d: &Decision| at.encode_all(&d.effects).expect("encode");
         let bytes = encode(&once);
         assert_eq!(bytes, encode(&twice));
         let next: Envelope<TagEngineMessage> = baton_shared_schemas::decode(&bytes[1].bytes).expect("decode");

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD;
 use baton_runtime::{CancellationToken, Clock, Supervisor};
 use baton_shared_schemas::messages::TagEngineMessage;
-use baton_shared_schemas::{TaskId, Topic, codec};
+use baton_shared_schemas::{Cause, TaskId, Topic, codec};
 use baton_storage::KeySetStore;
 use baton_transport::{ConsumeLoop, Handler, Incoming, Publisher, SubscriptionKind, Transport, subscribe_all};
 use serde::Serialize;
@@ -85,9 +85,9 @@ impl Engine {
             Read::EarlyResult(task) => Loaded::EarlyResult(only(self.store.as_ref(), &early_result_key(task)).await?),
         };
         let decided = decision::decide(envelope.message_id, &envelope.body, loaded);
-        let messages =
-            decision::encode_effects(&decided.effects, envelope.message_id, &envelope.trace, self.clock.now())
-                .map_err(TagError::Encode)?;
+        let messages = Cause::of(envelope, self.clock.now())
+            .encode_all(&decided.effects)
+            .map_err(TagError::Encode)?;
         self.publisher.publish_encoded(messages).await?;
         for write in decided.writes {
             self.write(write).await?;

@@ -119,6 +119,67 @@ impl Redelivery {
     }
 }
 
+/// What a broker backend provides so that one rule settles its deliveries ([`BrokerAcker`]).
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+#[async_trait::async_trait]
+pub(crate) trait BrokerAcks: Send + Sync + 'static {
+    /// A delivered message not settled yet.
+    type InFlight: Send + 'static;
+    /// Takes the unsettled message of a delivery tag (`None` if settled already).
+    fn take(&self, tag: u64) -> Option<Self::InFlight>;
+    /// Acknowledges it at the broker.
+    fn ack(&self, message: &Self::InFlight);
+    /// How often it was redelivered before.
+    fn redeliveries(&self, message: &Self::InFlight) -> u32;
+    /// `max_redeliveries` and `nack_delay` of the backend's settings.
+    fn limits(&self) -> (u32, std::time::Duration);
+    /// The consumer's nacked messages waiting for their backoff.
+    fn delayed(&self) -> &DelayedRedeliveries;
+    /// Moves it to the subscription's retry topic as redelivery number `count`.
+    async fn redeliver(&self, message: Self::InFlight, count: u32);
+    /// Moves it to the dead-letter topic with `reason`.
+    async fn dead_letter_now(&self, message: Self::InFlight, reason: String);
+}
+
+/// The [`Acknowledger`] of every broker backend: acks at the broker; a nack waits its backoff
+/// and moves the message to the retry topic, or dead-letters it once its redeliveries are
+/// spent; poison is dead-lettered at once.
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+pub(crate) struct BrokerAcker<S>(pub Arc<S>);
+
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+#[async_trait::async_trait]
+impl<S: BrokerAcks> Acknowledger for BrokerAcker<S> {
+    async fn ack(&self, tag: u64) {
+        if let Some(message) = self.0.take(tag) {
+            self.0.ack(&message);
+        }
+    }
+
+    async fn nack(&self, tag: u64, reason: &str) {
+        let Some(message) = self.0.take(tag) else {
+            return;
+        };
+        let (max, nack_delay) = self.0.limits();
+        match Redelivery::decide(self.0.redeliveries(&message), max, nack_delay, reason) {
+            Redelivery::DeadLetter(reason) => self.0.dead_letter_now(message, reason).await,
+            Redelivery::Retry { count, delay } => {
+                let state = self.0.clone();
+                // The original stays unsettled while it waits, so a crash now redelivers it.
+                self.0
+                    .delayed()
+                    .after(delay, async move { state.redeliver(message, count).await });
+            }
+        }
+    }
+
+    async fn dead_letter(&self, tag: u64, reason: &str) {
+        if let Some(message) = self.0.take(tag) {
+            self.0.dead_letter_now(message, reason.to_string()).await;
+        }
+    }
+}
+
 /// The delayed redeliveries of one consumer. Each waits out its backoff and then moves its
 /// message to the retry topic; all that still wait are dropped when the consumer goes away,
 /// since the broker then hands their unsettled originals to the next consumer, and moving them

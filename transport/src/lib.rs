@@ -29,9 +29,9 @@ use std::sync::Mutex;
 
 pub use baton_shared_schemas::EncodedMessage;
 pub use consume::{ConsumeLoop, Handler, Incoming, Source};
-#[cfg(any(feature = "pulsar", feature = "kafka"))]
-pub(crate) use delivery::DelayedRedeliveries;
 pub use delivery::{Acknowledger, Delivery, headers};
+#[cfg(any(feature = "pulsar", feature = "kafka"))]
+pub(crate) use delivery::{BrokerAcker, BrokerAcks, DelayedRedeliveries};
 #[cfg(feature = "kafka")]
 pub use kafka::{KafkaConfig, KafkaTransport};
 #[cfg(feature = "in-memory")]

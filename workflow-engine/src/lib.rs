@@ -4,7 +4,7 @@
 //! [`transition::apply`] is the pure decision function (state, message and context give the
 //! next state and typed [`Effect`]s; no I/O, no clock, no random ids); [`runner`] carries decisions out: it
 //! loads the state, applies, encodes the effects under ids derived from the message that caused
-//! them ([`encode_effects`]), saves them with the state as its outbox with a compare-and-set,
+//! them (`Cause::encode_all`), saves them with the state as its outbox with a compare-and-set,
 //! publishes them and only then acknowledges. The engine never runs user
 //! code: it hands a workflow's history to a `workflow-task:{Workflow}` worker and applies what
 //! comes back. Depends on the transport and storage traits, never on a backend.
@@ -18,4 +18,4 @@ pub mod transition;
 pub use error::EngineError;
 pub use runner::{EngineConfig, run};
 pub use state::{CompletedRecord, Record, RunningWorkflow, WorkflowState};
-pub use transition::{Decision, Effect, Next, TransitionContext, apply, encode_effects};
+pub use transition::{Decision, Effect, Next, TransitionContext, apply};

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use baton_runtime::{CancellationToken, Clock, Supervisor, Transient};
 use baton_shared_schemas::messages::WorkflowEngineMessage;
-use baton_shared_schemas::{Envelope, Topic, WorkflowId};
+use baton_shared_schemas::{Cause, Envelope, Topic, WorkflowId};
 use baton_storage::{Expected, StorageError, WorkflowStore};
 use baton_transport::{
     ConsumeLoop, Delivery, Handler, Incoming, OutgoingMessage, Subscription, SubscriptionKind, Transport,
@@ -27,7 +27,7 @@ pub use baton_config::EngineConfig;
 
 use crate::EngineError;
 use crate::state::{OutboxMessage, WorkflowState};
-use crate::transition::{Next, TransitionContext, apply, encode_effects};
+use crate::transition::{Next, TransitionContext, apply};
 
 /// Subscription name the engine consumes with.
 pub const SUBSCRIPTION: &str = "workflow-engine";
@@ -239,7 +239,8 @@ impl Shard {
             };
             let decision = apply(state, envelope, &ctx);
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
-            let publish = encode_effects(&decision.effects, envelope.message_id, &envelope.trace, ctx.now)
+            let publish = Cause::of(envelope, ctx.now)
+                .encode_all(&decision.effects)
                 .map_err(EngineError::Encode)?;
             match decision.next {
                 // A decision to change nothing (a duplicate, a stale result) made on a cached

@@ -1,7 +1,7 @@
 //! The engine's decision: one message applied to one instance's state, giving the next state
 //! and the typed [`Effect`]s to carry out. Pure: no I/O, no clock (the time comes in the
 //! [`TransitionContext`]) and no random ids, so the same state and message always give the
-//! same decision. [`encode_effects`] turns effects into the messages the runner stores in the
+//! same decision. [`Cause::encode_all`] turns effects into the messages the runner stores in the
 //! outbox and publishes, under ids derived from the message that caused them.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use baton_shared_schemas::messages::{
     WorkflowTaskMessage,
 };
 use baton_shared_schemas::{
-    ClientId, CodecError, EncodedMessage, Envelope, MessageId, TimerId, Timestamp, Topic, TraceContext,
+    Cause, ClientId, CodecError, Emitted, EncodedMessage, Envelope, MessageId, TimerId, Timestamp, Topic,
 };
 
 use crate::handlers;
@@ -165,64 +165,33 @@ pub fn apply(
     }
 }
 
-/// Encodes effects caused by message `cause` (whose trace they continue): the `i`-th effect
-/// gets message id `cause.nth(i)`, so handling a redelivery encodes byte-identical messages.
-pub fn encode_effects(
-    effects: &[Effect],
-    cause: MessageId,
-    trace: &TraceContext,
-    now: Timestamp,
-) -> Result<Vec<EncodedMessage>, CodecError> {
-    effects
-        .iter()
-        .zip(0u32..)
-        .map(|(effect, i)| encode_effect(effect, cause.nth(i), trace, now))
-        .collect()
+impl Emitted for Effect {
+    /// The `i`-th effect gets message id `cause.nth(i)`, and the message a timer holds the
+    /// continuation of that.
+    fn encode(&self, cause: &Cause<'_>, index: u32) -> Result<EncodedMessage, CodecError> {
+        encode_effect(self, cause, cause.message_id.nth(index))
+    }
 }
 
-fn encode_effect(
-    effect: &Effect,
-    id: MessageId,
-    trace: &TraceContext,
-    now: Timestamp,
-) -> Result<EncodedMessage, CodecError> {
+fn encode_effect(effect: &Effect, cause: &Cause<'_>, id: MessageId) -> Result<EncodedMessage, CodecError> {
     match effect {
-        Effect::WorkflowTask { workflow, message } => {
-            EncodedMessage::derived(&Topic::workflow_task(workflow), message.clone(), id, now, trace)
+        Effect::WorkflowTask { workflow, message } => cause.emit(&Topic::workflow_task(workflow), message.clone(), id),
+        Effect::ServiceTask { service, message } => cause.emit(&Topic::service_task(service), message.clone(), id),
+        Effect::TaskControl { service, message } => cause.emit(&Topic::task_control(service), message.clone(), id),
+        Effect::Client { client, message } => cause.emit(&Topic::client(*client), message.clone(), id),
+        Effect::Tag { workflow, message } => cause.emit(&Topic::workflow_tag(workflow), message.clone(), id),
+        Effect::Engine { workflow, message } => cause.emit(&Topic::workflow_engine(workflow), message.clone(), id),
+        Effect::Command { workflow, message } => cause.emit(&Topic::workflow_cmd(workflow), message.clone(), id),
+        Effect::CancelTimer { timer_id } => {
+            cause.emit(&Topic::timers(), TimerMessage::Cancel { timer_id: *timer_id }, id)
         }
-        Effect::ServiceTask { service, message } => {
-            EncodedMessage::derived(&Topic::service_task(service), message.clone(), id, now, trace)
-        }
-        Effect::TaskControl { service, message } => {
-            EncodedMessage::derived(&Topic::task_control(service), message.clone(), id, now, trace)
-        }
-        Effect::Client { client, message } => {
-            EncodedMessage::derived(&Topic::client(*client), message.clone(), id, now, trace)
-        }
-        Effect::Tag { workflow, message } => {
-            EncodedMessage::derived(&Topic::workflow_tag(workflow), message.clone(), id, now, trace)
-        }
-        Effect::Engine { workflow, message } => {
-            EncodedMessage::derived(&Topic::workflow_engine(workflow), message.clone(), id, now, trace)
-        }
-        Effect::Command { workflow, message } => {
-            EncodedMessage::derived(&Topic::workflow_cmd(workflow), message.clone(), id, now, trace)
-        }
-        Effect::CancelTimer { timer_id } => EncodedMessage::derived(
-            &Topic::timers(),
-            TimerMessage::Cancel { timer_id: *timer_id },
-            id,
-            now,
-            trace,
-        ),
         Effect::Schedule { timer_id, due, message } => {
-            let scheduled = encode_effect(message, id.continuation(), trace, now)?;
             let schedule = TimerMessage::Schedule {
                 timer_id: *timer_id,
                 due: *due,
-                message: scheduled,
+                message: encode_effect(message, cause, id.continuation())?,
             };
-            EncodedMessage::derived(&Topic::timers(), schedule, id, now, trace)
+            cause.emit(&Topic::timers(), schedule, id)
         }
     }
 }

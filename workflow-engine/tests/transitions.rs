@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use baton_shared_schemas::messages::*;
 use baton_shared_schemas::*;
-use baton_workflow_engine::{Effect, Next, Record, TransitionContext, WorkflowState, apply, encode_effects};
+use baton_workflow_engine::{Effect, Next, Record, TransitionContext, WorkflowState, apply};
 
 const NAME: &str = "Booking";
 
@@ -82,8 +82,7 @@ impl Harness {
             decision.effects, again.effects,
             "the same message twice gives the same effects"
         );
-        let encode =
-            |effects: &[Effect]| encode_effects(effects, message.message_id, &message.trace, self.now).expect("encode");
+        let encode = |effects: &[Effect]| Cause::of(&message, self.now).encode_all(effects).expect("encode");
         let bytes = encode(&decision.effects);
         assert_eq!(bytes, encode(&again.effects), "and byte-identical messages");
         let ids: std::collections::HashSet<_> = bytes.iter().map(|m| m.bytes.clone()).collect();

@@ -14,8 +14,8 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::mpsc;
 
 use super::Inner;
-use crate::delivery::{Redelivery, headers};
-use crate::{Acknowledger, locked};
+use crate::delivery::headers;
+use crate::{BrokerAcks, locked};
 
 /// The header holding how often a message was redelivered.
 pub(crate) const REDELIVERIES: &str = "baton-redelivery-count";
@@ -157,18 +157,6 @@ impl AckState {
         self.next_tag.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn take(&self, tag: u64) -> Option<InFlight> {
-        locked(&self.inflight).remove(&tag)
-    }
-
-    fn settle(&self, f: &InFlight) {
-        let _ = self.settled.send(Settled {
-            partition: f.partition.clone(),
-            offset: f.offset,
-            epoch: f.epoch,
-        });
-    }
-
     /// Writes a copy of `f` to `topic` (a Kafka name) with `extra` headers, then settles the
     /// original. If the copy cannot be written the original stays unsettled: below the
     /// watermark, it is redelivered by the partition's next reader.
@@ -185,67 +173,58 @@ impl AckState {
             .unwrap_or_default();
         let payload = f.message.payload().unwrap_or_default();
         match self.inner.send(&self.logical_topic, topic, &key, payload, &hdrs).await {
-            Ok(()) => self.settle(&f),
+            Ok(()) => BrokerAcks::ack(self, &f),
             Err(e) => {
                 tracing::error!(topic = %self.logical_topic, target = topic, error = %e, "cannot move a message; it stays unsettled")
             }
         }
     }
+}
+
+#[async_trait::async_trait]
+impl BrokerAcks for AckState {
+    type InFlight = InFlight;
+
+    fn take(&self, tag: u64) -> Option<InFlight> {
+        locked(&self.inflight).remove(&tag)
+    }
+
+    fn ack(&self, f: &InFlight) {
+        let _ = self.settled.send(Settled {
+            partition: f.partition.clone(),
+            offset: f.offset,
+            epoch: f.epoch,
+        });
+    }
+
+    fn redeliveries(&self, f: &InFlight) -> u32 {
+        redeliveries_of(&headers_of(&f.message))
+    }
+
+    fn limits(&self) -> (u32, std::time::Duration) {
+        (self.inner.config.max_redeliveries, self.inner.config.nack_delay)
+    }
+
+    fn delayed(&self) -> &crate::DelayedRedeliveries {
+        &self.redeliveries
+    }
+
+    async fn redeliver(&self, f: InFlight, count: u32) {
+        let extra = vec![(REDELIVERIES.to_string(), count.to_string())];
+        self.move_to(f, &self.retry_topic, extra).await;
+    }
 
     async fn dead_letter_now(&self, f: InFlight, reason: String) {
         tracing::warn!(topic = %self.logical_topic, %reason, "message dead-lettered");
-        let redeliveries = redeliveries_of(&headers_of(&f.message));
         let extra = vec![
             (headers::DEAD_LETTER_REASON.to_string(), reason),
             (headers::ORIGINAL_TOPIC.to_string(), self.logical_topic.clone()),
-            (headers::REDELIVERIES.to_string(), redeliveries.to_string()),
+            (headers::REDELIVERIES.to_string(), self.redeliveries(&f).to_string()),
         ];
         let dlq = dead_letter_topic(&self.logical_topic);
         match self.inner.ensure(&dlq).await {
             Ok(topic) => self.move_to(f, &topic, extra).await,
             Err(e) => tracing::error!(topic = %self.logical_topic, error = %e, "cannot create the dead-letter topic"),
-        }
-    }
-}
-
-/// The [`Acknowledger`] of Kafka deliveries.
-pub(crate) struct KafkaAcker {
-    pub state: Arc<AckState>,
-}
-
-#[async_trait::async_trait]
-impl Acknowledger for KafkaAcker {
-    async fn ack(&self, tag: u64) {
-        if let Some(f) = self.state.take(tag) {
-            self.state.settle(&f);
-        }
-    }
-
-    async fn nack(&self, tag: u64, reason: &str) {
-        let Some(f) = self.state.take(tag) else {
-            return;
-        };
-        let config = &self.state.inner.config;
-        let (count, delay) = match Redelivery::decide(
-            redeliveries_of(&headers_of(&f.message)),
-            config.max_redeliveries,
-            config.nack_delay,
-            reason,
-        ) {
-            Redelivery::DeadLetter(reason) => return self.state.dead_letter_now(f, reason).await,
-            Redelivery::Retry { count, delay } => (count, delay),
-        };
-        let state = self.state.clone();
-        // The original stays unsettled while it waits, so a crash now redelivers it.
-        self.state.redeliveries.after(delay, async move {
-            let extra = vec![(REDELIVERIES.to_string(), count.to_string())];
-            state.move_to(f, &state.retry_topic, extra).await;
-        });
-    }
-
-    async fn dead_letter(&self, tag: u64, reason: &str) {
-        if let Some(f) = self.state.take(tag) {
-            self.state.dead_letter_now(f, reason.to_string()).await;
         }
     }
 }

@@ -14,7 +14,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::Inner;
-use super::ack::{AckState, Assignment, InFlight, KafkaAcker, PartitionOffsets, REDELIVERIES, Settled};
+use super::ack::{AckState, Assignment, InFlight, PartitionOffsets, REDELIVERIES, Settled};
 use super::ack::{headers_of, redeliveries_of};
 use crate::{Delivery, Result, Subscription, TransportError, locked};
 
@@ -230,9 +230,7 @@ impl Subscription for KafkaSubscription {
                 Arc::new(visible),
                 redeliveries,
                 tag,
-                Arc::new(KafkaAcker {
-                    state: self.state.clone(),
-                }),
+                Arc::new(crate::BrokerAcker(self.state.clone())),
             ));
         }
     }

@@ -13,8 +13,8 @@ use pulsar::proto::MessageIdData;
 use tokio::sync::mpsc;
 
 use super::Inner;
-use crate::delivery::{Redelivery, headers};
-use crate::{Acknowledger, locked};
+use crate::delivery::headers;
+use crate::{BrokerAcks, locked};
 
 /// The message property holding how often a message was redelivered.
 pub(crate) const REDELIVERIES: &str = "baton-redelivery-count";
@@ -53,17 +53,6 @@ pub(crate) struct AckState {
 }
 
 impl AckState {
-    fn take(&self, tag: u64) -> Option<InFlight> {
-        locked(&self.inflight).remove(&tag)
-    }
-
-    fn ack(&self, f: &InFlight) {
-        let _ = self.settle.send(Settle::Ack {
-            topic: f.topic.clone(),
-            id: f.id.clone(),
-        });
-    }
-
     fn broker_nack(&self, f: &InFlight) {
         let _ = self.settle.send(Settle::Nack {
             topic: f.topic.clone(),
@@ -98,6 +87,39 @@ impl AckState {
             }
         }
     }
+}
+
+#[async_trait::async_trait]
+impl BrokerAcks for AckState {
+    type InFlight = InFlight;
+
+    fn take(&self, tag: u64) -> Option<InFlight> {
+        locked(&self.inflight).remove(&tag)
+    }
+
+    fn ack(&self, f: &InFlight) {
+        let _ = self.settle.send(Settle::Ack {
+            topic: f.topic.clone(),
+            id: f.id.clone(),
+        });
+    }
+
+    fn redeliveries(&self, f: &InFlight) -> u32 {
+        f.redeliveries
+    }
+
+    fn limits(&self) -> (u32, std::time::Duration) {
+        (self.inner.config.max_redeliveries, self.inner.config.nack_delay)
+    }
+
+    fn delayed(&self) -> &crate::DelayedRedeliveries {
+        &self.redeliveries
+    }
+
+    async fn redeliver(&self, f: InFlight, count: u32) {
+        let extra = vec![(REDELIVERIES.to_string(), count.to_string())];
+        self.move_to(f, Target::Full(&self.retry_topic), extra).await;
+    }
 
     async fn dead_letter_now(&self, f: InFlight, reason: String) {
         tracing::warn!(topic = %self.logical_topic, %reason, "message dead-lettered");
@@ -108,44 +130,6 @@ impl AckState {
         ];
         let dlq = dead_letter_topic(&self.logical_topic);
         self.move_to(f, Target::Logical(&dlq), extra).await;
-    }
-}
-
-/// The [`Acknowledger`] of Pulsar deliveries.
-pub(crate) struct PulsarAcker {
-    pub state: Arc<AckState>,
-}
-
-#[async_trait::async_trait]
-impl Acknowledger for PulsarAcker {
-    async fn ack(&self, tag: u64) {
-        if let Some(f) = self.state.take(tag) {
-            self.state.ack(&f);
-        }
-    }
-
-    async fn nack(&self, tag: u64, reason: &str) {
-        let Some(f) = self.state.take(tag) else {
-            return;
-        };
-        let config = &self.state.inner.config;
-        let (count, delay) =
-            match Redelivery::decide(f.redeliveries, config.max_redeliveries, config.nack_delay, reason) {
-                Redelivery::DeadLetter(reason) => return self.state.dead_letter_now(f, reason).await,
-                Redelivery::Retry { count, delay } => (count, delay),
-            };
-        let state = self.state.clone();
-        // The original stays unacknowledged while it waits, so a crash now redelivers it.
-        self.state.redeliveries.after(delay, async move {
-            let extra = vec![(REDELIVERIES.to_string(), count.to_string())];
-            state.move_to(f, Target::Full(&state.retry_topic), extra).await;
-        });
-    }
-
-    async fn dead_letter(&self, tag: u64, reason: &str) {
-        if let Some(f) = self.state.take(tag) {
-            self.state.dead_letter_now(f, reason.to_string()).await;
-        }
     }
 }
 

@@ -14,7 +14,7 @@ use pulsar::{Consumer, ConsumerOptions, SubType, TokioExecutor};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
-use super::ack::{AckState, InFlight, PulsarAcker, REDELIVERIES, Settle};
+use super::ack::{AckState, InFlight, REDELIVERIES, Settle};
 use crate::{Delivery, Result, Subscription, SubscriptionKind, TransportError, locked};
 
 type RawConsumer = Consumer<Vec<u8>, TokioExecutor>;
@@ -150,7 +150,7 @@ fn deliver(state: &Arc<AckState>, message: pulsar::consumer::Message<Vec<u8>>) -
         Arc::new(headers),
         redeliveries,
         tag,
-        Arc::new(PulsarAcker { state: state.clone() }),
+        Arc::new(crate::BrokerAcker(state.clone())),
     )
 }
 
