@@ -9,10 +9,24 @@ pub mod loan;
 /// guide cannot show code that does not build.
 #[cfg(doctest)]
 pub mod guides {
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
     #[doc = include_str!("../../docs/client.md")]
     pub struct Client;
     #[doc = include_str!("../../docs/tags.md")]
     pub struct Tags;
+    #[doc = include_str!("../../docs/workflows.md")]
+    pub struct Workflows;
+    #[doc = include_str!("../../docs/services.md")]
+    pub struct Services;
+    #[doc = include_str!("../../docs/signals.md")]
+    pub struct Signals;
+    #[doc = include_str!("../../docs/methods.md")]
+    pub struct Methods;
+    #[doc = include_str!("../../docs/cancellation-and-timeouts.md")]
+    pub struct CancellationAndTimeouts;
+    #[doc = include_str!("../../docs/saga.md")]
+    pub struct Saga;
 }
 
 /// Starts logging to stderr with `filter`, unless `RUST_LOG` says otherwise.
