@@ -5,4 +5,5 @@
 pub mod driver;
 pub mod procstat;
 pub mod report;
+pub mod serve;
 pub mod workload;

@@ -77,6 +77,15 @@ enum Command {
         #[arg(long)]
         run_tag: Option<String>,
     },
+    /// Serves the workload over HTTP: `POST /booking/{key}/run` answers with the result.
+    Serve {
+        /// Address to listen on (port 0 picks a free one; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Where the components run.
+        #[arg(long, value_enum, default_value = "memory")]
+        topology: Topology,
+    },
     /// K strictly sequential trivial steps per workflow, for several K: the cost per step.
     Sweep {
         /// The values of K, comma separated.
@@ -182,6 +191,37 @@ async fn booking(topology: Topology, plan: Plan, json: Option<PathBuf>) -> anyho
     Ok(report)
 }
 
+fn refuse_unavailable(topology: Topology) -> anyhow::Result<()> {
+    if topology != Topology::Memory {
+        let name = topology
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default();
+        bail!(
+            "topology {name} is not available in this build yet; run --topology memory, or the \
+             multi-process cluster with scripts/local-cluster.sh"
+        );
+    }
+    Ok(())
+}
+
+async fn serve(listen: std::net::SocketAddr, topology: Topology) -> anyhow::Result<()> {
+    refuse_unavailable(topology)?;
+    let baton = memory_baton().await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("serve: listening on {}", listener.local_addr()?);
+    let app = baton_bench::serve::router(baton.client().clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    baton.shutdown().await;
+    Ok(())
+}
+
 /// Steps a sweep round runs at least.
 const MIN_STEPS_PER_ROUND: u64 = 3_000;
 
@@ -279,6 +319,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             } else {
                 std::process::ExitCode::SUCCESS
             })
+        }
+        Command::Serve { listen, topology } => {
+            serve(listen, topology).await?;
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Sweep { steps, runs, parallel } => {
             sweep(steps, runs, parallel).await?;

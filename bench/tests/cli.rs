@@ -56,3 +56,57 @@ fn bad_input_is_refused_with_a_reason() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("positive step counts"));
 }
+
+/// Sends one HTTP/1.1 request and returns the status code and body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn the_http_form_answers_with_the_workflow_result_and_refuses_bad_bodies() {
+    use std::io::BufRead;
+    let mut server = bench()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    let mut first = String::new();
+    std::io::BufReader::new(server.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the listening line");
+    let addr = first.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    let input = r#"{"customer":"customer-1","flight":"LH123","hotel":"Hotel Adlon","amountCents":12345}"#;
+    let (status, body) = http(&addr, "POST", "/booking/t-run-1/run", input);
+    let (again, body_again) = http(&addr, "POST", "/booking/t-run-1/run", input);
+    let (bad, bad_body) = http(&addr, "POST", "/booking/t-run-2/run", r#"{"customer":1}"#);
+    server.kill().ok();
+    server.wait().ok();
+    assert_eq!(status, 200, "{body}");
+    let result: serde_json::Value = serde_json::from_str(&body).expect("JSON result");
+    assert_eq!(
+        result,
+        serde_json::json!({"bookingId": "t-run-1", "ok": true, "steps": ["payment", "flight", "hotel", "notify"]})
+    );
+    assert_eq!((again, body_again), (200, body), "the same key is the same instance");
+    assert_eq!(bad, 400, "{bad_body}");
+    assert!(bad_body.contains("booking input"), "{bad_body}");
+}
