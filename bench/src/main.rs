@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -14,6 +15,7 @@ use baton_bench::workload::{
     BookingInput, BookingWorkflow, FlightService, HotelService, KEY, NotifyService, PaymentService, SequentialSteps,
     StepService, Steps,
 };
+use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -111,8 +113,9 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-async fn memory_baton() -> anyhow::Result<Embedded> {
-    Embedded::builder()
+/// The workload's services and workflows on a builder.
+async fn start_with(builder: baton::EmbeddedBuilder) -> anyhow::Result<Embedded> {
+    builder
         .service(PaymentService::new(Steps))
         .service(FlightService::new(Steps))
         .service(HotelService::new(Steps))
@@ -123,6 +126,106 @@ async fn memory_baton() -> anyhow::Result<Embedded> {
         .start()
         .await
         .context("starting the embedded components")
+}
+
+async fn memory_baton() -> anyhow::Result<Embedded> {
+    start_with(Embedded::builder()).await
+}
+
+/// The servers an embedded run started, kept running (and measured) for the run.
+struct Servers {
+    redis: RedisServer,
+    pulsar: Option<PulsarBroker>,
+    kafka: Option<KafkaBroker>,
+}
+
+impl Servers {
+    fn pids(&self) -> Vec<(&'static str, Option<u32>)> {
+        vec![
+            ("redis", self.redis.pid()),
+            (
+                "broker",
+                self.pulsar
+                    .as_ref()
+                    .and_then(PulsarBroker::pid)
+                    .or(self.kafka.as_ref().and_then(KafkaBroker::pid)),
+            ),
+        ]
+    }
+}
+
+/// Starts Redis and the broker with fresh data directories, durable or fast, and the
+/// components in this process on them.
+async fn embedded_baton(
+    transport: Transport,
+    mode: Mode,
+    settings: &mut BTreeMap<String, String>,
+) -> anyhow::Result<(Embedded, Servers)> {
+    use baton::Stores;
+    use baton::components::storage::RedisStore;
+    use baton::components::transport::{KafkaConfig, KafkaTransport, PulsarConfig, PulsarTransport};
+    let durable = mode == Mode::Durable;
+    let redis = if durable {
+        RedisServer::start_durable()
+    } else {
+        RedisServer::start()
+    };
+    settings.insert(
+        "redis".into(),
+        if durable {
+            "appendonly yes, appendfsync always"
+        } else {
+            "no persistence"
+        }
+        .into(),
+    );
+    let (pulsar, kafka, transport): (_, _, Arc<dyn baton::components::transport::Transport>) = match transport {
+        Transport::Pulsar => {
+            let broker = if durable {
+                PulsarBroker::start_durable()
+            } else {
+                PulsarBroker::start()
+            };
+            settings.insert(
+                "broker".into(),
+                format!("Apache Pulsar standalone, one bookie, journalSyncData={durable}"),
+            );
+            let config = PulsarConfig {
+                service_url: broker.service_url.clone(),
+                admin_url: Some(broker.admin_url.clone()),
+                namespace: "bench".into(),
+                ..PulsarConfig::default()
+            };
+            let connected = PulsarTransport::connect(config).await.context("connecting to Pulsar")?;
+            (Some(broker), None, Arc::new(connected))
+        }
+        Transport::Kafka => {
+            let broker = KafkaBroker::start();
+            settings.insert(
+                "broker".into(),
+                "Apache Kafka (KRaft, one node); it relies on the page cache, as Kafka does by default".into(),
+            );
+            let config = KafkaConfig {
+                bootstrap_servers: broker.bootstrap.clone(),
+                namespace: "bench.".into(),
+                ..KafkaConfig::default()
+            };
+            let connected = KafkaTransport::connect(config).context("connecting to Kafka")?;
+            (None, Some(broker), Arc::new(connected))
+        }
+    };
+    let store = RedisStore::connect(&redis.url, "bench:")
+        .await
+        .context("connecting to Redis")?;
+    let baton = start_with(Embedded::builder().transport(transport).stores(Stores::all(store))).await?;
+    Ok((baton, Servers { redis, pulsar, kafka }))
+}
+
+fn value_name<T: ValueEnum>(value: T) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
 }
 
 /// Submits one booking under `key` and checks its result.
@@ -144,46 +247,75 @@ async fn book(client: Client, key: String, i: u64) -> Result<(), String> {
     }
 }
 
-async fn booking(topology: Topology, plan: Plan, json: Option<PathBuf>) -> anyhow::Result<Report> {
-    if topology != Topology::Memory {
-        let name = topology
-            .to_possible_value()
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default();
-        bail!(
-            "topology {name} is not available in this build yet; run --topology memory, or the \
-             multi-process cluster with scripts/local-cluster.sh"
-        );
-    }
-    let baton = memory_baton().await?;
+async fn booking(
+    topology: Topology,
+    transport: Transport,
+    mode: Mode,
+    plan: Plan,
+    json: Option<PathBuf>,
+) -> anyhow::Result<Report> {
+    let mut settings = BTreeMap::from([("topology".to_string(), value_name(topology))]);
+    let (baton, servers, label) = match topology {
+        Topology::Memory => {
+            settings.insert("transport".into(), "in-memory".into());
+            settings.insert("storage".into(), "in-memory (no persistence)".into());
+            (memory_baton().await?, None, "baton-memory".to_string())
+        }
+        Topology::Embedded => {
+            let (baton, servers) = embedded_baton(transport, mode, &mut settings).await?;
+            settings.insert("transport".into(), value_name(transport));
+            settings.insert("mode".into(), value_name(mode));
+            let label = format!("baton-embedded-{}-{}", value_name(transport), value_name(mode));
+            (baton, Some(servers), label)
+        }
+        Topology::Processes => return Err(unavailable(topology, "the benchmark")),
+    };
     let client = baton.client().clone();
     let pid = std::process::id();
+    let mut pids = vec![("baton", Some(pid))];
+    if let Some(servers) = &servers {
+        pids.extend(servers.pids());
+    }
+    let cpu_of = |pids: &[(&'static str, Option<u32>)]| -> BTreeMap<&'static str, f64> {
+        pids.iter()
+            .filter_map(|(role, pid)| Some((*role, process_cpu_seconds((*pid)?).ok()?)))
+            .collect()
+    };
     let progress = progress_bar();
     let deadline = Instant::now() + plan.hard_bound;
     let run = move |key, i| book(client.clone(), key, i);
     warm_up(&plan, deadline, &progress, run.clone()).await;
     // CPU and machine time of the measured phase only.
-    let (cpu_start, machine_start) = (process_cpu_seconds(pid)?, machine_cpu()?);
+    let (cpu_start, machine_start) = (cpu_of(&pids), machine_cpu()?);
     let measured = measure(&plan, deadline, &progress, run).await;
-    let cpu = process_cpu_seconds(pid)? - cpu_start;
-    let machine_busy = machine_cpu()?.busy_seconds - machine_start.busy_seconds;
+    let (cpu_end, machine_end) = (cpu_of(&pids), machine_cpu()?);
     progress.finish_and_clear();
+    let mut processes = BTreeMap::new();
+    for (role, pid) in &pids {
+        let (Some(start), Some(end), Some(pid)) = (cpu_start.get(role), cpu_end.get(role), pid) else {
+            continue;
+        };
+        processes.insert(
+            role.to_string(),
+            ProcessFigures {
+                cpu_seconds: end - start,
+                peak_rss_kib: peak_rss_kib(*pid).unwrap_or(0),
+            },
+        );
+    }
     baton.shutdown().await;
-    let mut report = Report::new("baton-memory".into(), plan.c, plan.warmup, &measured);
-    report.processes.insert(
-        "baton (engine, timer service, tag engine, worker and driver in one process)".into(),
-        ProcessFigures {
-            cpu_seconds: cpu,
-            peak_rss_kib: peak_rss_kib(pid)?,
-        },
-    );
+    drop(servers);
+    let machine_busy = machine_end.busy_seconds - machine_start.busy_seconds;
+    let mut report = Report::new(label, plan.c, plan.warmup, &measured);
+    let measured_cpu: f64 = processes.values().map(|p| p.cpu_seconds).sum();
+    report.processes = processes;
     report.machine_busy_cpu_s = machine_busy;
-    report.foreign_cpu_s = (machine_busy - cpu).max(0.0);
-    report.settings.insert("topology".into(), "memory".into());
-    report.settings.insert("transport".into(), "in-memory".into());
-    report
-        .settings
-        .insert("storage".into(), "in-memory (no persistence)".into());
+    report.foreign_cpu_s = (machine_busy - measured_cpu).max(0.0);
+    settings.insert(
+        "baton".into(),
+        "engine, timer service, tag engine, worker and driver in this process".into(),
+    );
+    report.settings = settings;
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -191,22 +323,19 @@ async fn booking(topology: Topology, plan: Plan, json: Option<PathBuf>) -> anyho
     Ok(report)
 }
 
-fn refuse_unavailable(topology: Topology) -> anyhow::Result<()> {
-    if topology != Topology::Memory {
-        let name = topology
-            .to_possible_value()
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default();
-        bail!(
-            "topology {name} is not available in this build yet; run --topology memory, or the \
-             multi-process cluster with scripts/local-cluster.sh"
-        );
-    }
-    Ok(())
+/// What a topology this build cannot run yet answers.
+fn unavailable(topology: Topology, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} on topology {} is not available in this build yet; run --topology memory, or the \
+         multi-process cluster with scripts/local-cluster.sh",
+        value_name(topology)
+    )
 }
 
 async fn serve(listen: std::net::SocketAddr, topology: Topology) -> anyhow::Result<()> {
-    refuse_unavailable(topology)?;
+    if topology != Topology::Memory {
+        return Err(unavailable(topology, "serving"));
+    }
     let baton = memory_baton().await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -294,7 +423,6 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             json,
             run_tag,
         } => {
-            let _ = (transport, mode);
             let run_tag = run_tag.unwrap_or_else(|| format!("b{}", baton::WorkflowId::new()));
             let plan = Plan {
                 n: usize::try_from(n)?,
@@ -304,14 +432,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 per_workflow: Duration::from_secs(60),
                 hard_bound: Duration::from_secs(600),
             };
-            let report = booking(topology, plan, json).await?;
+            let report = booking(topology, transport, mode, plan, json).await?;
             for e in &report.sample_errors {
                 eprintln!("error: {e}");
             }
+            for (role, p) in &report.processes {
+                println!(
+                    "cpu: {role} {:.3} ms per workflow, peak RSS {} KiB",
+                    report.cpu_ms_per_workflow(&[role.as_str()]),
+                    p.peak_rss_kib
+                );
+            }
             println!(
-                "cpu: {:.3} ms per workflow (every component and the driver); peak RSS {} KiB",
-                report.cpu_ms_per_workflow(&[report.processes.keys().next().map(String::as_str).unwrap_or("")]),
-                report.processes.values().map(|p| p.peak_rss_kib).max().unwrap_or(0),
+                "cpu: foreign {:.2} s of {:.2} s busy",
+                report.foreign_cpu_s, report.machine_busy_cpu_s
             );
             println!("{}", report.line());
             Ok(if report.errors > 0 {

@@ -23,7 +23,7 @@ pub struct PulsarBroker {
 }
 
 /// The broker's configuration; bookie keys are read from the same file.
-fn standalone_conf(broker_port: u16, web_port: u16) -> String {
+fn standalone_conf(broker_port: u16, web_port: u16, journal_sync: bool) -> String {
     format!(
         "# Written by baton-test-support for one test broker.
 clusterName=standalone
@@ -52,9 +52,9 @@ exposeTopicLevelMetricsInPrometheus=false
 # Test machines run with full disks; a test broker must not stop writing because of that.
 diskUsageThreshold=0.999
 diskUsageWarnThreshold=0.999
-# The journal is written but not fsynced before an add is acknowledged: a killed broker process
-# loses nothing (the page cache survives it), a machine crash could.
-journalSyncData=false
+# Unless asked to, the journal is written but not fsynced before an add is acknowledged: a killed
+# broker process loses nothing (the page cache survives it), a machine crash could.
+journalSyncData={journal_sync}
 dbStorage_writeCacheMaxSizeMb=16
 dbStorage_readAheadCacheMaxSizeMb=16
 dbStorage_rocksDB_blockCacheSize=16777216
@@ -66,12 +66,22 @@ impl PulsarBroker {
     /// Resolves the broker (once), starts it on free loopback ports and waits until its health
     /// check passes.
     pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// Starts a broker whose bookie fsyncs its journal before acknowledging a write
+    /// (`journalSyncData=true`), as a durable deployment runs.
+    pub fn start_durable() -> Self {
+        Self::launch(true)
+    }
+
+    fn launch(journal_sync: bool) -> Self {
         maven::require_java();
         let classpath = maven::classpath("pulsar");
         let (broker_port, web_port, bookie_port) = (free_port(), free_port(), free_port());
         let dir = ServerProcess::folder("pulsar", broker_port);
         let conf = dir.join("standalone.conf");
-        std::fs::write(&conf, standalone_conf(broker_port, web_port)).expect("write standalone.conf");
+        std::fs::write(&conf, standalone_conf(broker_port, web_port, journal_sync)).expect("write standalone.conf");
         let mut command = Command::new("java");
         command
             .args([
