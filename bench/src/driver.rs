@@ -58,9 +58,7 @@ where
     F: Fn(String, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    progress.set_position(0);
-    progress.set_length(plan.warmup as u64);
-    progress.set_message("warm-up");
+    shown("warm-up", plan.warmup, progress);
     phase(plan, plan.warmup, 0, deadline, progress, run_one).await;
 }
 
@@ -70,10 +68,15 @@ where
     F: Fn(String, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    progress.set_position(0);
-    progress.set_length(plan.n as u64);
-    progress.set_message("measured");
+    shown("measured", plan.n, progress);
     phase(plan, plan.n, plan.warmup, deadline, progress, run_one).await
+}
+
+/// Restarts the progress bar for a phase of `count` workflows.
+fn shown(phase: &'static str, count: usize, progress: &ProgressBar) {
+    progress.set_position(0);
+    progress.set_length(count as u64);
+    progress.set_message(phase);
 }
 
 async fn phase<F, Fut>(
