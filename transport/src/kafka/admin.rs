@@ -1,8 +1,8 @@
 //! Topic creation, on first use and idempotently.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
@@ -12,7 +12,7 @@ use crate::{TransportError, locked};
 
 /// Creates topics.
 pub(crate) struct Admin {
-    client: AdminClient<LogContext>,
+    client: Arc<AdminClient<LogContext>>,
     replication: i32,
     created: Mutex<HashSet<String>>,
 }
@@ -20,7 +20,7 @@ pub(crate) struct Admin {
 impl Admin {
     pub(crate) fn new(client: AdminClient<LogContext>, replication: i32) -> Self {
         Self {
-            client,
+            client: Arc::new(client),
             replication,
             created: Mutex::new(HashSet::new()),
         }
@@ -55,7 +55,45 @@ impl Admin {
                 }
             }
         }
+        self.wait_visible(name, partitions).await;
         locked(&self.created).insert(name.to_string());
         Ok(())
+    }
+
+    /// Waits until the broker's metadata shows the topic with a leader for every partition.
+    /// Creation returns once the controller has the topic; a consumer that subscribes before the
+    /// brokers' metadata caches have it would be assigned nothing of it until its next metadata
+    /// refresh, and would not read it meanwhile.
+    async fn wait_visible(&self, name: &str, partitions: i32) {
+        const WITHIN: Duration = Duration::from_secs(10);
+        let deadline = Instant::now() + WITHIN;
+        loop {
+            let client = self.client.clone();
+            let topic = name.to_string();
+            let visible = tokio::task::spawn_blocking(move || {
+                client
+                    .inner()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(2))
+                    .map(|metadata| {
+                        metadata.topics().iter().any(|t| {
+                            t.name() == topic
+                                && t.error().is_none()
+                                && t.partitions().len() == partitions as usize
+                                && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+                        })
+                    })
+                    .unwrap_or(false)
+            })
+            .await
+            .unwrap_or(false);
+            if visible {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(topic = name, within = ?WITHIN, "the topic is not in the broker's metadata yet; consumers may see it late");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

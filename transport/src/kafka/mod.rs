@@ -167,6 +167,9 @@ impl KafkaTransport {
             .set("fetch.wait.max.ms", config.fetch_wait.as_millis().max(1).to_string())
             // librdkafka's own read-ahead per consumer, on top of `prefetch` messages.
             .set("queued.max.messages.kbytes", "16384")
+            // A backstop for topics that appear after the subscription (a retry topic another
+            // process created): librdkafka's default looks again only every five minutes.
+            .set("topic.metadata.refresh.interval.ms", "10000")
             .set(
                 "reconnect.backoff.max.ms",
                 config.max_reconnect_delay.as_millis().max(1).to_string(),
