@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use baton::{Client, Embedded, StartOptions};
+use baton_bench::counting::{CountingTransport, MessageCounts};
 use baton_bench::driver::{Plan, measure, warm_up};
 use baton_bench::procstat::{machine_cpu, peak_rss_kib, process_cpu_seconds};
 use baton_bench::report::{ProcessFigures, Report};
@@ -128,8 +129,8 @@ async fn start_with(builder: baton::EmbeddedBuilder) -> anyhow::Result<Embedded>
         .context("starting the embedded components")
 }
 
-async fn memory_baton() -> anyhow::Result<Embedded> {
-    start_with(Embedded::builder()).await
+async fn memory_baton(counts: MessageCounts) -> anyhow::Result<Embedded> {
+    start_with(Embedded::builder().transport_layer(move |t| CountingTransport::wrap(t, counts))).await
 }
 
 /// The servers an embedded run started, kept running (and measured) for the run.
@@ -160,6 +161,7 @@ async fn embedded_baton(
     transport: Transport,
     mode: Mode,
     settings: &mut BTreeMap<String, String>,
+    counts: MessageCounts,
 ) -> anyhow::Result<(Embedded, Servers)> {
     use baton::Stores;
     use baton::components::storage::RedisStore;
@@ -217,7 +219,13 @@ async fn embedded_baton(
     let store = RedisStore::connect(&redis.url, "bench:")
         .await
         .context("connecting to Redis")?;
-    let baton = start_with(Embedded::builder().transport(transport).stores(Stores::all(store))).await?;
+    let baton = start_with(
+        Embedded::builder()
+            .transport(transport)
+            .stores(Stores::all(store))
+            .transport_layer(move |t| CountingTransport::wrap(t, counts)),
+    )
+    .await?;
     Ok((baton, Servers { redis, pulsar, kafka }))
 }
 
@@ -255,14 +263,15 @@ async fn booking(
     json: Option<PathBuf>,
 ) -> anyhow::Result<Report> {
     let mut settings = BTreeMap::from([("topology".to_string(), value_name(topology))]);
+    let counts = MessageCounts::default();
     let (baton, servers, label) = match topology {
         Topology::Memory => {
             settings.insert("transport".into(), "in-memory".into());
             settings.insert("storage".into(), "in-memory (no persistence)".into());
-            (memory_baton().await?, None, "baton-memory".to_string())
+            (memory_baton(counts.clone()).await?, None, "baton-memory".to_string())
         }
         Topology::Embedded => {
-            let (baton, servers) = embedded_baton(transport, mode, &mut settings).await?;
+            let (baton, servers) = embedded_baton(transport, mode, &mut settings, counts.clone()).await?;
             settings.insert("transport".into(), value_name(transport));
             settings.insert("mode".into(), value_name(mode));
             let label = format!("baton-embedded-{}-{}", value_name(transport), value_name(mode));
@@ -286,9 +295,9 @@ async fn booking(
     let run = move |key, i| book(client.clone(), key, i);
     warm_up(&plan, deadline, &progress, run.clone()).await;
     // CPU and machine time of the measured phase only.
-    let (cpu_start, machine_start) = (cpu_of(&pids), machine_cpu()?);
+    let (cpu_start, machine_start, sent_start) = (cpu_of(&pids), machine_cpu()?, counts.snapshot());
     let measured = measure(&plan, deadline, &progress, run).await;
-    let (cpu_end, machine_end) = (cpu_of(&pids), machine_cpu()?);
+    let (cpu_end, machine_end, sent_end) = (cpu_of(&pids), machine_cpu()?, counts.snapshot());
     progress.finish_and_clear();
     let mut processes = BTreeMap::new();
     for (role, pid) in &pids {
@@ -311,6 +320,7 @@ async fn booking(
     report.processes = processes;
     report.machine_busy_cpu_s = machine_busy;
     report.foreign_cpu_s = (machine_busy - measured_cpu).max(0.0);
+    report.messages_per_workflow = MessageCounts::per_workflow(&sent_start, &sent_end, measured.ok);
     settings.insert(
         "baton".into(),
         "engine, timer service, tag engine, worker and driver in this process".into(),
@@ -336,7 +346,7 @@ async fn serve(listen: std::net::SocketAddr, topology: Topology) -> anyhow::Resu
     if topology != Topology::Memory {
         return Err(unavailable(topology, "serving"));
     }
-    let baton = memory_baton().await?;
+    let baton = memory_baton(MessageCounts::default()).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -358,7 +368,7 @@ async fn sweep(steps: Vec<u64>, runs: u64, parallel: u64) -> anyhow::Result<()> 
     if steps.is_empty() || steps.contains(&0) {
         bail!("--steps takes positive step counts, e.g. 10,100,1000");
     }
-    let baton = memory_baton().await?;
+    let baton = memory_baton(MessageCounts::default()).await?;
     let client = baton.client().clone();
     let pid = std::process::id();
     for k in steps {
@@ -446,6 +456,17 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             println!(
                 "cpu: foreign {:.2} s of {:.2} s busy",
                 report.foreign_cpu_s, report.machine_busy_cpu_s
+            );
+            let by_kind: Vec<String> = report
+                .messages_per_workflow
+                .iter()
+                .filter(|(kind, _)| kind.as_str() != "total")
+                .map(|(kind, n)| format!("{kind} {n:.1}"))
+                .collect();
+            println!(
+                "messages: {:.1} per workflow ({})",
+                report.messages_per_workflow.get("total").copied().unwrap_or_default(),
+                by_kind.join(", ")
             );
             println!("{}", report.line());
             Ok(if report.errors > 0 {

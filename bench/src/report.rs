@@ -52,6 +52,9 @@ pub struct Report {
     pub machine_busy_cpu_s: f64,
     /// Busy CPU-seconds not used by the processes above.
     pub foreign_cpu_s: f64,
+    /// Messages the components published per workflow during the measured phase, by topic
+    /// kind and in `total` (each is one broker write, and at least one delivery).
+    pub messages_per_workflow: BTreeMap<String, f64>,
     /// How the run was set up (topology, transport, mode, durability settings).
     pub settings: BTreeMap<String, String>,
     /// The first errors seen, if any.
@@ -83,6 +86,7 @@ impl Report {
             processes: BTreeMap::new(),
             machine_busy_cpu_s: 0.0,
             foreign_cpu_s: 0.0,
+            messages_per_workflow: BTreeMap::new(),
             settings: BTreeMap::new(),
             sample_errors: measured.sample_errors.clone(),
         }

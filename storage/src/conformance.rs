@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use baton_shared_schemas::{MessageId, TimerId, Timestamp, WorkflowId};
 
-use crate::{Expected, HistoryWrite, KeySetStore, StorageError, StoredTimer, TimerStore, WorkflowStore};
+use crate::{Expected, HistoryWrite, KeySetStore, StorageError, StoredTimer, TimerStore, WorkflowStore, WorkflowWrite};
 
 fn entries(items: &[&str]) -> Vec<Vec<u8>> {
     items.iter().map(|s| s.as_bytes().to_vec()).collect()
@@ -218,6 +218,79 @@ pub async fn timers_report_next_due(store: &dyn TimerStore) {
     store.cancel(t.id).await.expect("cancel");
 }
 
+/// A batch of saves keeps each record's compare-and-set: a conflict fails only its own write,
+/// and a batch load answers each record in order.
+pub async fn workflow_batches_keep_each_compare_and_set(store: &dyn WorkflowStore) {
+    let (existing, fresh, stale, missing) = (
+        WorkflowId::new(),
+        WorkflowId::new(),
+        WorkflowId::new(),
+        WorkflowId::new(),
+    );
+    let v1 = store
+        .save(
+            existing,
+            Expected::Absent,
+            b"e1".to_vec(),
+            HistoryWrite::Append(entries(&["a"])),
+        )
+        .await
+        .expect("create");
+    let write = |id, expected, head: &[u8], history| WorkflowWrite {
+        id,
+        expected,
+        head: head.to_vec(),
+        history,
+    };
+    let saved = store
+        .save_all(vec![
+            write(
+                existing,
+                Expected::Version(v1),
+                b"e2",
+                HistoryWrite::Append(entries(&["b"])),
+            ),
+            write(
+                fresh,
+                Expected::Absent,
+                b"f1",
+                HistoryWrite::Replace(entries(&["x", "y"])),
+            ),
+            write(
+                stale,
+                Expected::Version(7),
+                b"s1",
+                HistoryWrite::Append(entries(&["z"])),
+            ),
+        ])
+        .await;
+    assert_eq!(saved.len(), 3);
+    let v2 = *saved[0].as_ref().expect("the existing record moves on");
+    assert!(v2 > v1);
+    let f1 = *saved[1].as_ref().expect("the fresh record is created");
+    assert!(
+        matches!(&saved[2], Err(StorageError::Conflict { id, .. }) if *id == stale),
+        "a record not at the expected version is not written: {:?}",
+        saved[2]
+    );
+    let loaded = store
+        .load_all(&[existing, missing, fresh, stale])
+        .await
+        .expect("load all");
+    assert_eq!(loaded.len(), 4);
+    let e = loaded[0].as_ref().expect("existing");
+    assert_eq!(
+        (e.version, e.head.as_slice(), e.history.clone()),
+        (v2, &b"e2"[..], entries(&["a", "b"]))
+    );
+    assert_eq!(loaded[1], None);
+    let f = loaded[2].as_ref().expect("fresh");
+    assert_eq!((f.version, f.history.clone()), (f1, entries(&["x", "y"])));
+    assert_eq!(loaded[3], None, "a lost compare-and-set writes nothing");
+    assert!(store.save_all(Vec::new()).await.is_empty());
+    assert!(store.load_all(&[]).await.expect("empty").is_empty());
+}
+
 /// Instantiates every storage check as a `#[tokio::test]`, given an expression that evaluates
 /// to an async factory `|| async { (store, guard) }`: the store implements all three traits,
 /// and the guard (a server process, or `()`) lives until the check ends.
@@ -227,6 +300,7 @@ macro_rules! storage_conformance_tests {
         $crate::storage_conformance_tests!(@cases $factory;
             workflow_compare_and_set,
             workflow_cas_has_one_winner,
+            workflow_batches_keep_each_compare_and_set,
             key_sets_page_through_members,
             timers_claim_with_lease,
             timers_report_next_due,

@@ -88,7 +88,25 @@ pub enum HistoryWrite {
     Replace(Vec<Vec<u8>>),
 }
 
+/// One save of a batch: `head` and the history change of `id`, if the record is as
+/// `expected`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkflowWrite {
+    /// The record.
+    pub id: WorkflowId,
+    /// What its compare-and-set expects.
+    pub expected: Expected,
+    /// The encoded head.
+    pub head: Vec<u8>,
+    /// The history change.
+    pub history: HistoryWrite,
+}
+
 /// Workflow state storage.
+///
+/// The batch operations ([`load_all`](Self::load_all), [`save_all`](Self::save_all)) exist so a
+/// backend on the network can serve a whole batch in one round trip; each record in a batch
+/// keeps its own compare-and-set, and one record's conflict does not affect the others.
 #[async_trait::async_trait]
 pub trait WorkflowStore: Send + Sync + 'static {
     /// Loads a record.
@@ -104,6 +122,25 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// The record's current version (`None` if absent), without reading the record.
     async fn version(&self, id: WorkflowId) -> Result<Option<u64>> {
         Ok(self.load(id).await?.map(|r| r.version))
+    }
+
+    /// Loads several records, in order. The default loads them one by one.
+    async fn load_all(&self, ids: &[WorkflowId]) -> Result<Vec<Option<StoredWorkflow>>> {
+        let mut loaded = Vec::with_capacity(ids.len());
+        for id in ids {
+            loaded.push(self.load(*id).await?);
+        }
+        Ok(loaded)
+    }
+
+    /// Saves several records, each with its own compare-and-set; one result per write, in
+    /// order. The default saves them one by one.
+    async fn save_all(&self, writes: Vec<WorkflowWrite>) -> Vec<Result<u64>> {
+        let mut saved = Vec::with_capacity(writes.len());
+        for w in writes {
+            saved.push(self.save(w.id, w.expected, w.head, w.history).await);
+        }
+        saved
     }
 }
 

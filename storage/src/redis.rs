@@ -21,7 +21,7 @@ use redis::{AsyncCommands, Script};
 
 use crate::{
     Expected, HistoryWrite, KeySetStore, Result, SetPage, StorageError, StoredTimer, StoredWorkflow, TimerStore,
-    WorkflowStore,
+    WorkflowStore, WorkflowWrite,
 };
 
 const SAVE: &str = r#"
@@ -184,6 +184,22 @@ impl RedisStore {
         ]
     }
 
+    /// Runs a pipeline of `EVALSHA` calls in one round trip. Redis forgets scripts on a restart
+    /// (or `SCRIPT FLUSH`); a script it does not know fails without running, so the pipeline is
+    /// sent again once the scripts are loaded.
+    async fn pipelined<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline, scripts: &[&Script]) -> Result<T> {
+        let mut con = self.connection.clone();
+        match pipe.query_async(&mut con).await {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                for script in scripts {
+                    script.prepare_invoke().load_async(&mut con).await.map_err(backend)?;
+                }
+                pipe.query_async(&mut con).await.map_err(backend)
+            }
+            answered => answered.map_err(backend),
+        }
+    }
+
     fn timer_keys(&self) -> [String; 3] {
         let p = &self.prefix;
         [
@@ -198,6 +214,35 @@ impl RedisStore {
     }
 }
 
+/// An `EVALSHA` of `script` on a workflow's three keys, for a pipeline.
+fn eval_on(script: &Script, keys: &[String; 3]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash())
+        .arg(3)
+        .arg(&keys[0])
+        .arg(&keys[1])
+        .arg(&keys[2]);
+    cmd
+}
+
+/// The record the load script answered with: nothing, or version, head, history entries.
+fn stored_from(id: WorkflowId, mut parts: Vec<Vec<u8>>) -> Result<Option<StoredWorkflow>> {
+    if parts.len() < 2 {
+        return Ok(None);
+    }
+    let history = parts.split_off(2);
+    let head = parts.pop().unwrap_or_default();
+    let version = String::from_utf8_lossy(&parts[0])
+        .parse::<u64>()
+        .map_err(|e| StorageError::Backend(format!("corrupt version of workflow {id}: {e}")))?;
+    Ok(Some(StoredWorkflow { version, head, history }))
+}
+
+/// The result of one save: the new version, or a lost compare-and-set.
+fn saved_as(id: WorkflowId, expected: Expected, version: i64) -> Result<u64> {
+    u64::try_from(version).map_err(|_| StorageError::Conflict { id, expected })
+}
+
 fn expected_version(expected: Expected) -> u64 {
     match expected {
         Expected::Absent => 0,
@@ -210,7 +255,7 @@ impl WorkflowStore for RedisStore {
     async fn load(&self, id: WorkflowId) -> Result<Option<StoredWorkflow>> {
         let keys = self.workflow_keys(id);
         let mut con = self.connection.clone();
-        let mut parts: Vec<Vec<u8>> = self
+        let parts: Vec<Vec<u8>> = self
             .load
             .key(&keys[0])
             .key(&keys[1])
@@ -218,15 +263,82 @@ impl WorkflowStore for RedisStore {
             .invoke_async(&mut con)
             .await
             .map_err(backend)?;
-        if parts.len() < 2 {
-            return Ok(None);
+        stored_from(id, parts)
+    }
+
+    async fn load_all(&self, ids: &[WorkflowId]) -> Result<Vec<Option<StoredWorkflow>>> {
+        match ids {
+            [] => return Ok(Vec::new()),
+            [id] => return Ok(vec![self.load(*id).await?]),
+            _ => {}
         }
-        let history = parts.split_off(2);
-        let head = parts.pop().unwrap_or_default();
-        let version = String::from_utf8_lossy(&parts[0])
-            .parse::<u64>()
-            .map_err(|e| StorageError::Backend(format!("corrupt version of workflow {id}: {e}")))?;
-        Ok(Some(StoredWorkflow { version, head, history }))
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.add_command(eval_on(&self.load, &self.workflow_keys(*id)));
+        }
+        let answers: Vec<Vec<Vec<u8>>> = self.pipelined(&pipe, &[&self.load]).await?;
+        if answers.len() != ids.len() {
+            return Err(StorageError::Backend(format!(
+                "redis answered {} of {} loads",
+                answers.len(),
+                ids.len()
+            )));
+        }
+        ids.iter()
+            .zip(answers)
+            .map(|(id, parts)| stored_from(*id, parts))
+            .collect()
+    }
+
+    async fn save_all(&self, writes: Vec<WorkflowWrite>) -> Vec<Result<u64>> {
+        if writes.len() < 2 {
+            let mut saved = Vec::with_capacity(1);
+            for w in writes {
+                saved.push(self.save(w.id, w.expected, w.head, w.history).await);
+            }
+            return saved;
+        }
+        let mut pipe = redis::pipe();
+        let mut asked = Vec::with_capacity(writes.len());
+        for w in writes {
+            let (mode, entries) = match w.history {
+                HistoryWrite::Append(entries) => ("append", entries),
+                HistoryWrite::Replace(entries) => ("replace", entries),
+            };
+            let mut cmd = eval_on(&self.save, &self.workflow_keys(w.id));
+            cmd.arg(expected_version(w.expected)).arg(w.head).arg(mode);
+            for entry in entries {
+                cmd.arg(entry);
+            }
+            pipe.add_command(cmd);
+            asked.push((w.id, w.expected));
+        }
+        match self.pipelined::<Vec<i64>>(&pipe, &[&self.save]).await {
+            Ok(versions) if versions.len() == asked.len() => asked
+                .into_iter()
+                .zip(versions)
+                .map(|((id, expected), version)| saved_as(id, expected, version))
+                .collect(),
+            Ok(versions) => {
+                let reason = format!("redis answered {} of {} saves", versions.len(), asked.len());
+                asked
+                    .iter()
+                    .map(|_| Err(StorageError::Backend(reason.clone())))
+                    .collect()
+            }
+            // Some of the saves may have been applied: their writers find out on the next
+            // compare-and-set, as after any save whose answer was lost.
+            Err(e) => {
+                let reason = match e {
+                    StorageError::Backend(reason) => reason,
+                    other => other.to_string(),
+                };
+                asked
+                    .iter()
+                    .map(|_| Err(StorageError::Backend(reason.clone())))
+                    .collect()
+            }
+        }
     }
 
     async fn save(&self, id: WorkflowId, expected: Expected, head: Vec<u8>, history: HistoryWrite) -> Result<u64> {
@@ -247,7 +359,7 @@ impl WorkflowStore for RedisStore {
         }
         let mut con = self.connection.clone();
         let version: i64 = invocation.invoke_async(&mut con).await.map_err(backend)?;
-        u64::try_from(version).map_err(|_| StorageError::Conflict { id, expected })
+        saved_as(id, expected, version)
     }
 
     async fn version(&self, id: WorkflowId) -> Result<Option<u64>> {

@@ -1,22 +1,26 @@
-//! The engine's runner: carries out [`apply`]'s decisions. Per message it loads the state,
-//! applies, saves the encoded effects with the state (its outbox) with a compare-and-set,
-//! publishes them, and then the shared [`ConsumeLoop`] acknowledges.
+//! The engine's runner: carries out [`apply`]'s decisions with group commit. A shard takes a
+//! batch of deliveries from the shared [`ConsumeLoop`] and handles it in rounds of at most one
+//! message per instance: the states it does not cache are loaded in one storage round trip,
+//! each message is decided, the changed states are saved with their encoded effects (their
+//! outbox) in one round trip, a compare-and-set per instance; then the effects of the whole
+//! batch are published together, and the loop acknowledges. Cached states are handed to the
+//! decision and back, never copied.
 //!
 //! Both engine topics of every configured workflow are consumed with keyed subscriptions and
 //! routed by workflow id to a fixed set of shard tasks, so one instance is handled by one task
 //! at a time in this process; across processes the broker's key affinity and the storage
 //! compare-and-set keep one writer. Each shard caches the states it owns.
 
-use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_runtime::{CancellationToken, Clock, Supervisor, Transient};
 use baton_shared_schemas::messages::WorkflowEngineMessage;
-use baton_shared_schemas::{Cause, Envelope, Topic, WorkflowId};
-use baton_storage::{Expected, StorageError, WorkflowStore};
+use baton_shared_schemas::{Cause, Topic, WorkflowId};
+use baton_storage::{Expected, StorageError, WorkflowStore, WorkflowWrite};
 use baton_transport::{
     ConsumeLoop, Delivery, Handler, Incoming, OutgoingMessage, Subscription, SubscriptionKind, Transport,
     TransportError, subscribe_all,
@@ -63,24 +67,50 @@ struct Shard {
     in_batch: Vec<WorkflowId>,
 }
 
-const CAS_ATTEMPTS: usize = 16;
+const CAS_ATTEMPTS: u32 = 16;
 
 #[async_trait::async_trait]
 impl Handler<WorkflowEngineMessage> for Shard {
     type Error = EngineError;
 
     async fn handle_one(&mut self, message: &Incoming<WorkflowEngineMessage>) -> Result<(), EngineError> {
-        let result = self.process(&message.envelope).await;
-        self.flush().await?;
-        result
+        self.handle(std::slice::from_ref(message))
+            .await
+            .pop()
+            .unwrap_or(Err(EngineError::Contended(message.envelope.body.workflow_id())))
     }
 
-    /// Decides and saves each message in order, then publishes the effects of them all
-    /// together; the loop acknowledges them after that.
+    /// Group commit: decides the batch in rounds of at most one message per instance, saves
+    /// each round's states in one storage round trip (a compare-and-set per instance), then
+    /// publishes the effects of the whole batch together; the loop acknowledges after that.
     async fn handle(&mut self, batch: &[Incoming<WorkflowEngineMessage>]) -> Vec<Result<(), EngineError>> {
+        let mut outcomes: Vec<Option<Result<(), EngineError>>> = batch.iter().map(|_| None).collect();
+        let mut attempts = vec![0u32; batch.len()];
+        let mut stopped = false;
+        while !stopped {
+            // An instance's messages are handled in arrival order, one per round.
+            let mut taken = HashSet::new();
+            let round: Vec<usize> = (0..batch.len())
+                .filter(|&i| outcomes[i].is_none())
+                .filter(|&i| taken.insert(batch[i].envelope.body.workflow_id()))
+                .collect();
+            if round.is_empty() {
+                break;
+            }
+            for &i in &round {
+                attempts[i] += 1;
+                if attempts[i] > CAS_ATTEMPTS {
+                    outcomes[i] = Some(Err(EngineError::Contended(batch[i].envelope.body.workflow_id())));
+                }
+            }
+            let round: Vec<usize> = round.into_iter().filter(|&i| outcomes[i].is_none()).collect();
+            stopped = self.round(batch, &round, &mut outcomes).await;
+        }
+        // What is reported is a prefix of the batch ending at its first transient failure or
+        // at the first message not handled: the loop redelivers the rest.
         let mut results = Vec::with_capacity(batch.len());
-        for message in batch {
-            let result = self.process(&message.envelope).await;
+        for outcome in outcomes {
+            let Some(result) = outcome else { break };
             let transient = matches!(&result, Err(e) if e.is_transient());
             results.push(result);
             if transient {
@@ -99,29 +129,257 @@ impl Handler<WorkflowEngineMessage> for Shard {
     }
 }
 
+/// A decision of a round waiting for its save.
+struct PendingSave {
+    index: usize,
+    state: Box<WorkflowState>,
+    expected: Expected,
+    publish: Vec<OutboxMessage>,
+}
+
 impl Shard {
-    async fn load(&mut self, id: WorkflowId) -> Result<Option<&mut Cached>, EngineError> {
-        if !self.cache.contains_key(&id) {
-            let Some(stored) = self.store.load(id).await? else {
-                return Ok(None);
-            };
-            let state =
-                WorkflowState::decode(id, &stored).map_err(|source| EngineError::CorruptState { id, source })?;
-            let outbox = if state.head.outbox.is_empty() {
-                Outbox::Published
-            } else {
-                Outbox::Unpublished
-            };
-            self.remember(
-                id,
-                Cached {
-                    state,
-                    version: stored.version,
-                    outbox,
-                },
-            );
+    /// Handles one round: loads the states not cached in one round trip, decides each message,
+    /// saves the changed states in one round trip and queues their effects. A message whose
+    /// compare-and-set lost stays without an outcome and is decided again, on a fresh read, in
+    /// the next round. Returns whether a transient failure stopped the batch.
+    async fn round(
+        &mut self,
+        batch: &[Incoming<WorkflowEngineMessage>],
+        round: &[usize],
+        outcomes: &mut [Option<Result<(), EngineError>>],
+    ) -> bool {
+        let id_of = |i: usize| batch[i].envelope.body.workflow_id();
+        // States read from storage for this round; they are current, unlike cached ones,
+        // which another replica may have moved past.
+        let mut fresh: HashMap<WorkflowId, Option<Cached>> = HashMap::new();
+        let missing: Vec<WorkflowId> = round
+            .iter()
+            .map(|&i| id_of(i))
+            .filter(|id| !self.cache.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            match self.store.load_all(&missing).await {
+                Ok(loaded) => {
+                    for (id, stored) in missing.iter().zip(loaded) {
+                        let cached = match stored {
+                            None => None,
+                            Some(stored) => match WorkflowState::decode(*id, &stored) {
+                                Ok(state) => Some(Cached {
+                                    outbox: if state.head.outbox.is_empty() {
+                                        Outbox::Published
+                                    } else {
+                                        Outbox::Unpublished
+                                    },
+                                    state,
+                                    version: stored.version,
+                                }),
+                                Err(source) => {
+                                    if let Some(&i) = round.iter().find(|&&i| id_of(i) == *id) {
+                                        outcomes[i] = Some(Err(EngineError::CorruptState { id: *id, source }));
+                                    }
+                                    continue;
+                                }
+                            },
+                        };
+                        fresh.insert(*id, cached);
+                    }
+                }
+                Err(e) => {
+                    if let Some(&first) = round.first() {
+                        outcomes[first] = Some(Err(e.into()));
+                    }
+                    return true;
+                }
+            }
         }
-        Ok(self.cache.get_mut(&id))
+        let now = self.clock.now();
+        let ctx = TransitionContext {
+            now,
+            retention: self.retention,
+        };
+        let mut saves: Vec<PendingSave> = Vec::new();
+        for &i in round {
+            if outcomes[i].is_some() {
+                continue;
+            }
+            let id = id_of(i);
+            let envelope = &batch[i].envelope;
+            let (mut cached, is_fresh) = match fresh.remove(&id) {
+                Some(loaded) => (loaded, true),
+                None => (self.cache.remove(&id), false),
+            };
+            if let Some(c) = cached.take_if(|c| c.outbox == Outbox::Unpublished) {
+                match self.settle_outbox(id, c).await {
+                    Ok(settled) => cached = settled,
+                    Err(e) => {
+                        let transient = e.is_transient();
+                        outcomes[i] = Some(Err(e));
+                        if transient {
+                            return true;
+                        }
+                        continue;
+                    }
+                }
+                if cached.is_none() {
+                    // Another writer moved on: decide again on a fresh read.
+                    continue;
+                }
+            }
+            // A state saved earlier in this batch keeps its outbox until the batch is
+            // published: the next save carries it along.
+            let (state, expected, unpublished, outbox) = match cached {
+                Some(mut c) => {
+                    let unpublished = match c.outbox {
+                        Outbox::InBatch => std::mem::take(&mut c.state.head.outbox),
+                        Outbox::Published | Outbox::Unpublished => Vec::new(),
+                    };
+                    (Some(c.state), Expected::Version(c.version), unpublished, c.outbox)
+                }
+                None => (None, Expected::Absent, Vec::new(), Outbox::Published),
+            };
+            let decision = apply(state, envelope, &ctx);
+            tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
+            let publish = match Cause::of(envelope, now).encode_all(&decision.effects) {
+                Ok(publish) => publish,
+                Err(e) => {
+                    outcomes[i] = Some(Err(EngineError::Encode(e)));
+                    continue;
+                }
+            };
+            match decision.next {
+                Next::Keep(state) => {
+                    let version = match expected {
+                        Expected::Version(v) => Some(v),
+                        Expected::Absent => None,
+                    };
+                    if let Some(mut state) = state {
+                        state.head.outbox = unpublished;
+                        if let Some(version) = version {
+                            self.remember(
+                                id,
+                                Cached {
+                                    state: *state,
+                                    version,
+                                    outbox,
+                                },
+                            );
+                        }
+                    }
+                    // A decision to change nothing made on a cached state is checked against
+                    // storage first: if the key moved to another replica and back, the cache
+                    // may predate what this message answers, and dropping it would lose it.
+                    // Writes need no such check: the compare-and-set catches them.
+                    if !is_fresh {
+                        match self.store.version(id).await {
+                            Ok(stored) if stored == version => {}
+                            Ok(_) => {
+                                self.cache.remove(&id);
+                                continue;
+                            }
+                            Err(e) => {
+                                outcomes[i] = Some(Err(e.into()));
+                                return true;
+                            }
+                        }
+                    }
+                    self.pending.extend(publish);
+                    outcomes[i] = Some(Ok(()));
+                }
+                Next::Write(mut state) => {
+                    state.head.outbox = unpublished;
+                    state.head.outbox.extend(publish.iter().cloned());
+                    saves.push(PendingSave {
+                        index: i,
+                        state,
+                        expected,
+                        publish,
+                    });
+                }
+                Next::Delete => {
+                    if !unpublished.is_empty() {
+                        // The record goes, and with it the outbox saved earlier in this
+                        // batch: publish that first.
+                        self.pending.extend(unpublished);
+                        if let Err(e) = self.flush().await {
+                            outcomes[i] = Some(Err(e));
+                            return true;
+                        }
+                    }
+                    if let Expected::Version(version) = expected {
+                        match self.store.delete(id, version).await {
+                            Ok(()) => {}
+                            Err(StorageError::Conflict { .. }) => continue,
+                            Err(e) => {
+                                outcomes[i] = Some(Err(e.into()));
+                                return true;
+                            }
+                        }
+                    }
+                    self.pending.extend(publish);
+                    outcomes[i] = Some(Ok(()));
+                }
+            }
+        }
+        self.save_round(saves, outcomes).await
+    }
+
+    /// Saves a round's states in one round trip. A save that lost its compare-and-set leaves
+    /// its message without an outcome, so the next round decides it again on a fresh read.
+    async fn save_round(&mut self, saves: Vec<PendingSave>, outcomes: &mut [Option<Result<(), EngineError>>]) -> bool {
+        if saves.is_empty() {
+            return false;
+        }
+        let mut writes = Vec::with_capacity(saves.len());
+        let mut decided = Vec::with_capacity(saves.len());
+        for save in saves {
+            match save.state.encode_for_save() {
+                Ok((head, history)) => {
+                    writes.push(WorkflowWrite {
+                        id: save.state.id,
+                        expected: save.expected,
+                        head,
+                        history,
+                    });
+                    decided.push(save);
+                }
+                Err(e) => outcomes[save.index] = Some(Err(EngineError::Encode(e))),
+            }
+        }
+        let saved = self.store.save_all(writes).await;
+        let mut stopped = false;
+        for (save, result) in decided.into_iter().zip(saved) {
+            let PendingSave {
+                index,
+                mut state,
+                publish,
+                ..
+            } = save;
+            let id = state.id;
+            match result {
+                Ok(version) => {
+                    state.mark_saved();
+                    self.remember(
+                        id,
+                        Cached {
+                            state: *state,
+                            version,
+                            outbox: Outbox::InBatch,
+                        },
+                    );
+                    self.in_batch.push(id);
+                    self.pending.extend(publish);
+                    outcomes[index] = Some(Ok(()));
+                }
+                Err(StorageError::Conflict { .. }) => {
+                    tracing::debug!(workflow = %id, "lost compare-and-set; reloading");
+                }
+                Err(e) => {
+                    stopped = true;
+                    outcomes[index] = Some(Err(e.into()));
+                }
+            }
+        }
+        stopped
     }
 
     /// Caches a state, evicting another when the shard's cache is full. An evicted state is
@@ -170,147 +428,28 @@ impl Shard {
 
     /// Republishes the outbox of a state loaded from storage (its writer may have crashed before
     /// publishing it), then stores the state with an empty outbox so it is published once, not
-    /// on every later load.
-    async fn settle_outbox(&mut self, id: WorkflowId) -> Result<(), EngineError> {
-        let Some(cached) = self.cache.get(&id) else {
-            return Ok(());
-        };
-        let (outbox, version) = (cached.state.head.outbox.clone(), cached.version);
-        self.publish(&outbox).await?;
-        let mut settled = cached.state.clone();
-        settled.head.outbox.clear();
-        let (head, history) = settled.encode_for_save().map_err(EngineError::Encode)?;
-        match self.store.save(id, Expected::Version(version), head, history).await {
-            Ok(new_version) => {
-                settled.mark_saved();
-                self.remember(
-                    id,
-                    Cached {
-                        state: settled,
-                        version: new_version,
-                        outbox: Outbox::Published,
-                    },
-                );
+    /// on every later load. `None` when another writer moved the record on meanwhile.
+    async fn settle_outbox(&mut self, id: WorkflowId, mut cached: Cached) -> Result<Option<Cached>, EngineError> {
+        self.publish(&cached.state.head.outbox).await?;
+        cached.state.head.outbox.clear();
+        let (head, history) = cached.state.encode_for_save().map_err(EngineError::Encode)?;
+        match self
+            .store
+            .save(id, Expected::Version(cached.version), head, history)
+            .await
+        {
+            Ok(version) => {
+                cached.state.mark_saved();
+                Ok(Some(Cached {
+                    state: cached.state,
+                    version,
+                    outbox: Outbox::Published,
+                }))
             }
             // Another writer moved on; its own outbox is its own to publish.
-            Err(StorageError::Conflict { .. }) => {
-                self.cache.remove(&id);
-            }
-            Err(e) => return Err(e.into()),
+            Err(StorageError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
-    }
-
-    /// Applies one message: decides on the current state, saves the next state with the
-    /// encoded effects as its outbox (a compare-and-set, retried on conflict) and adds the
-    /// effects to what the batch publishes.
-    async fn process(&mut self, envelope: &Envelope<WorkflowEngineMessage>) -> Result<(), EngineError> {
-        let id = envelope.body.workflow_id();
-        // Whether the state used below was read from storage while handling this message (as
-        // opposed to cached from earlier, when another replica may have written since).
-        let mut fresh = false;
-        for _ in 0..CAS_ATTEMPTS {
-            if !fresh && !self.cache.contains_key(&id) {
-                fresh = true;
-            }
-            let (state, expected, unpublished) = match self.load(id).await? {
-                Some(cached) => {
-                    if cached.outbox == Outbox::Unpublished {
-                        self.settle_outbox(id).await?;
-                    }
-                    let cached = self.cache.get(&id).ok_or(EngineError::Contended(id))?;
-                    // A state saved earlier in this batch keeps its outbox until the batch is
-                    // published: the next save carries it along.
-                    let unpublished = match cached.outbox {
-                        Outbox::InBatch => cached.state.head.outbox.clone(),
-                        Outbox::Published | Outbox::Unpublished => Vec::new(),
-                    };
-                    (
-                        Some(cached.state.clone()),
-                        Expected::Version(cached.version),
-                        unpublished,
-                    )
-                }
-                None => (None, Expected::Absent, Vec::new()),
-            };
-            let ctx = TransitionContext {
-                now: self.clock.now(),
-                retention: self.retention,
-            };
-            let decision = apply(state, envelope, &ctx);
-            tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
-            let publish = Cause::of(envelope, ctx.now)
-                .encode_all(&decision.effects)
-                .map_err(EngineError::Encode)?;
-            match decision.next {
-                // A decision to change nothing (a duplicate, a stale result) made on a cached
-                // state is checked against storage first: if the key moved to another replica
-                // and back, the cache may predate what this message answers, and dropping it
-                // would lose it. Writes need no such check: the compare-and-set catches them.
-                Next::Keep if !fresh => {
-                    fresh = true;
-                    let stored = self.store.version(id).await?;
-                    let cached = self.cache.get(&id).map(|c| c.version);
-                    if stored != cached {
-                        self.cache.remove(&id);
-                    }
-                }
-                Next::Keep => {
-                    self.pending.extend(publish);
-                    return Ok(());
-                }
-                Next::Write(mut state) => {
-                    state.head.outbox = unpublished;
-                    state.head.outbox.extend(publish.iter().cloned());
-                    let (head, history) = state.encode_for_save().map_err(EngineError::Encode)?;
-                    match self.store.save(id, expected, head, history).await {
-                        Ok(version) => {
-                            state.mark_saved();
-                            self.remember(
-                                id,
-                                Cached {
-                                    state: *state,
-                                    version,
-                                    outbox: Outbox::InBatch,
-                                },
-                            );
-                            self.in_batch.push(id);
-                            self.pending.extend(publish);
-                            return Ok(());
-                        }
-                        Err(StorageError::Conflict { .. }) => {
-                            tracing::debug!(workflow = %id, "lost compare-and-set; reloading");
-                            self.cache.remove(&id);
-                        }
-                        Err(e) => {
-                            self.cache.remove(&id);
-                            return Err(e.into());
-                        }
-                    }
-                }
-                Next::Delete => {
-                    if !unpublished.is_empty() {
-                        // The record goes, and with it the outbox saved earlier in this batch:
-                        // publish that first.
-                        self.flush().await?;
-                    }
-                    if let Expected::Version(version) = expected {
-                        match self.store.delete(id, version).await {
-                            Ok(()) => {}
-                            Err(StorageError::Conflict { .. }) => {
-                                self.cache.remove(&id);
-                                continue;
-                            }
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    self.cache.remove(&id);
-                    self.pending.extend(publish);
-                    return Ok(());
-                }
-            }
-        }
-        Err(EngineError::Contended(id))
     }
 }
 

@@ -29,8 +29,10 @@ pub struct TransitionContext {
 /// What happens to the stored state.
 #[derive(Debug)]
 pub enum Next {
-    /// Nothing changed (duplicates, queries): nothing is written.
-    Keep,
+    /// Nothing changed (duplicates, queries): nothing is written. The state handed to
+    /// [`apply`] comes back unchanged, so a caller that keeps states in memory hands them over
+    /// instead of copying them.
+    Keep(Option<Box<WorkflowState>>),
     /// Save this state; the runner puts the encoded effects in its outbox first.
     Write(Box<WorkflowState>),
     /// Remove the record.

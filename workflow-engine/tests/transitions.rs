@@ -89,7 +89,11 @@ impl Harness {
         assert_eq!(ids.len(), bytes.len(), "every emitted message is distinct");
         let emitted = decision.effects.into_iter().map(flatten).collect();
         match decision.next {
-            Next::Keep => {}
+            Next::Keep(back) => assert_eq!(
+                back.map(|s| *s),
+                self.state,
+                "a decision that changes nothing hands the state back as it was"
+            ),
             Next::Write(s) => {
                 assert!(
                     s.head.outbox.is_empty(),

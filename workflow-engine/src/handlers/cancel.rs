@@ -16,10 +16,10 @@ pub(crate) fn cancel(
 ) -> Step {
     let Some(mut state) = state else {
         super::reply_unknown(client, id, None, out);
-        return keep("cancel of an unknown instance");
+        return keep(None, "cancel of an unknown instance");
     };
     match &mut state.head.record {
-        Record::Completed(_) => keep("cancel of an ended instance"),
+        Record::Completed(_) => keep(Some(state), "cancel of an ended instance"),
         Record::Running(r) => {
             if let Some(client) = client {
                 if !r.waiting_clients.contains(&client) {

@@ -38,7 +38,7 @@ pub(crate) fn call(
 ) -> Step {
     let Some(mut state) = state else {
         super::reply_unknown(reply_to, workflow_id, Some(invocation_id), out);
-        return keep("method call on an unknown instance");
+        return keep(None, "method call on an unknown instance");
     };
     let id = state.id;
     let Some((r, history)) = running(&mut state) else {
@@ -47,14 +47,14 @@ pub(crate) fn call(
             format!("instance {id} has ended; its methods cannot be called"),
         );
         reply(reply_to, id, invocation_id, Err(failure), out);
-        return keep("method call on an ended instance");
+        return keep(Some(state), "method call on an ended instance");
     };
     // A redelivered call (its id is derived when sent by tag) is dropped whether it is still
     // running or already answered.
     let seen =
         |e: &HistoryEvent| matches!(e, HistoryEvent::MethodCalled { invocation_id: i, .. } if *i == invocation_id);
     if r.method_calls.contains_key(&invocation_id) || history.iter().chain(&r.buffered).any(seen) {
-        return keep("duplicate method call");
+        return keep(Some(state), "duplicate method call");
     }
     r.method_calls.insert(invocation_id, reply_to);
     let event = HistoryEvent::MethodCalled {

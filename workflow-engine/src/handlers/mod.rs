@@ -24,8 +24,9 @@ use crate::transition::{Effect, Next, Out};
 
 pub(crate) type Step = (Next, &'static str);
 
-pub(crate) fn keep(note: &'static str) -> Step {
-    (Next::Keep, note)
+/// Changes nothing: the state handed in goes back to the caller as it was.
+pub(crate) fn keep(state: Option<WorkflowState>, note: &'static str) -> Step {
+    (Next::Keep(state.map(Box::new)), note)
 }
 
 pub(crate) fn write(state: WorkflowState, note: &'static str) -> Step {

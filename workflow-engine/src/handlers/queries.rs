@@ -10,17 +10,17 @@ use crate::transition::{Effect, Next, Out};
 pub(crate) fn await_result(state: Option<WorkflowState>, id: WorkflowId, client: ClientId, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
         super::reply_unknown(Some(client), id, None, out);
-        return keep("await of an unknown instance");
+        return keep(None, "await of an unknown instance");
     };
     match &mut state.head.record {
-        Record::Running(r) if r.waiting_clients.contains(&client) => keep("duplicate await"),
+        Record::Running(r) if r.waiting_clients.contains(&client) => keep(Some(state), "duplicate await"),
         Record::Running(r) => {
             r.waiting_clients.push(client);
             write(state, "client waits")
         }
         Record::Completed(c) => {
             reply_outcome(client, id, c.outcome.clone(), out);
-            keep("await of an ended instance")
+            keep(Some(state), "await of an ended instance")
         }
     }
 }
@@ -44,7 +44,7 @@ pub(crate) fn status(
         },
     };
     out.emit(Effect::Client { client, message: reply });
-    keep("status")
+    keep(state, "status")
 }
 
 pub(crate) fn expire(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
@@ -56,7 +56,7 @@ pub(crate) fn expire(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
             }
             (Next::Delete, "expired")
         }
-        Some(_) => keep("not expired"),
-        None => keep("already removed"),
+        Some(_) => keep(state, "not expired"),
+        None => keep(None, "already removed"),
     }
 }

@@ -21,15 +21,20 @@ struct TaskCall {
 
 pub(crate) fn retry_tasks(state: Option<WorkflowState>, filter: &TaskFilter, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
-        return keep("retry of an unknown instance");
+        return keep(None, "retry of an unknown instance");
     };
     let id = state.id;
     let resumable = match &state.head.record {
         Record::Completed(c) => match &c.resumable {
             Some(r) => r.clone(),
-            None => return keep("the instance did not fail"),
+            None => return keep(Some(state), "the instance did not fail"),
         },
-        Record::Running(_) => return keep("the instance is running; only a failed run's tasks can be retried"),
+        Record::Running(_) => {
+            return keep(
+                Some(state),
+                "the instance is running; only a failed run's tasks can be retried",
+            );
+        }
     };
     let history = &state.history;
     let calls: HashMap<CommandId, TaskCall> = history
@@ -74,7 +79,7 @@ pub(crate) fn retry_tasks(state: Option<WorkflowState>, filter: &TaskFilter, out
         })
         .collect();
     if retried.is_empty() {
-        return keep("no failed task matches");
+        return keep(Some(state), "no failed task matches");
     }
     let task_index = history[..after_last_command]
         .iter()

@@ -27,15 +27,15 @@ pub(crate) fn command_result(
     out: &mut Out<'_>,
 ) -> Step {
     let Some(mut state) = state else {
-        return keep("result for an unknown instance");
+        return keep(None, "result for an unknown instance");
     };
     let id = state.id;
     let Some((r, history)) = running(&mut state) else {
-        return keep("result for an ended instance");
+        return keep(Some(state), "result for an ended instance");
     };
     // The pending set is the semantic dedupe: a redelivered or repeated result finds nothing.
     if r.pending.remove(&command_id).is_none() {
-        return keep("duplicate result");
+        return keep(Some(state), "duplicate result");
     }
     if deliver(r, history, command_id, outcome) {
         begin_workflow_task(id, r, history, out);
@@ -51,11 +51,11 @@ pub(crate) fn command_result(
 
 pub(crate) fn complete_timers(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
-        return keep("complete timers of an unknown instance");
+        return keep(None, "complete timers of an unknown instance");
     };
     let id = state.id;
     let Some((r, history)) = running(&mut state) else {
-        return keep("complete timers of an ended instance");
+        return keep(Some(state), "complete timers of an ended instance");
     };
     let timers: Vec<CommandId> = r
         .pending
@@ -64,7 +64,7 @@ pub(crate) fn complete_timers(state: Option<WorkflowState>, out: &mut Out<'_>) -
         .map(|(c, _)| *c)
         .collect();
     if timers.is_empty() {
-        return keep("no pending timer");
+        return keep(Some(state), "no pending timer");
     }
     let mut wake = false;
     for timer in timers {

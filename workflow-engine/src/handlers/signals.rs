@@ -81,14 +81,14 @@ pub(crate) fn send(
     out: &mut Out<'_>,
 ) -> Step {
     let Some(mut state) = state else {
-        return keep("signal for an unknown instance");
+        return keep(None, "signal for an unknown instance");
     };
     let id = state.id;
     let Some((r, history)) = running(&mut state) else {
-        return keep("signal for an ended instance");
+        return keep(Some(state), "signal for an ended instance");
     };
     if !r.seen_signals.insert(signal_id) {
-        return keep("duplicate signal");
+        return keep(Some(state), "duplicate signal");
     }
     let signal = MailboxSignal {
         signal_id,

@@ -54,13 +54,13 @@ pub(crate) fn start(
                 r.waiting_clients.push(client);
                 write(state, "start attached a client to the running instance")
             }
-            _ => keep("duplicate start"),
+            _ => keep(Some(state), "duplicate start"),
         },
         Record::Completed(c) => {
             if let Some(client) = m.reply_to {
                 reply_outcome(client, m.workflow_id, c.outcome.clone(), out);
             }
-            keep("start of an ended instance")
+            keep(Some(state), "start of an ended instance")
         }
     }
 }

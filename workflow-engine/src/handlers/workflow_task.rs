@@ -16,14 +16,14 @@ use crate::transition::{Effect, Out};
 
 pub(crate) fn completed(state: Option<WorkflowState>, m: &WorkflowTaskCompleted, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
-        return keep("workflow task result for an unknown instance");
+        return keep(None, "workflow task result for an unknown instance");
     };
     let id = state.id;
     let Some((r, history)) = running(&mut state) else {
-        return keep("workflow task result for an ended instance");
+        return keep(Some(state), "workflow task result for an ended instance");
     };
     if r.running_task != Some(m.task_id) {
-        return keep("stale workflow task result");
+        return keep(Some(state), "stale workflow task result");
     }
     r.running_task = None;
     r.workflow_task_failure = None;
@@ -195,13 +195,13 @@ fn continue_as_new(id: WorkflowId, r: &mut RunningWorkflow, input: &Payload, out
 
 pub(crate) fn failed(state: Option<WorkflowState>, task_id: WorkflowTaskId, failure: &Failure) -> Step {
     let Some(mut state) = state else {
-        return keep("workflow task failure for an unknown instance");
+        return keep(None, "workflow task failure for an unknown instance");
     };
     let Some((r, _)) = running(&mut state) else {
-        return keep("workflow task failure for an ended instance");
+        return keep(Some(state), "workflow task failure for an ended instance");
     };
     if r.running_task != Some(task_id) {
-        return keep("stale workflow task failure");
+        return keep(Some(state), "stale workflow task failure");
     }
     // The instance waits, visibly, for a fix and a retry of this workflow task; results that
     // arrive meanwhile stay buffered so the history still ends with the failed task's start.
@@ -212,14 +212,14 @@ pub(crate) fn failed(state: Option<WorkflowState>, task_id: WorkflowTaskId, fail
 
 pub(crate) fn retry(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
     let Some(mut state) = state else {
-        return keep("retry of an unknown instance");
+        return keep(None, "retry of an unknown instance");
     };
     let id = state.id;
     let Some((r, history)) = running(&mut state) else {
-        return keep("retry of an ended instance");
+        return keep(Some(state), "retry of an ended instance");
     };
     if r.running_task.is_some() || r.workflow_task_failure.is_none() {
-        return keep("no failed workflow task to retry");
+        return keep(Some(state), "no failed workflow task to retry");
     }
     r.workflow_task_failure = None;
     r.task_retry += 1;
