@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+mod processes;
 use baton::{Client, Embedded, StartOptions};
 use baton_bench::counting::{CountingTransport, MessageCounts};
 use baton_bench::driver::{Plan, measure, warm_up};
@@ -79,6 +81,10 @@ enum Command {
         /// Prefix of the runs' keys (default: a fresh one per run).
         #[arg(long)]
         run_tag: Option<String>,
+        /// Where the `workflow-engine`, `timer-service` and `tag-engine` binaries are (for
+        /// `processes`; default: beside this program, built first under `cargo run`).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
     },
     /// Serves the workload over HTTP: `POST /booking/{key}/run` answers with the result.
     Serve {
@@ -88,6 +94,22 @@ enum Command {
         /// Where the components run.
         #[arg(long, value_enum, default_value = "memory")]
         topology: Topology,
+        /// The broker (not for `memory`).
+        #[arg(long, value_enum, default_value = "pulsar")]
+        transport: Transport,
+        /// Durability (not for `memory`).
+        #[arg(long, value_enum, default_value = "durable")]
+        mode: Mode,
+        /// Where the component binaries are (for `processes`).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+    /// The worker process of the `processes` topology: hosts the workload's services and
+    /// workflows from the shared configuration (`BATON_*` settings).
+    #[command(hide = true)]
+    Worker {
+        #[command(flatten)]
+        common: baton::process::CommonArgs,
     },
     /// K strictly sequential trivial steps per workflow, for several K: the cost per step.
     Sweep {
@@ -155,16 +177,18 @@ impl Servers {
     }
 }
 
-/// Starts Redis and the broker with fresh data directories, durable or fast, and the
-/// components in this process on them.
-async fn embedded_baton(
+/// Starts Redis and the broker with fresh data directories, durable or fast, and connects a
+/// transport to the broker. Also gives the `BATON_*` settings that point component processes
+/// at the same servers.
+async fn start_servers(
     transport: Transport,
     mode: Mode,
     settings: &mut BTreeMap<String, String>,
-    counts: MessageCounts,
-) -> anyhow::Result<(Embedded, Servers)> {
-    use baton::Stores;
-    use baton::components::storage::RedisStore;
+) -> anyhow::Result<(
+    Servers,
+    Arc<dyn baton::components::transport::Transport>,
+    Vec<(String, String)>,
+)> {
     use baton::components::transport::{KafkaConfig, KafkaTransport, PulsarConfig, PulsarTransport};
     let durable = mode == Mode::Durable;
     let redis = if durable {
@@ -181,6 +205,11 @@ async fn embedded_baton(
         }
         .into(),
     );
+    let mut env = vec![
+        ("BATON_STORAGE__URL".to_string(), redis.url.clone()),
+        ("BATON_STORAGE__PREFIX".to_string(), STORAGE_PREFIX.to_string()),
+        ("BATON_PROCESS__LOG".to_string(), "warn".to_string()),
+    ];
     let (pulsar, kafka, transport): (_, _, Arc<dyn baton::components::transport::Transport>) = match transport {
         Transport::Pulsar => {
             let broker = if durable {
@@ -198,6 +227,14 @@ async fn embedded_baton(
                 namespace: "bench".into(),
                 ..PulsarConfig::default()
             };
+            env.extend([
+                ("BATON_TRANSPORT__URL".to_string(), broker.service_url.clone()),
+                (
+                    "BATON_TRANSPORT__PULSAR__ADMIN_URL".to_string(),
+                    broker.admin_url.clone(),
+                ),
+                ("BATON_TRANSPORT__PULSAR__NAMESPACE".to_string(), "bench".to_string()),
+            ]);
             let connected = PulsarTransport::connect(config).await.context("connecting to Pulsar")?;
             (Some(broker), None, Arc::new(connected))
         }
@@ -212,21 +249,134 @@ async fn embedded_baton(
                 namespace: "bench.".into(),
                 ..KafkaConfig::default()
             };
+            env.extend([
+                (
+                    "BATON_TRANSPORT__URL".to_string(),
+                    format!("kafka://{}", broker.bootstrap),
+                ),
+                ("BATON_TRANSPORT__KAFKA__NAMESPACE".to_string(), "bench.".to_string()),
+            ]);
             let connected = KafkaTransport::connect(config).context("connecting to Kafka")?;
             (None, Some(broker), Arc::new(connected))
         }
     };
-    let store = RedisStore::connect(&redis.url, "bench:")
+    Ok((Servers { redis, pulsar, kafka }, transport, env))
+}
+
+/// The prefix of every key Baton writes to Redis in a run.
+const STORAGE_PREFIX: &str = "bench:";
+
+/// Every component in this process, on the servers `start_servers` started.
+async fn embedded_baton(
+    servers: &Servers,
+    transport: Arc<dyn baton::components::transport::Transport>,
+    counts: MessageCounts,
+) -> anyhow::Result<Embedded> {
+    use baton::Stores;
+    use baton::components::storage::RedisStore;
+    let store = RedisStore::connect(&servers.redis.url, STORAGE_PREFIX)
         .await
         .context("connecting to Redis")?;
-    let baton = start_with(
+    start_with(
         Embedded::builder()
             .transport(transport)
             .stores(Stores::all(store))
             .transport_layer(move |t| CountingTransport::wrap(t, counts)),
     )
-    .await?;
-    Ok((baton, Servers { redis, pulsar, kafka }))
+    .await
+}
+
+/// Where a run's components are.
+enum Deployment {
+    /// In this process.
+    Embedded(Embedded),
+    /// In their own processes; this process runs the client only.
+    Processes {
+        client: Client,
+        components: processes::Components,
+    },
+}
+
+impl Deployment {
+    fn client(&self) -> Client {
+        match self {
+            Self::Embedded(baton) => baton.client().clone(),
+            Self::Processes { client, .. } => client.clone(),
+        }
+    }
+
+    fn pids(&self) -> Vec<(&'static str, Option<u32>)> {
+        match self {
+            Self::Embedded(_) => vec![("baton", Some(std::process::id()))],
+            Self::Processes { components, .. } => {
+                let mut pids = vec![("driver", Some(std::process::id()))];
+                pids.extend(components.pids());
+                pids
+            }
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Self::Embedded(baton) => baton.shutdown().await,
+            Self::Processes { components, .. } => drop(components),
+        }
+    }
+}
+
+/// Starts a deployment of `topology`, with the servers it needs.
+async fn deploy(
+    topology: Topology,
+    transport: Transport,
+    mode: Mode,
+    bin_dir: Option<&std::path::Path>,
+    settings: &mut BTreeMap<String, String>,
+    counts: MessageCounts,
+) -> anyhow::Result<(Deployment, Option<Servers>, String)> {
+    settings.insert("topology".to_string(), value_name(topology));
+    if topology == Topology::Memory {
+        settings.insert("transport".into(), "in-memory".into());
+        settings.insert("storage".into(), "in-memory (no persistence)".into());
+        settings.insert(
+            "baton".into(),
+            "engine, timer service, tag engine, worker and driver in this process".into(),
+        );
+        let baton = memory_baton(counts).await?;
+        return Ok((Deployment::Embedded(baton), None, "baton-memory".to_string()));
+    }
+    // The binaries first: a missing one fails before any server starts.
+    let bin_dir = match topology {
+        Topology::Processes => Some(processes::stock_binaries(bin_dir)?),
+        _ => None,
+    };
+    let (servers, connected, env) = start_servers(transport, mode, settings).await?;
+    settings.insert("transport".into(), value_name(transport));
+    settings.insert("mode".into(), value_name(mode));
+    let label = format!(
+        "baton-{}-{}-{}",
+        value_name(topology),
+        value_name(transport),
+        value_name(mode)
+    );
+    let deployment = match bin_dir {
+        None => {
+            settings.insert(
+                "baton".into(),
+                "engine, timer service, tag engine, worker and driver in this process".into(),
+            );
+            Deployment::Embedded(embedded_baton(&servers, connected, counts).await?)
+        }
+        Some(dir) => {
+            processes::describe(settings);
+            let components = processes::start(&dir, &processes::Backends { env }).await?;
+            eprintln!("processes: their logs are in {}", components.logs.display());
+            let client = Client::connect(CountingTransport::wrap(connected, counts))
+                .await
+                .context("connecting the client")?;
+            Deployment::Processes { client, components }
+        }
+    };
+    Ok((deployment, Some(servers), label))
 }
 
 fn value_name<T: ValueEnum>(value: T) -> String {
@@ -255,33 +405,20 @@ async fn book(client: Client, key: String, i: u64) -> Result<(), String> {
     }
 }
 
-async fn booking(
-    topology: Topology,
-    transport: Transport,
-    mode: Mode,
-    plan: Plan,
-    json: Option<PathBuf>,
-) -> anyhow::Result<Report> {
-    let mut settings = BTreeMap::from([("topology".to_string(), value_name(topology))]);
+async fn booking(target: Target, plan: Plan, json: Option<PathBuf>) -> anyhow::Result<Report> {
+    let mut settings = BTreeMap::new();
     let counts = MessageCounts::default();
-    let (baton, servers, label) = match topology {
-        Topology::Memory => {
-            settings.insert("transport".into(), "in-memory".into());
-            settings.insert("storage".into(), "in-memory (no persistence)".into());
-            (memory_baton(counts.clone()).await?, None, "baton-memory".to_string())
-        }
-        Topology::Embedded => {
-            let (baton, servers) = embedded_baton(transport, mode, &mut settings, counts.clone()).await?;
-            settings.insert("transport".into(), value_name(transport));
-            settings.insert("mode".into(), value_name(mode));
-            let label = format!("baton-embedded-{}-{}", value_name(transport), value_name(mode));
-            (baton, Some(servers), label)
-        }
-        Topology::Processes => return Err(unavailable(topology, "the benchmark")),
-    };
-    let client = baton.client().clone();
-    let pid = std::process::id();
-    let mut pids = vec![("baton", Some(pid))];
+    let (deployment, servers, label) = deploy(
+        target.topology,
+        target.transport,
+        target.mode,
+        target.bin_dir.as_deref(),
+        &mut settings,
+        counts.clone(),
+    )
+    .await?;
+    let client = deployment.client();
+    let mut pids = deployment.pids();
     if let Some(servers) = &servers {
         pids.extend(servers.pids());
     }
@@ -312,7 +449,8 @@ async fn booking(
             },
         );
     }
-    baton.shutdown().await;
+    let separate = matches!(deployment, Deployment::Processes { .. });
+    deployment.shutdown().await;
     drop(servers);
     let machine_busy = machine_end.busy_seconds - machine_start.busy_seconds;
     let mut report = Report::new(label, plan.c, plan.warmup, &measured);
@@ -320,11 +458,10 @@ async fn booking(
     report.processes = processes;
     report.machine_busy_cpu_s = machine_busy;
     report.foreign_cpu_s = (machine_busy - measured_cpu).max(0.0);
-    report.messages_per_workflow = MessageCounts::per_workflow(&sent_start, &sent_end, measured.ok);
-    settings.insert(
-        "baton".into(),
-        "engine, timer service, tag engine, worker and driver in this process".into(),
-    );
+    // With separate processes only the client's own messages pass through this process.
+    if !separate {
+        report.messages_per_workflow = MessageCounts::per_workflow(&sent_start, &sent_end, measured.ok);
+    }
     report.settings = settings;
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
@@ -333,32 +470,53 @@ async fn booking(
     Ok(report)
 }
 
-/// What a topology this build cannot run yet answers.
-fn unavailable(topology: Topology, what: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what} on topology {} is not available in this build yet; run --topology memory, or the \
-         multi-process cluster with scripts/local-cluster.sh",
-        value_name(topology)
-    )
+/// Where a booking run's components run.
+struct Target {
+    topology: Topology,
+    transport: Transport,
+    mode: Mode,
+    bin_dir: Option<PathBuf>,
 }
 
-async fn serve(listen: std::net::SocketAddr, topology: Topology) -> anyhow::Result<()> {
-    if topology != Topology::Memory {
-        return Err(unavailable(topology, "serving"));
-    }
-    let baton = memory_baton(MessageCounts::default()).await?;
+async fn serve(listen: std::net::SocketAddr, target: Target) -> anyhow::Result<()> {
+    let mut settings = BTreeMap::new();
+    let (deployment, servers, label) = deploy(
+        target.topology,
+        target.transport,
+        target.mode,
+        target.bin_dir.as_deref(),
+        &mut settings,
+        MessageCounts::default(),
+    )
+    .await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    println!("serve: listening on {}", listener.local_addr()?);
-    let app = baton_bench::serve::router(baton.client().clone());
+    println!("serve: {label} listening on {}", listener.local_addr()?);
+    let app = baton_bench::serve::router(deployment.client());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-    baton.shutdown().await;
+    deployment.shutdown().await;
+    drop(servers);
     Ok(())
+}
+
+/// Runs the worker process of the `processes` topology until it is signalled.
+async fn worker(common: baton::process::CommonArgs) -> ! {
+    baton::process::run_worker_with("baton-bench worker", &common, |config| async move {
+        baton::Worker::new(config)
+            .service(PaymentService::new(Steps))?
+            .service(FlightService::new(Steps))?
+            .service(HotelService::new(Steps))?
+            .service(NotifyService::new(Steps))?
+            .service(StepService::new(Steps))?
+            .with_workflow::<BookingWorkflow>()?
+            .with_workflow::<SequentialSteps>()
+    })
+    .await
 }
 
 /// Steps a sweep round runs at least.
@@ -432,6 +590,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             warmup,
             json,
             run_tag,
+            bin_dir,
         } => {
             let run_tag = run_tag.unwrap_or_else(|| format!("b{}", baton::WorkflowId::new()));
             let plan = Plan {
@@ -442,7 +601,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 per_workflow: Duration::from_secs(60),
                 hard_bound: Duration::from_secs(600),
             };
-            let report = booking(topology, transport, mode, plan, json).await?;
+            let target = Target {
+                topology,
+                transport,
+                mode,
+                bin_dir,
+            };
+            let report = booking(target, plan, json).await?;
             for e in &report.sample_errors {
                 eprintln!("error: {e}");
             }
@@ -457,17 +622,19 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 "cpu: foreign {:.2} s of {:.2} s busy",
                 report.foreign_cpu_s, report.machine_busy_cpu_s
             );
-            let by_kind: Vec<String> = report
-                .messages_per_workflow
-                .iter()
-                .filter(|(kind, _)| kind.as_str() != "total")
-                .map(|(kind, n)| format!("{kind} {n:.1}"))
-                .collect();
-            println!(
-                "messages: {:.1} per workflow ({})",
-                report.messages_per_workflow.get("total").copied().unwrap_or_default(),
-                by_kind.join(", ")
-            );
+            if !report.messages_per_workflow.is_empty() {
+                let by_kind: Vec<String> = report
+                    .messages_per_workflow
+                    .iter()
+                    .filter(|(kind, _)| kind.as_str() != "total")
+                    .map(|(kind, n)| format!("{kind} {n:.1}"))
+                    .collect();
+                println!(
+                    "messages: {:.1} per workflow ({})",
+                    report.messages_per_workflow.get("total").copied().unwrap_or_default(),
+                    by_kind.join(", ")
+                );
+            }
             println!("{}", report.line());
             Ok(if report.errors > 0 {
                 std::process::ExitCode::FAILURE
@@ -475,10 +642,23 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 std::process::ExitCode::SUCCESS
             })
         }
-        Command::Serve { listen, topology } => {
-            serve(listen, topology).await?;
+        Command::Serve {
+            listen,
+            topology,
+            transport,
+            mode,
+            bin_dir,
+        } => {
+            let target = Target {
+                topology,
+                transport,
+                mode,
+                bin_dir,
+            };
+            serve(listen, target).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Worker { common } => worker(common).await,
         Command::Sweep { steps, runs, parallel } => {
             sweep(steps, runs, parallel).await?;
             Ok(std::process::ExitCode::SUCCESS)

@@ -113,3 +113,67 @@ fn the_http_form_answers_with_the_workflow_result_and_refuses_bad_bodies() {
     assert_eq!(bad, 400, "{bad_body}");
     assert!(bad_body.contains("booking input"), "{bad_body}");
 }
+
+#[test]
+fn a_small_run_on_separate_processes_measures_each_of_them() {
+    let bin_dir = baton_test_support::built_binaries();
+    let json = std::env::temp_dir().join(format!("baton-bench-processes-{}.json", std::process::id()));
+    let output = bench()
+        .args([
+            "booking",
+            "--topology",
+            "processes",
+            "--transport",
+            "pulsar",
+            "--mode",
+            "fast",
+            "-n",
+            "10",
+            "-c",
+            "2",
+            "--warmup",
+            "2",
+            "--bin-dir",
+        ])
+        .arg(bin_dir)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run baton-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("baton-processes-pulsar-fast: N=10 C=2 ok=10 errors=0"),
+        "{line}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON file")).expect("JSON");
+    std::fs::remove_file(&json).ok();
+    for role in ["driver", "engine", "timer", "tag", "worker", "redis", "broker"] {
+        let process = &report["processes"][role];
+        assert!(process["peak_rss_kib"].as_u64().unwrap_or(0) > 0, "{role}: {process}");
+    }
+    assert!(
+        report["processes"]["engine"]["cpu_seconds"].as_f64().unwrap_or(0.0) > 0.0,
+        "the engine process did the work: {report}"
+    );
+}
+
+#[test]
+fn a_missing_component_binary_is_reported_before_anything_starts() {
+    let output = bench()
+        .args(["booking", "--topology", "processes", "--bin-dir", "/nonexistent/baton"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/baton/workflow-engine not found"),
+        "{stderr}"
+    );
+}
