@@ -148,6 +148,11 @@ pub struct WorkerConfig {
     /// (`cancel_grace_ms`).
     #[serde(rename = "cancel_grace_ms", with = "durations::millis")]
     pub cancel_grace: Duration,
+    /// Runs kept in memory between their workflow tasks (sticky execution): a kept run's next
+    /// task carries only the events since its last one. Past this many, the least recently
+    /// used run is dropped, and its next task asks the engine for the whole history. 0 keeps
+    /// none: every task replays the run from its whole history (one more round trip per task).
+    pub sticky_runs: usize,
 }
 
 impl Default for WorkerConfig {
@@ -157,6 +162,7 @@ impl Default for WorkerConfig {
             workflow_concurrency: 16,
             drain_timeout: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(5),
+            sticky_runs: 10_000,
         }
     }
 }

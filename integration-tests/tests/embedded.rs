@@ -160,6 +160,10 @@ impl Workflow for Changing {
 }
 
 async fn start(flaky: Arc<FlakyImpl>) -> Embedded {
+    builder(flaky).start().await.expect("start")
+}
+
+fn builder(flaky: Arc<FlakyImpl>) -> baton::EmbeddedBuilder {
     let options = ServiceOptions::with_retry(RetryPolicy {
         max_attempts: 4,
         initial_delay: Duration::from_millis(5),
@@ -181,9 +185,15 @@ async fn start(flaky: Arc<FlakyImpl>) -> Embedded {
         .service_with(FlakyService::new(flaky), options)
         .workflow::<Scenarios>()
         .workflow::<Changing>()
-        .start()
-        .await
-        .expect("start")
+}
+
+/// A worker that keeps no run between tasks and replays each from its whole history, as a
+/// worker restarted with new code does: the tests "deploy" by switching code in place.
+fn replaying() -> baton::WorkerConfig {
+    baton::WorkerConfig {
+        sticky_runs: 0,
+        ..baton::WorkerConfig::default()
+    }
 }
 
 async fn run(baton: &Embedded, scenario: Scenario) -> Result<String, WorkflowError<String>> {
@@ -359,7 +369,11 @@ async fn wait_for_failure(client: &Client, name: &str, id: WorkflowId) -> baton:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_code_under_a_running_instance_is_a_visible_non_determinism_error() {
     let flaky = Arc::new(FlakyImpl::default());
-    let baton = start(flaky.clone()).await;
+    let baton = builder(flaky.clone())
+        .worker_config(replaying())
+        .start()
+        .await
+        .expect("start");
     SWITCH.store(false, Ordering::SeqCst);
     let handle = baton.client().start::<Changing>(&()).await.expect("start");
     // The first workflow task records a call to `gate`, which blocks until released.

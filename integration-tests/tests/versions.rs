@@ -175,7 +175,13 @@ async fn patched_keeps_old_instances_on_the_old_branch_and_new_ones_on_the_new()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_bad_deploy_the_instance_waits_visibly_and_resumes_once_fixed_and_retried() {
+    // The "deploys" below switch code in place; a worker restarted with new code keeps no run
+    // from before, so this one keeps none and replays each task from the whole history.
     let baton = Embedded::builder()
+        .worker_config(baton::WorkerConfig {
+            sticky_runs: 0,
+            ..baton::WorkerConfig::default()
+        })
         .workflow_with::<Fragile>(CheckMode::Strict)
         .start()
         .await

@@ -135,6 +135,18 @@ pub fn replayed(task: &ExecuteWorkflowTask, result: Result<WorkflowTaskCompleted
     }
 }
 
+/// The report of a workflow task whose events do not continue a run this worker keeps: the
+/// engine sends it again with the whole history.
+pub fn needs_history(task: &ExecuteWorkflowTask) -> Report {
+    Report::Engine {
+        workflow: task.workflow_name.clone(),
+        message: WorkflowEngineMessage::WorkflowTaskNeedsHistory {
+            workflow_id: task.workflow_id,
+            task_id: task.task_id,
+        },
+    }
+}
+
 impl Emitted for Report {
     /// A report is the one message its task message causes: id `cause.nth(index)`, and the
     /// next attempt a timer holds the continuation of that.

@@ -14,6 +14,7 @@ pub mod decision;
 pub mod http_bridge;
 mod retry;
 mod service;
+mod sticky;
 mod worker;
 
 pub use context::TaskContext;

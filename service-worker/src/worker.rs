@@ -19,6 +19,7 @@ pub use baton_config::WorkerConfig;
 use crate::context::TaskContext;
 use crate::decision::{self, AttemptEnd, Report};
 use crate::service::{ServiceHandler, ServiceOptions};
+use crate::sticky::{Executed, Executors};
 
 /// Subscription name workers consume with.
 pub const SUBSCRIPTION: &str = "service-worker";
@@ -153,7 +154,15 @@ impl Worker {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<(), WorkerError> {
+        // One executor thread per workflow task slot, up to the cores there are.
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let executors = Executors::start(
+            Arc::new(self.registry.clone()),
+            self.config.workflow_concurrency.clamp(1, cores),
+            self.config.sticky_runs,
+        );
         let shared = Arc::new(Shared {
+            executors,
             publisher: Publisher::new(transport.clone()),
             clock,
             registry: self.registry,
@@ -181,7 +190,8 @@ impl Worker {
                 SubscriptionKind::Exclusive,
             ),
             subscribe_all(transport, &service_topics, SUBSCRIPTION, SubscriptionKind::Shared),
-            subscribe_all(transport, &workflow_topics, SUBSCRIPTION, SubscriptionKind::Shared),
+            // Keyed, so an instance's tasks keep reaching the worker that keeps its run.
+            subscribe_all(transport, &workflow_topics, SUBSCRIPTION, SubscriptionKind::Keyed),
         )
         .await?;
         let mut supervisor = Supervisor::new(shutdown.clone());
@@ -231,6 +241,8 @@ impl Worker {
 }
 
 struct Shared {
+    /// Where workflow tasks run, their runs kept between tasks.
+    executors: Executors,
     publisher: Publisher,
     clock: Arc<dyn Clock>,
     registry: Registry,
@@ -388,13 +400,19 @@ impl Handler<WorkflowTaskMessage> for WorkflowTasks {
     async fn handle_one(&mut self, message: &Incoming<WorkflowTaskMessage>) -> Result<(), WorkerError> {
         let WorkflowTaskMessage::Execute(task) = &message.envelope.body;
         tracing::debug!(workflow = %task.workflow_id, index = task.task_index, redeliveries = message.redeliveries, "workflow task received");
-        let result = baton_workflow::replay::execute(&self.0.registry, task);
-        if let Err(failure) = &result {
-            tracing::warn!(workflow = %task.workflow_id, name = %task.workflow_name, failure = %failure, "workflow task failed; the instance waits for a fix");
-        }
-        self.0
-            .report(&decision::replayed(task, result), &message.envelope)
-            .await
+        let report = match self.0.executors.execute(task.clone()).await {
+            Executed::Ran(result) => {
+                if let Err(failure) = &result {
+                    tracing::warn!(workflow = %task.workflow_id, name = %task.workflow_name, failure = %failure, "workflow task failed; the instance waits for a fix");
+                }
+                decision::replayed(task, result)
+            }
+            Executed::NeedsHistory => {
+                tracing::debug!(workflow = %task.workflow_id, index = task.task_index, "run not kept here; asking for the whole history");
+                decision::needs_history(task)
+            }
+        };
+        self.0.report(&report, &message.envelope).await
     }
 }
 

@@ -238,8 +238,33 @@ fn commands_of_a_workflow_task_are_dispatched_and_results_wake_the_workflow() {
         other => panic!("{other:?}"),
     };
     assert_eq!(t2.task_index, 2);
+    // The task carries only what followed the previous task's start: a worker that ran that
+    // task continues the run it kept.
+    assert_eq!(t2.history_offset, 1);
     assert!(matches!(
         t2.history.as_slice(),
+        [
+            HistoryEvent::CommandRecorded { .. },
+            HistoryEvent::ResultDelivered { .. },
+            HistoryEvent::WorkflowTaskStarted { index: 2, .. }
+        ]
+    ));
+    assert_eq!(t2.input, Payload::null(), "a continuing worker knows the input");
+
+    // A worker that does not keep the run asks for the rest: the same task, whole.
+    let (note, out) = h.send(WorkflowEngineMessage::WorkflowTaskNeedsHistory {
+        workflow_id: h.id,
+        task_id: t2.task_id,
+    });
+    assert_eq!(note, "whole history sent");
+    let whole = match out.as_slice() {
+        [Emitted::WorkflowTask(t)] => t.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((whole.task_id, whole.history_offset), (t2.task_id, 0));
+    assert_eq!(whole.input, t1.input);
+    assert!(matches!(
+        whole.history.as_slice(),
         [
             HistoryEvent::WorkflowTaskStarted { index: 1, .. },
             HistoryEvent::CommandRecorded { .. },
@@ -247,6 +272,12 @@ fn commands_of_a_workflow_task_are_dispatched_and_results_wake_the_workflow() {
             HistoryEvent::WorkflowTaskStarted { index: 2, .. }
         ]
     ));
+    // A request for a task that is no longer running changes nothing and sends nothing.
+    let (note, out) = h.send(WorkflowEngineMessage::WorkflowTaskNeedsHistory {
+        workflow_id: h.id,
+        task_id: t1.task_id,
+    });
+    assert_eq!((note, out.len()), ("stale history request", 0));
 }
 
 #[test]

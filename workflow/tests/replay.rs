@@ -17,6 +17,9 @@ struct Sim {
     history: Vec<HistoryEvent>,
     index: u32,
     commands: Vec<RecordedCommand>,
+    /// The run kept between tasks, as a sticky worker keeps it: every step checks that it
+    /// continues to the same result as a replay of the whole history.
+    session: Option<baton_workflow::replay::Session>,
 }
 
 impl Sim {
@@ -33,7 +36,50 @@ impl Sim {
             history: Vec::new(),
             index: 0,
             commands: Vec::new(),
+            session: None,
         }
+    }
+
+    /// New code for the instance: a worker restarts with it, so no run is kept.
+    fn deploy(&mut self, registry: Registry) {
+        self.registry = registry;
+        self.session = None;
+    }
+
+    /// The task as a sticky worker gets it: the events after the previous task's start.
+    fn continuing(&self, task: &ExecuteWorkflowTask) -> ExecuteWorkflowTask {
+        let starts: Vec<usize> = task
+            .history
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, HistoryEvent::WorkflowTaskStarted { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        let offset = starts.iter().rev().nth(1).map_or(0, |i| i + 1);
+        ExecuteWorkflowTask {
+            history_offset: u32::try_from(offset).expect("offset"),
+            history: task.history[offset..].to_vec(),
+            input: Payload::null(),
+            ..task.clone()
+        }
+    }
+
+    /// Runs the task on the kept run (or starts one), as a sticky worker would.
+    fn sticky(&mut self, task: &ExecuteWorkflowTask) -> Result<WorkflowTaskCompleted, Failure> {
+        use baton_workflow::replay::{Resume, Session};
+        let (session, done) = match self.session.take() {
+            Some(mut session) => match session.resume(&self.continuing(task)) {
+                Ok(done) => (Some(session), Ok(done)),
+                Err(Ok(Resume::NeedsHistory)) => panic!("a run that took every task must continue"),
+                Err(Err(failure)) => (None, Err(failure)),
+            },
+            None => match Session::start(&self.registry, task) {
+                Ok((session, done)) => (Some(session), Ok(done)),
+                Err(failure) => (None, Err(failure)),
+            },
+        };
+        self.session = session.filter(|s| !s.is_finished());
+        done
     }
 
     fn task_message(&self) -> ExecuteWorkflowTask {
@@ -59,7 +105,15 @@ impl Sim {
             index: self.index,
             at: Timestamp(1_000 * u64::from(self.index)),
         });
-        let done = baton_workflow::replay::execute(&self.registry, &self.task_message())?;
+        let task = self.task_message();
+        let replayed = baton_workflow::replay::execute(&self.registry, &task);
+        let continued = self.sticky(&task);
+        assert_eq!(
+            continued, replayed,
+            "the kept run and a replay of the whole history agree on task {}",
+            self.index
+        );
+        let done = replayed?;
         for c in &done.new_commands {
             self.history.push(HistoryEvent::CommandRecorded {
                 task_index: self.index,
@@ -395,7 +449,7 @@ fn a_changed_workflow_is_detected_as_non_determinism() {
     sim.step().expect("task 1 on the original code");
     sim.complete(0, "receipt");
     // Deploy a different body under the same name and version.
-    sim.registry = registry_of(&[erase::<HotelFirst>()]);
+    sim.deploy(registry_of(&[erase::<HotelFirst>()]));
     let err = sim.step().expect_err("changed code");
     assert_eq!(err.kind, FailureKind::NonDeterminism);
     assert!(
@@ -429,7 +483,7 @@ fn a_command_of_another_kind_is_detected_even_without_checks() {
     registry
         .register(erase::<ChargeOnly>(), CheckMode::None)
         .expect("register");
-    sim.registry = registry;
+    sim.deploy(registry);
     let err = sim.step().expect_err("timer where a task was");
     assert_eq!(err.kind, FailureKind::NonDeterminism, "{err}");
 }
@@ -465,7 +519,9 @@ fn a_command_the_code_no_longer_makes_is_detected() {
     let mut sim = Sim::new::<Fickle>(&());
     sim.step().expect("task 1");
     sim.complete(0, ());
+    // Changed code comes with a new deployment: the worker keeps no run from before.
     CALL_FLIGHT_FIRST.with(|c| c.set(false));
+    sim.deploy(sim.registry.clone());
     let err = sim.step().expect_err("missing command");
     CALL_FLIGHT_FIRST.with(|c| c.set(true));
     assert_eq!(err.kind, FailureKind::NonDeterminism);
@@ -503,7 +559,9 @@ impl Workflow for Facilities {
 fn inline_now_and_random_are_stable_across_replays() {
     let mut sim = Sim::new::<Facilities>(&());
     let t1 = sim.step().expect("task 1");
-    assert_eq!(INLINE_RUNS.with(Cell::get), 1);
+    // Each step runs the task twice: on the kept run and as a replay of the whole history;
+    // both are the task's first execution.
+    assert_eq!(INLINE_RUNS.with(Cell::get), 2);
     assert!(matches!(t1.new_commands[0].spec, CommandSpec::Inline { .. }));
     match t1.new_commands[1].spec {
         CommandSpec::Timer { due } => {
@@ -515,8 +573,8 @@ fn inline_now_and_random_are_stable_across_replays() {
     let t2 = sim.step().expect("task 2");
     assert_eq!(
         INLINE_RUNS.with(Cell::get),
-        1,
-        "the inline closure is not run again on replay"
+        2,
+        "the inline closure is not run again, on replay or by the kept run"
     );
     let (token, random, started, resumed) = output::<(u64, u64, u64, u64)>(&t2);
     assert_eq!((token, started, resumed), (4242, 1_000, 2_000));
@@ -634,4 +692,69 @@ fn new_instances_run_the_highest_version_and_pinned_ones_keep_theirs() {
         dup.register(erase::<GreetV1>(), CheckMode::Simple).is_err(),
         "the same version twice is refused"
     );
+}
+
+// --- Sticky execution ----------------------------------------------------------------------------
+
+/// A kept run takes only events that continue exactly where it stopped: anything else (events
+/// from elsewhere, commands it did not report, another run) asks for the whole history, and the
+/// run it kept is of no further use.
+#[test]
+fn a_kept_run_continues_only_from_where_it_stopped() {
+    use baton_workflow::replay::{Resume, Session};
+    let mut sim = Sim::new::<Saga>(&120);
+    sim.step().expect("task 1");
+    sim.complete(0, "receipt-1");
+    sim.index += 1;
+    sim.history.push(HistoryEvent::WorkflowTaskStarted {
+        index: sim.index,
+        at: Timestamp(2_000),
+    });
+    let whole = sim.task_message();
+    let next = sim.continuing(&whole);
+    assert!(next.history_offset > 0);
+    let fresh = || {
+        let mut first = whole.clone();
+        let first_end = first
+            .history
+            .iter()
+            .position(|e| matches!(e, HistoryEvent::WorkflowTaskStarted { index: 1, .. }))
+            .expect("task 1 start");
+        first.history.truncate(first_end + 1);
+        first.task_index = 1;
+        let (session, _) = Session::start(&sim.registry, &first).expect("task 1");
+        session
+    };
+    let needs_history = |session: &mut Session, task: &ExecuteWorkflowTask| {
+        assert!(
+            matches!(session.resume(task), Err(Ok(Resume::NeedsHistory))),
+            "{task:?}"
+        );
+    };
+
+    let mut skipped = next.clone();
+    skipped.history_offset += 1;
+    skipped.history.remove(0);
+    needs_history(&mut fresh(), &skipped);
+
+    let mut foreign = next.clone();
+    for event in &mut foreign.history {
+        if let HistoryEvent::CommandRecorded { command, .. } = event {
+            command.position += 7;
+        }
+    }
+    needs_history(&mut fresh(), &foreign);
+
+    let mut other_run = next.clone();
+    other_run.run_id = MethodRunId::main_of_generation(sim.id, 1);
+    needs_history(&mut fresh(), &other_run);
+
+    // The events that do continue it give what a replay of the whole history gives.
+    let continued = fresh().resume(&next).expect("continues");
+    let replayed = baton_workflow::replay::execute(&sim.registry, &whole).expect("replays");
+    assert_eq!(continued, replayed);
+    // And the same task twice is not continued twice.
+    let mut session = fresh();
+    session.resume(&next).expect("continues");
+    needs_history(&mut session, &next);
 }

@@ -234,6 +234,15 @@ pub enum WorkflowEngineMessage {
         /// Which tasks.
         filter: TaskFilter,
     },
+    /// A worker got a workflow task carrying only the events since an earlier task, and does
+    /// not keep the run where they start (it restarted, or the instance moved to it): send the
+    /// task again with the whole history.
+    WorkflowTaskNeedsHistory {
+        /// The instance.
+        workflow_id: WorkflowId,
+        /// The workflow task.
+        task_id: WorkflowTaskId,
+    },
 }
 
 impl WorkflowEngineMessage {
@@ -256,7 +265,8 @@ impl WorkflowEngineMessage {
             | Self::CompleteTimers { workflow_id }
             | Self::ChildEnded { workflow_id, .. }
             | Self::CallMethod { workflow_id, .. }
-            | Self::RetryTasksMatching { workflow_id, .. } => *workflow_id,
+            | Self::RetryTasksMatching { workflow_id, .. }
+            | Self::WorkflowTaskNeedsHistory { workflow_id, .. } => *workflow_id,
             Self::StartChild { start, .. } => start.workflow_id,
         }
     }
@@ -282,6 +292,7 @@ impl WorkflowEngineMessage {
             Self::ChildEnded { .. } => "ChildEnded",
             Self::CallMethod { .. } => "CallMethod",
             Self::RetryTasksMatching { .. } => "RetryTasksMatching",
+            Self::WorkflowTaskNeedsHistory { .. } => "WorkflowTaskNeedsHistory",
         }
     }
 }

@@ -74,6 +74,7 @@ pub(crate) fn handle(state: Option<WorkflowState>, message: &WorkflowEngineMessa
         } => signals::send(state, *signal_id, channel, value, out),
         M::RetryTasks { selector, .. } => repair::retry_tasks(state, &selector.clone().into(), out),
         M::RetryTasksMatching { filter, .. } => repair::retry_tasks(state, filter, out),
+        M::WorkflowTaskNeedsHistory { task_id, .. } => workflow_task::needs_history(state, *task_id, out),
         M::Expire { .. } => queries::expire(state, out),
         M::CallMethod {
             workflow_id,
@@ -106,13 +107,47 @@ pub(crate) fn begin_workflow_task(
         index: r.task_index,
         at: out.ctx.now,
     });
-    send_workflow_task(id, r, history, out);
+    send_workflow_task(id, r, history, Events::SinceLastTask, out);
+}
+
+/// Which of the history a workflow task carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Events {
+    /// Only what follows the start of the run's previous task: a worker that ran that task
+    /// keeps the run and continues it (sticky execution); one that does not asks for the rest.
+    SinceLastTask,
+    /// The whole history: a retry (the failed attempt's worker dropped the run) or an answer
+    /// to a worker that asked for it.
+    Whole,
+}
+
+/// Where the events a task carries start: after the start of the previous task, if any.
+fn events_start(history: &[HistoryEvent], events: Events) -> usize {
+    if events == Events::Whole {
+        return 0;
+    }
+    let mut starts = history
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, e)| matches!(e, HistoryEvent::WorkflowTaskStarted { .. }));
+    starts.next();
+    starts.next().map_or(0, |(i, _)| i + 1)
 }
 
 /// Sends the workflow task whose start ends the history to a worker.
-pub(crate) fn send_workflow_task(id: WorkflowId, r: &mut RunningWorkflow, history: &[HistoryEvent], out: &mut Out<'_>) {
+pub(crate) fn send_workflow_task(
+    id: WorkflowId,
+    r: &mut RunningWorkflow,
+    history: &[HistoryEvent],
+    events: Events,
+    out: &mut Out<'_>,
+) {
     let task_id = WorkflowTaskId::derive_retry(id, r.task_index, r.task_retry);
     r.running_task = Some(task_id);
+    let offset = events_start(history, events);
+    // A worker continuing the run knows its input already.
+    let input = if offset == 0 { r.input.clone() } else { Payload::null() };
     let task = ExecuteWorkflowTask {
         workflow_id: id,
         workflow_name: r.workflow_name.clone(),
@@ -120,9 +155,9 @@ pub(crate) fn send_workflow_task(id: WorkflowId, r: &mut RunningWorkflow, histor
         run_id: MethodRunId::main_of_generation(id, r.generation),
         task_id,
         task_index: r.task_index,
-        input: r.input.clone(),
-        history_offset: 0,
-        history: history.to_vec(),
+        input,
+        history_offset: u32::try_from(offset).unwrap_or(u32::MAX),
+        history: history[offset..].to_vec(),
         tags: r.tags.clone(),
         meta: r.meta.clone(),
     };

@@ -10,7 +10,9 @@ use baton_shared_schemas::messages::{
 use baton_shared_schemas::{CommandSpec, Failure, HistoryEvent, Payload, WorkflowId, WorkflowTaskId};
 
 use super::signals::drain_mailbox;
-use super::{Step, begin_workflow_task, cancel_owned_work, finish, keep, running, send_workflow_task, wakes, write};
+use super::{
+    Events, Step, begin_workflow_task, cancel_owned_work, finish, keep, running, send_workflow_task, wakes, write,
+};
 use crate::state::{ActiveReceive, PendingCommand, PendingKind, RunningWorkflow, WorkflowState};
 use crate::transition::{Effect, Out};
 
@@ -223,6 +225,23 @@ pub(crate) fn retry(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
     }
     r.workflow_task_failure = None;
     r.task_retry += 1;
-    send_workflow_task(id, r, history, out);
+    send_workflow_task(id, r, history, Events::Whole, out);
     write(state, "workflow task retried")
+}
+
+/// A worker does not keep the run where the task's events start: the same task again, with
+/// the whole history. Nothing changes in the state.
+pub(crate) fn needs_history(state: Option<WorkflowState>, task_id: WorkflowTaskId, out: &mut Out<'_>) -> Step {
+    let Some(mut state) = state else {
+        return keep(None, "history request for an unknown instance");
+    };
+    let id = state.id;
+    let Some((r, history)) = running(&mut state) else {
+        return keep(Some(state), "history request for an ended instance");
+    };
+    if r.running_task != Some(task_id) {
+        return keep(Some(state), "stale history request");
+    }
+    send_workflow_task(id, r, history, Events::Whole, out);
+    keep(Some(state), "whole history sent")
 }
