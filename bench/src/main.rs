@@ -567,15 +567,26 @@ async fn sweep(steps: Vec<u64>, runs: u64, parallel: u64) -> anyhow::Result<()> 
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("baton-bench: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("baton-bench: {e:#}");
             std::process::ExitCode::from(2)
         }
-    }
+    };
+    // A broker client's blocking calls (librdkafka's, once its broker is stopped) may outlive
+    // the run by their own timeouts; the figures are out, so they are not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    code
 }
 
 /// Runs a command; exit code 1 when a run had errors.

@@ -55,6 +55,12 @@ diskUsageWarnThreshold=0.999
 # Unless asked to, the journal is written but not fsynced before an add is acknowledged: a killed
 # broker process loses nothing (the page cache survives it), a machine crash could.
 journalSyncData={journal_sync}
+# A caught-up subscription sees a new entry at once instead of at the next check, 10 ms later
+# by default: every hop of a workflow would wait for it.
+managedLedgerNewEntriesCheckDelayInMillis=0
+# The bookie writes its journal as soon as nothing else is queued, instead of waiting up to
+# 2 ms to group writes: at low load every add would wait for that.
+journalFlushWhenQueueEmpty=true
 dbStorage_writeCacheMaxSizeMb=16
 dbStorage_readAheadCacheMaxSizeMb=16
 dbStorage_rocksDB_blockCacheSize=16777216
