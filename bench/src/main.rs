@@ -368,7 +368,7 @@ async fn deploy(
         }
         Some(dir) => {
             processes::describe(settings);
-            let components = processes::start(&dir, &processes::Backends { env }).await?;
+            let components = processes::start(&dir, &env).await?;
             eprintln!("processes: their logs are in {}", components.logs.display());
             let client = Client::connect(CountingTransport::wrap(connected, counts))
                 .await

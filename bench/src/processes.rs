@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use baton_test_support::free_port;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use baton::Workflow;
 use baton_bench::workload::{BookingWorkflow, SequentialSteps};
@@ -115,14 +114,9 @@ pub fn stock_binaries(bin_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Where the components find the broker and Redis.
-pub struct Backends {
-    /// `BATON_*` settings shared by every component.
-    pub env: Vec<(String, String)>,
-}
-
-/// Starts the engine, timer service, tag engine and one worker, and waits until each is ready.
-pub async fn start(bin_dir: &Path, backends: &Backends) -> anyhow::Result<Components> {
+/// Starts the engine, timer service, tag engine and one worker with the `BATON_*` settings in
+/// `env` (where the broker and Redis are), and waits until each is ready.
+pub async fn start(bin_dir: &Path, env: &[(String, String)]) -> anyhow::Result<Components> {
     let logs = std::env::temp_dir().join(format!("baton-bench-{}", std::process::id()));
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let workflows = [BookingWorkflow::NAME, SequentialSteps::NAME];
@@ -144,7 +138,7 @@ pub async fn start(bin_dir: &Path, backends: &Backends) -> anyhow::Result<Compon
         let stderr = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(&program)
             .args(&args)
-            .envs(backends.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("BATON_PROCESS__HEALTH_LISTEN", health.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -175,16 +169,8 @@ pub async fn start(bin_dir: &Path, backends: &Backends) -> anyhow::Result<Compon
 
 /// Whether `GET /ready` at `address` answers 200.
 async fn is_ready(address: SocketAddr) -> bool {
-    let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await?;
-        stream
-            .write_all(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        std::io::Result::Ok(response.starts_with(b"HTTP/1.1 200"))
-    };
-    matches!(tokio::time::timeout(Duration::from_secs(2), probe).await, Ok(Ok(true)))
+    let answer = tokio::task::spawn_blocking(move || baton_test_support::http_get(&address, "/ready")).await;
+    matches!(answer, Ok(Some((200, _))))
 }
 
 /// The settings that describe the topology in the report.

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use baton_shared_schemas::messages::{ExecuteWorkflowTask, WorkflowTaskCompleted};
 use baton_shared_schemas::{Failure, FailureKind, WorkflowId};
 use baton_workflow::Registry;
-use baton_workflow::replay::{Resume, Session};
+use baton_workflow::replay::{ResumeError, Session};
 use tokio::sync::oneshot;
 
 /// How a workflow task went.
@@ -160,8 +160,8 @@ fn run_task(registry: &Registry, kept: &mut Kept, task: &ExecuteWorkflowTask) ->
             }
             Executed::Ran(Ok(done))
         }
-        Err(Ok(Resume::NeedsHistory)) => Executed::NeedsHistory,
+        Err(ResumeError::NeedsHistory) => Executed::NeedsHistory,
         // A failed task drops the run: its retry brings the whole history.
-        Err(Err(failure)) => Executed::Ran(Err(failure)),
+        Err(ResumeError::Failed(failure)) => Executed::Ran(Err(failure)),
     }
 }

@@ -56,7 +56,8 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 }
 
 /// `GET http://{address}{path}`: the status code and the body, if the server answered.
-pub(crate) fn http_get(address: &std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+/// `GET path` over HTTP/1.0: the status code and body, if the server answered.
+pub fn http_get(address: &std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(address, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;

@@ -393,13 +393,13 @@ impl Shard {
         self.cache.insert(id, cached);
     }
 
-    async fn publish(&self, messages: &[OutboxMessage]) -> Result<(), EngineError> {
+    async fn publish(&self, messages: Vec<OutboxMessage>) -> Result<(), EngineError> {
         if messages.is_empty() {
             return Ok(());
         }
         let batch = messages
-            .iter()
-            .map(|m| (m.topic.clone(), OutgoingMessage::new(m.key.clone(), m.bytes.clone())))
+            .into_iter()
+            .map(|m| (m.topic, OutgoingMessage::new(m.key, m.bytes)))
             .collect();
         self.transport.publish_all(batch).await?;
         Ok(())
@@ -409,7 +409,8 @@ impl Shard {
     /// count as loaded from storage: their outboxes are republished before their next
     /// transition.
     async fn flush(&mut self) -> Result<(), EngineError> {
-        let published = self.publish(&self.pending).await;
+        let pending = std::mem::take(&mut self.pending);
+        let published = self.publish(pending).await;
         let outbox = if published.is_ok() {
             Outbox::Published
         } else {
@@ -422,7 +423,6 @@ impl Shard {
                 }
             }
         }
-        self.pending.clear();
         published
     }
 
@@ -430,8 +430,7 @@ impl Shard {
     /// publishing it), then stores the state with an empty outbox so it is published once, not
     /// on every later load. `None` when another writer moved the record on meanwhile.
     async fn settle_outbox(&mut self, id: WorkflowId, mut cached: Cached) -> Result<Option<Cached>, EngineError> {
-        self.publish(&cached.state.head.outbox).await?;
-        cached.state.head.outbox.clear();
+        self.publish(std::mem::take(&mut cached.state.head.outbox)).await?;
         let (head, history) = cached.state.encode_for_save().map_err(EngineError::Encode)?;
         match self
             .store

@@ -44,12 +44,14 @@ pub fn execute(registry: &Registry, task: &ExecuteWorkflowTask) -> Result<Workfl
     Session::start(registry, task).map(|(_, done)| done)
 }
 
-/// Why a [`Session`] cannot take a task that carries only the events since an earlier one.
+/// Why a [`Session`] did not complete a task that carries only the events since an earlier one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resume {
+pub enum ResumeError {
     /// The session is not where the task's events start (another worker ran tasks since, or
     /// this one was not told of a change): the task needs the whole history.
     NeedsHistory,
+    /// The task failed, as it would on a replay of the whole history.
+    Failed(Failure),
 }
 
 /// A run kept alive between its workflow tasks: its suspended code, its context and how much
@@ -141,10 +143,9 @@ impl Session {
         Ok((session, done))
     }
 
-    /// Executes a task whose events continue where this session left off. `Err(Ok(Resume))`
-    /// when they do not (the session is then of no further use); `Err(Err(failure))` when the
-    /// task fails.
-    pub fn resume(&mut self, task: &ExecuteWorkflowTask) -> Result<WorkflowTaskCompleted, Result<Resume, Failure>> {
+    /// Executes a task whose events continue where this session left off. After an error the
+    /// session is of no further use.
+    pub fn resume(&mut self, task: &ExecuteWorkflowTask) -> Result<WorkflowTaskCompleted, ResumeError> {
         if task.run_id != self.run_id
             || task.workflow_name != self.workflow_name
             || task.workflow_version.is_some_and(|v| v != self.workflow_version)
@@ -152,9 +153,9 @@ impl Session {
             || task.task_index <= self.last_task
             || self.completion.is_some()
         {
-            return Err(Ok(Resume::NeedsHistory));
+            return Err(ResumeError::NeedsHistory);
         }
-        ends_with_task_start(task).map_err(Err)?;
+        ends_with_task_start(task).map_err(ResumeError::Failed)?;
         // The events open with the commands the last task reported, as the engine recorded
         // them: anything else means this session's view is not the engine's.
         let recorded: Vec<_> = task
@@ -166,16 +167,16 @@ impl Session {
             })
             .collect();
         if recorded.len() != self.reported.len() || recorded.iter().zip(&self.reported).any(|(a, b)| *a != b) {
-            return Err(Ok(Resume::NeedsHistory));
+            return Err(ResumeError::NeedsHistory);
         }
         {
             let mut s = self.ctx.state.borrow_mut();
             s.final_task_index = task.task_index;
         }
         for event in &task.history {
-            self.feed(event, task).map_err(Err)?;
+            self.feed(event, task).map_err(ResumeError::Failed)?;
         }
-        self.finish_task(task).map_err(Err)
+        self.finish_task(task).map_err(ResumeError::Failed)
     }
 
     /// Whether the run has returned (no task can follow).

@@ -66,12 +66,12 @@ impl Sim {
 
     /// Runs the task on the kept run (or starts one), as a sticky worker would.
     fn sticky(&mut self, task: &ExecuteWorkflowTask) -> Result<WorkflowTaskCompleted, Failure> {
-        use baton_workflow::replay::{Resume, Session};
+        use baton_workflow::replay::{ResumeError, Session};
         let (session, done) = match self.session.take() {
             Some(mut session) => match session.resume(&self.continuing(task)) {
                 Ok(done) => (Some(session), Ok(done)),
-                Err(Ok(Resume::NeedsHistory)) => panic!("a run that took every task must continue"),
-                Err(Err(failure)) => (None, Err(failure)),
+                Err(ResumeError::NeedsHistory) => panic!("a run that took every task must continue"),
+                Err(ResumeError::Failed(failure)) => (None, Err(failure)),
             },
             None => match Session::start(&self.registry, task) {
                 Ok((session, done)) => (Some(session), Ok(done)),
@@ -701,7 +701,7 @@ fn new_instances_run_the_highest_version_and_pinned_ones_keep_theirs() {
 /// run it kept is of no further use.
 #[test]
 fn a_kept_run_continues_only_from_where_it_stopped() {
-    use baton_workflow::replay::{Resume, Session};
+    use baton_workflow::replay::{ResumeError, Session};
     let mut sim = Sim::new::<Saga>(&120);
     sim.step().expect("task 1");
     sim.complete(0, "receipt-1");
@@ -727,7 +727,7 @@ fn a_kept_run_continues_only_from_where_it_stopped() {
     };
     let needs_history = |session: &mut Session, task: &ExecuteWorkflowTask| {
         assert!(
-            matches!(session.resume(task), Err(Ok(Resume::NeedsHistory))),
+            matches!(session.resume(task), Err(ResumeError::NeedsHistory)),
             "{task:?}"
         );
     };
