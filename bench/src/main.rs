@@ -18,7 +18,8 @@ use baton_bench::workload::{
     BookingInput, BookingWorkflow, FlightService, HotelService, KEY, NotifyService, PaymentService, SequentialSteps,
     StepService, Steps,
 };
-use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer};
+use baton_test_support::{Jvm, KafkaBroker, PulsarBroker, RedisServer};
+
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -53,6 +54,33 @@ enum Mode {
     Fast,
 }
 
+/// How the brokers' JVMs run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BrokerJvm {
+    /// The client compiler only, a serial collector and a small heap: ready at full speed
+    /// within the spec's warm-up.
+    Quick,
+    /// As the brokers' own start scripts run them (both compilers, G1, 1 GiB heap): faster
+    /// once the optimizing compiler has caught up, which takes tens of thousands of workflows.
+    Server,
+}
+
+impl BrokerJvm {
+    fn jvm(self) -> Jvm {
+        match self {
+            BrokerJvm::Quick => Jvm::Test,
+            BrokerJvm::Server => Jvm::Server,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            BrokerJvm::Quick => "JVM -Xmx384m, serial GC, client compiler only",
+            BrokerJvm::Server => "JVM -Xmx1g, G1, both compilers",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// The booking-4step workload in a closed loop.
@@ -85,6 +113,9 @@ enum Command {
         /// `processes`; default: beside this program, built first under `cargo run`).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// How the broker's JVM runs (not for `memory`).
+        #[arg(long, value_enum, default_value = "quick")]
+        broker_jvm: BrokerJvm,
     },
     /// Serves the workload over HTTP: `POST /booking/{key}/run` answers with the result.
     Serve {
@@ -103,6 +134,9 @@ enum Command {
         /// Where the component binaries are (for `processes`).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// How the broker's JVM runs (not for `memory`).
+        #[arg(long, value_enum, default_value = "quick")]
+        broker_jvm: BrokerJvm,
     },
     /// The worker process of the `processes` topology: hosts the workload's services and
     /// workflows from the shared configuration (`BATON_*` settings).
@@ -183,6 +217,7 @@ impl Servers {
 async fn start_servers(
     transport: Transport,
     mode: Mode,
+    broker_jvm: BrokerJvm,
     settings: &mut BTreeMap<String, String>,
 ) -> anyhow::Result<(
     Servers,
@@ -212,14 +247,13 @@ async fn start_servers(
     ];
     let (pulsar, kafka, transport): (_, _, Arc<dyn baton::components::transport::Transport>) = match transport {
         Transport::Pulsar => {
-            let broker = if durable {
-                PulsarBroker::start_durable()
-            } else {
-                PulsarBroker::start()
-            };
+            let broker = PulsarBroker::start_with(durable, broker_jvm.jvm());
             settings.insert(
                 "broker".into(),
-                format!("Apache Pulsar standalone, one bookie, journalSyncData={durable}"),
+                format!(
+                    "Apache Pulsar standalone, one bookie, journalSyncData={durable}, {}",
+                    broker_jvm.describe()
+                ),
             );
             let config = PulsarConfig {
                 service_url: broker.service_url.clone(),
@@ -239,10 +273,13 @@ async fn start_servers(
             (Some(broker), None, Arc::new(connected))
         }
         Transport::Kafka => {
-            let broker = KafkaBroker::start();
+            let broker = KafkaBroker::start_with(broker_jvm.jvm());
             settings.insert(
                 "broker".into(),
-                "Apache Kafka (KRaft, one node); it relies on the page cache, as Kafka does by default".into(),
+                format!(
+                    "Apache Kafka (KRaft, one node); it relies on the page cache, as Kafka does by default, {}",
+                    broker_jvm.describe()
+                ),
             );
             let config = KafkaConfig {
                 bootstrap_servers: broker.bootstrap.clone(),
@@ -330,6 +367,7 @@ async fn deploy(
     transport: Transport,
     mode: Mode,
     bin_dir: Option<&std::path::Path>,
+    broker_jvm: BrokerJvm,
     settings: &mut BTreeMap<String, String>,
     counts: MessageCounts,
 ) -> anyhow::Result<(Deployment, Option<Servers>, String)> {
@@ -349,7 +387,7 @@ async fn deploy(
         Topology::Processes => Some(processes::stock_binaries(bin_dir)?),
         _ => None,
     };
-    let (servers, connected, env) = start_servers(transport, mode, settings).await?;
+    let (servers, connected, env) = start_servers(transport, mode, broker_jvm, settings).await?;
     settings.insert("transport".into(), value_name(transport));
     settings.insert("mode".into(), value_name(mode));
     let label = format!(
@@ -413,6 +451,7 @@ async fn booking(target: Target, plan: Plan, json: Option<PathBuf>) -> anyhow::R
         target.transport,
         target.mode,
         target.bin_dir.as_deref(),
+        target.broker_jvm,
         &mut settings,
         counts.clone(),
     )
@@ -476,6 +515,7 @@ struct Target {
     transport: Transport,
     mode: Mode,
     bin_dir: Option<PathBuf>,
+    broker_jvm: BrokerJvm,
 }
 
 async fn serve(listen: std::net::SocketAddr, target: Target) -> anyhow::Result<()> {
@@ -485,6 +525,7 @@ async fn serve(listen: std::net::SocketAddr, target: Target) -> anyhow::Result<(
         target.transport,
         target.mode,
         target.bin_dir.as_deref(),
+        target.broker_jvm,
         &mut settings,
         MessageCounts::default(),
     )
@@ -602,6 +643,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             json,
             run_tag,
             bin_dir,
+            broker_jvm,
         } => {
             let run_tag = run_tag.unwrap_or_else(|| format!("b{}", baton::WorkflowId::new()));
             let plan = Plan {
@@ -617,6 +659,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 transport,
                 mode,
                 bin_dir,
+                broker_jvm,
             };
             let report = booking(target, plan, json).await?;
             for e in &report.sample_errors {
@@ -659,12 +702,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             transport,
             mode,
             bin_dir,
+            broker_jvm,
         } => {
             let target = Target {
                 topology,
                 transport,
                 mode,
                 bin_dir,
+                broker_jvm,
             };
             serve(listen, target).await?;
             Ok(std::process::ExitCode::SUCCESS)

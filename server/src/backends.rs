@@ -87,6 +87,7 @@ pub fn pulsar_config(section: &TransportSection) -> Result<PulsarConfig, String>
         max_redeliveries: section.max_redeliveries,
         nack_delay: Duration::from_millis(section.nack_delay_ms),
         prefetch: section.prefetch,
+        batch_messages: p.batch_messages,
         policies: PulsarPolicies {
             retention_minutes: p.retention_minutes,
             retention_size_mb: p.retention_size_mb,

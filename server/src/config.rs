@@ -92,6 +92,8 @@ pub struct PulsarSection {
     pub connect_timeout_ms: u64,
     /// Longest delay between reconnection attempts, in milliseconds.
     pub max_reconnect_delay_ms: u64,
+    /// Most messages in one batched entry (1: no batching). A publish never waits for more.
+    pub batch_messages: u32,
 }
 
 impl Default for PulsarSection {
@@ -112,6 +114,7 @@ impl Default for PulsarSection {
             operation_timeout_ms: millis(config.operation_timeout),
             connect_timeout_ms: millis(config.connect_timeout),
             max_reconnect_delay_ms: millis(config.max_reconnect_delay),
+            batch_messages: config.batch_messages,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::maven::Jvm;
 use crate::process::ServerProcess;
 use crate::pulsar::{JAVA_HINT, log_config, rebuild};
 use crate::{free_port, listening, maven, wait_until};
@@ -56,6 +57,11 @@ impl KafkaBroker {
     /// Resolves the broker (once), formats its storage, starts it on free loopback ports and waits
     /// until it serves.
     pub fn start() -> Self {
+        Self::start_with(Jvm::Test)
+    }
+
+    /// Starts a broker whose JVM runs as given.
+    pub fn start_with(jvm: Jvm) -> Self {
         maven::require_java();
         let classpath = maven::classpath("kafka");
         let (port, controller_port) = (free_port(), free_port());
@@ -66,7 +72,7 @@ impl KafkaBroker {
         let java = |main: &str| {
             let mut command = Command::new("java");
             command
-                .args(["-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"])
+                .args(jvm.options())
                 .arg(log_config())
                 .arg("-cp")
                 .arg(&classpath)

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 pub use binaries::{ComponentProcess, built_binaries};
 pub use kafka::KafkaBroker;
+pub use maven::Jvm;
 pub use process::sweep_orphans;
 pub use pulsar::PulsarBroker;
 pub use redis::RedisServer;

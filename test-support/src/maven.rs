@@ -141,3 +141,38 @@ impl Drop for Lock {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// How a broker's JVM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Jvm {
+    /// Quick to start and small: the client compiler only and a serial collector, for tests,
+    /// where brokers start often and carry little load.
+    Test,
+    /// As the brokers' own start scripts run them: both compilers, G1 and a 1 GiB heap, for
+    /// figures that should not charge a broker for a JVM tuned to start fast.
+    Server,
+}
+
+impl Jvm {
+    /// The JVM options.
+    pub fn options(self) -> &'static [&'static str] {
+        match self {
+            Jvm::Test => &[
+                "-Xms64m",
+                "-Xmx384m",
+                "-XX:MaxDirectMemorySize=256m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+            ],
+            Jvm::Server => &[
+                "-Xms1g",
+                "-Xmx1g",
+                "-XX:MaxDirectMemorySize=1g",
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=10",
+                "-XX:+ParallelRefProcEnabled",
+                "-XX:+DisableExplicitGC",
+            ],
+        }
+    }
+}

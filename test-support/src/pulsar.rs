@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::maven::Jvm;
 use crate::process::ServerProcess;
 use crate::{free_port, http_status, maven, wait_until};
 
@@ -72,16 +73,21 @@ impl PulsarBroker {
     /// Resolves the broker (once), starts it on free loopback ports and waits until its health
     /// check passes.
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::launch(false, Jvm::Test)
     }
 
     /// Starts a broker whose bookie fsyncs its journal before acknowledging a write
     /// (`journalSyncData=true`), as a durable deployment runs.
     pub fn start_durable() -> Self {
-        Self::launch(true)
+        Self::launch(true, Jvm::Test)
     }
 
-    fn launch(journal_sync: bool) -> Self {
+    /// Starts a broker with the given journal fsync and JVM.
+    pub fn start_with(journal_sync: bool, jvm: Jvm) -> Self {
+        Self::launch(journal_sync, jvm)
+    }
+
+    fn launch(journal_sync: bool, jvm: Jvm) -> Self {
         maven::require_java();
         let classpath = maven::classpath("pulsar");
         let (broker_port, web_port, bookie_port) = (free_port(), free_port(), free_port());
@@ -90,13 +96,7 @@ impl PulsarBroker {
         std::fs::write(&conf, standalone_conf(broker_port, web_port, journal_sync)).expect("write standalone.conf");
         let mut command = Command::new("java");
         command
-            .args([
-                "-Xms64m",
-                "-Xmx384m",
-                "-XX:MaxDirectMemorySize=256m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-            ])
+            .args(jvm.options())
             .args(
                 [
                     "java.base/java.io",

@@ -27,11 +27,76 @@ pub(crate) enum Settle {
     Nack { topic: String, id: MessageIdData },
 }
 
+/// A message's place in a batched entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BatchPosition {
+    pub index: u32,
+    pub size: u32,
+}
+
+/// A batched entry some of whose messages are settled.
+struct PartlySettled {
+    settled: Vec<bool>,
+    remaining: u32,
+}
+
+/// Batched entries not settled yet, by topic, ledger and entry.
+///
+/// The client acknowledges a batched message as its whole entry (the broker keeps no
+/// per-message state unless batch-index acknowledgement is on), so the entry is acknowledged
+/// only once every message in it is settled. A message of an entry redelivered meanwhile counts
+/// as the same message: what is settled is which messages were handled, whichever copy.
+#[derive(Default)]
+pub(crate) struct BatchAcks {
+    entries: HashMap<(String, u64, u64), PartlySettled>,
+}
+
+impl BatchAcks {
+    /// Records one message of an entry settled; true once the whole entry is.
+    pub(crate) fn settle(&mut self, topic: &str, id: &MessageIdData, at: BatchPosition) -> bool {
+        let key = (topic.to_string(), id.ledger_id, id.entry_id);
+        let entry = self.entries.entry(key.clone()).or_insert_with(|| PartlySettled {
+            settled: vec![false; at.size as usize],
+            remaining: at.size,
+        });
+        if let Some(settled) = entry.settled.get_mut(at.index as usize) {
+            if !*settled {
+                *settled = true;
+                entry.remaining -= 1;
+            }
+        }
+        if entry.remaining == 0 {
+            self.entries.remove(&key);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Entries with messages still unsettled.
+    #[cfg(test)]
+    fn pending(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// The id that acknowledges or redelivers a whole entry.
+fn entry_id(id: &MessageIdData) -> MessageIdData {
+    MessageIdData {
+        batch_index: None,
+        batch_size: None,
+        ack_set: Vec::new(),
+        ..id.clone()
+    }
+}
+
 /// A delivered message not settled yet.
 pub(crate) struct InFlight {
     /// The Pulsar topic (partition) it came from.
     pub topic: String,
     pub id: MessageIdData,
+    /// Its place in a batched entry of several messages.
+    pub batch: Option<BatchPosition>,
     pub key: String,
     pub payload: Arc<[u8]>,
     pub properties: HashMap<String, String>,
@@ -46,6 +111,8 @@ pub(crate) struct AckState {
     /// The subscription's retry topic.
     pub retry_topic: String,
     pub inflight: Mutex<HashMap<u64, InFlight>>,
+    /// Batched entries partly settled.
+    pub batches: Mutex<BatchAcks>,
     pub next_tag: AtomicU64,
     pub settle: mpsc::UnboundedSender<Settle>,
     /// Nacked messages waiting for their backoff.
@@ -53,10 +120,12 @@ pub(crate) struct AckState {
 }
 
 impl AckState {
+    /// Has the broker redeliver a message: its whole entry, when batched (the messages of it
+    /// already handled come again, and are handled again idempotently).
     fn broker_nack(&self, f: &InFlight) {
         let _ = self.settle.send(Settle::Nack {
             topic: f.topic.clone(),
-            id: f.id.clone(),
+            id: entry_id(&f.id),
         });
     }
 
@@ -98,9 +167,14 @@ impl BrokerAcks for AckState {
     }
 
     fn ack(&self, f: &InFlight) {
+        if let Some(at) = f.batch {
+            if !locked(&self.batches).settle(&f.topic, &f.id, at) {
+                return;
+            }
+        }
         let _ = self.settle.send(Settle::Ack {
             topic: f.topic.clone(),
-            id: f.id.clone(),
+            id: entry_id(&f.id),
         });
     }
 
@@ -146,4 +220,54 @@ enum Target<'a> {
     Logical(&'a str),
     /// A Pulsar topic that exists.
     Full(&'a str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ledger: u64, entry: u64, index: i32) -> MessageIdData {
+        MessageIdData {
+            ledger_id: ledger,
+            entry_id: entry,
+            batch_index: Some(index),
+            ..MessageIdData::default()
+        }
+    }
+
+    #[test]
+    fn an_entry_is_settled_once_every_message_in_it_is() {
+        let mut acks = BatchAcks::default();
+        let size = 3;
+        let at = |index| BatchPosition { index, size };
+        assert!(!acks.settle("t", &id(1, 7, 2), at(2)));
+        assert!(!acks.settle("t", &id(1, 8, 0), at(0)), "another entry is apart");
+        assert!(
+            !acks.settle("t", &id(1, 7, 2), at(2)),
+            "the same message twice counts once"
+        );
+        assert!(!acks.settle("other", &id(1, 7, 0), at(0)), "another topic is apart");
+        assert!(!acks.settle("t", &id(1, 7, 0), at(0)));
+        assert!(
+            acks.settle("t", &id(1, 7, 1), at(1)),
+            "the last message settles the entry"
+        );
+        assert_eq!(acks.pending(), 2);
+        assert!(
+            !acks.settle("t", &id(1, 7, 1), at(1)),
+            "a redelivered copy starts the entry again"
+        );
+    }
+
+    #[test]
+    fn an_entry_is_acknowledged_as_a_whole() {
+        let whole = entry_id(&MessageIdData {
+            batch_size: Some(3),
+            ack_set: vec![1],
+            ..id(4, 9, 1)
+        });
+        assert_eq!((whole.ledger_id, whole.entry_id), (4, 9));
+        assert_eq!((whole.batch_index, whole.batch_size), (None, None));
+        assert!(whole.ack_set.is_empty());
+    }
 }

@@ -26,6 +26,10 @@ pub struct PulsarConfig {
     pub nack_delay: Duration,
     /// Messages the broker sends a consumer ahead of the application (receiver queue).
     pub prefetch: u32,
+    /// Most messages a producer puts in one batched entry; 1 sends each message as an entry
+    /// of its own. A publish never lingers: a batch holds what was published while the
+    /// previous one was being confirmed.
+    pub batch_messages: u32,
     /// Namespace policies Baton sets when it creates the namespace, or at every start when
     /// [`PulsarPolicies::enforce`] is on.
     pub policies: PulsarPolicies,
@@ -83,6 +87,7 @@ impl Default for PulsarConfig {
             max_redeliveries: 3,
             nack_delay: Duration::from_millis(200),
             prefetch: 256,
+            batch_messages: 1000,
             policies: PulsarPolicies::default(),
             token: None,
             tls_trust_certs: None,
@@ -148,6 +153,12 @@ impl PulsarConfig {
             return Err(invalid(format!(
                 "Pulsar partitions = {}: must be between 1 and 1024",
                 self.partitions
+            )));
+        }
+        if self.batch_messages == 0 || self.batch_messages > 100_000 {
+            return Err(invalid(format!(
+                "Pulsar batch_messages = {}: must be between 1 and 100000",
+                self.batch_messages
             )));
         }
         if self.prefetch == 0 {
@@ -283,6 +294,7 @@ mod tests {
         rejects(|c| c.tenant = "a/b".into(), "tenant `a/b`");
         rejects(|c| c.namespace = String::new(), "namespace ``");
         rejects(|c| c.partitions = 0, "partitions = 0");
+        rejects(|c| c.batch_messages = 0, "batch_messages = 0");
         rejects(|c| c.token = Some(" ".into()), "token is empty");
         rejects(
             |c| c.tls_trust_certs = Some("/nonexistent/ca.pem".into()),

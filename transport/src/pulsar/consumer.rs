@@ -14,7 +14,7 @@ use pulsar::{Consumer, ConsumerOptions, SubType, TokioExecutor};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
-use super::ack::{AckState, InFlight, REDELIVERIES, Settle};
+use super::ack::{AckState, BatchPosition, InFlight, REDELIVERIES, Settle};
 use crate::{Delivery, Result, Subscription, SubscriptionKind, TransportError, locked};
 
 type RawConsumer = Consumer<Vec<u8>, TokioExecutor>;
@@ -47,7 +47,10 @@ impl ConsumerSpec {
 /// non-durable, so nothing piles up for it on the broker once the process is gone.
 pub(crate) async fn open(inner: &Inner, spec: &ConsumerSpec) -> Result<RawConsumer> {
     let (sub_type, durable) = match spec.kind {
-        SubscriptionKind::Keyed => (SubType::KeyShared, true),
+        // Each partition read by one consumer at a time (the broker spreads the partitions over
+        // the consumers and moves them when one joins or leaves): a batched entry holds keys of
+        // one partition, so it goes where each of its keys belongs.
+        SubscriptionKind::Keyed => (SubType::Failover, true),
         SubscriptionKind::Shared => (SubType::Shared, true),
         SubscriptionKind::Exclusive => (SubType::Exclusive, false),
     };
@@ -130,6 +133,7 @@ fn deliver(state: &Arc<AckState>, message: pulsar::consumer::Message<Vec<u8>>) -
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let key = message.key().unwrap_or_default();
+    let batch = batch_position(&message.message_id.id, message.payload.metadata.num_messages_in_batch);
     let payload: Arc<[u8]> = Arc::from(message.payload.data);
     let tag = state.tag();
     locked(&state.inflight).insert(
@@ -137,6 +141,7 @@ fn deliver(state: &Arc<AckState>, message: pulsar::consumer::Message<Vec<u8>>) -
         InFlight {
             topic: message.topic,
             id: message.message_id.id,
+            batch,
             key: key.clone(),
             payload: payload.clone(),
             properties,
@@ -152,6 +157,13 @@ fn deliver(state: &Arc<AckState>, message: pulsar::consumer::Message<Vec<u8>>) -
         tag,
         Arc::new(crate::BrokerAcker(state.clone())),
     )
+}
+
+/// Where a message sits in a batched entry of more than one message.
+fn batch_position(id: &pulsar::proto::MessageIdData, messages_in_batch: Option<i32>) -> Option<BatchPosition> {
+    let size = u32::try_from(messages_in_batch?).ok().filter(|n| *n > 1)?;
+    let index = u32::try_from(id.batch_index?).ok().filter(|i| *i < size)?;
+    Some(BatchPosition { index, size })
 }
 
 async fn apply(consumer: &mut RawConsumer, settle: Settle) {

@@ -3,10 +3,14 @@
 //! - **Topics** are `persistent://{tenant}/{namespace}/{name}` (DESIGN §2), created on first use
 //!   as partitioned topics through the admin REST API, with the tenant and namespace (and the
 //!   namespace's retention, deduplication and inactive-topic policies) created if missing.
-//! - **Subscriptions:** keyed = Key_Shared (messages are routed to partitions by key and
-//!   producers do not batch, so one key's messages reach one consumer in order), shared =
-//!   Shared, exclusive = Exclusive. A new subscription starts at the earliest retained message.
-//! - **Acknowledgement** after processing, individually. A nack republishes the message, after a
+//! - **Publishing** is committed in groups per topic: what was published while the previous
+//!   group was being confirmed goes as one batched entry per partition (`producer`).
+//! - **Subscriptions:** keyed = Failover on each partition (messages are routed to partitions
+//!   by key, and each partition is read by one consumer at a time, so one key's messages reach
+//!   one consumer in order even inside a batched entry), shared = Shared, exclusive =
+//!   Exclusive. A new subscription starts at the earliest retained message.
+//! - **Acknowledgement** after processing, individually; a batched entry once every message
+//!   in it is settled. A nack republishes the message, after a
 //!   delay growing with its redelivery count, to the subscription's own retry topic (which the
 //!   same consumer reads), with the count in a message property: the broker's own counter is
 //!   lost when a consumer reconnects or the broker restarts. Past `max_redeliveries`, and for
@@ -120,8 +124,12 @@ impl Inner {
         payload: Vec<u8>,
         properties: HashMap<String, String>,
     ) -> Result<()> {
-        let receipt = self.producers.enqueue(topic, key, payload, properties).await?;
-        self.producers.confirmed(topic, receipt).await
+        let message = producer::Outgoing {
+            key: key.to_string(),
+            payload,
+            properties,
+        };
+        self.producers.publish(topic, vec![message]).await
     }
 }
 
@@ -171,7 +179,7 @@ impl PulsarTransport {
         Ok(Self {
             inner: Arc::new(Inner {
                 probe: Mutex::new(None),
-                producers: producer::Producers::new(client.clone()),
+                producers: producer::Producers::new(client.clone(), config.batch_messages),
                 client,
                 admin,
                 exclusive: crate::ExclusiveClaims::default(),
@@ -233,22 +241,23 @@ impl Transport for PulsarTransport {
     }
 
     async fn publish_all(&self, messages: Vec<(String, OutgoingMessage)>) -> Result<()> {
-        // Enqueue everything in order (per topic and key), then wait for the receipts together.
-        let mut receipts = Vec::with_capacity(messages.len());
+        // One request per topic, in publish order, all topics at once.
+        let mut by_topic: Vec<(String, Vec<producer::Outgoing>)> = Vec::new();
         for (logical, message) in messages {
-            let topic = self.inner.ensure(&logical).await?;
-            let receipt = self
-                .inner
-                .producers
-                .enqueue(&topic, &message.key, message.payload, properties_of(message.headers))
-                .await?;
-            receipts.push((topic, receipt));
+            let message = producer::Outgoing {
+                key: message.key,
+                payload: message.payload,
+                properties: properties_of(message.headers),
+            };
+            match by_topic.iter_mut().find(|(topic, _)| *topic == logical) {
+                Some((_, group)) => group.push(message),
+                None => by_topic.push((logical, vec![message])),
+            }
         }
-        try_join_all(
-            receipts
-                .into_iter()
-                .map(|(topic, receipt)| async move { self.inner.producers.confirmed(&topic, receipt).await }),
-        )
+        try_join_all(by_topic.into_iter().map(|(logical, group)| async move {
+            let topic = self.inner.ensure(&logical).await?;
+            self.inner.producers.publish(&topic, group).await
+        }))
         .await?;
         Ok(())
     }
@@ -279,6 +288,7 @@ impl Transport for PulsarTransport {
             logical_topic: topic.to_string(),
             retry_topic,
             inflight: Mutex::new(HashMap::new()),
+            batches: Mutex::new(ack::BatchAcks::default()),
             next_tag: AtomicU64::new(0),
             settle: settle_tx,
             redeliveries: crate::DelayedRedeliveries::default(),
