@@ -4,6 +4,7 @@
 
 pub mod counting;
 pub mod driver;
+pub mod hop;
 pub mod procstat;
 pub mod report;
 pub mod serve;

@@ -145,6 +145,25 @@ enum Command {
         #[command(flatten)]
         common: baton::process::CommonArgs,
     },
+    /// The broker's floor: one message at a time from publish to a consumer and back, through
+    /// Baton's transport on Redis' and the broker's own processes.
+    Hop {
+        /// The broker.
+        #[arg(long, value_enum, default_value = "pulsar")]
+        transport: Transport,
+        /// Durability.
+        #[arg(long, value_enum, default_value = "durable")]
+        mode: Mode,
+        /// Round trips measured.
+        #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        n: u64,
+        /// Round trips first, not measured.
+        #[arg(long, default_value_t = 100)]
+        warmup: u64,
+        /// How the broker's JVM runs.
+        #[arg(long, value_enum, default_value = "quick")]
+        broker_jvm: BrokerJvm,
+    },
     /// K strictly sequential trivial steps per workflow, for several K: the cost per step.
     Sweep {
         /// The values of K, comma separated.
@@ -715,6 +734,27 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Worker { common } => worker(common).await,
+        Command::Hop {
+            transport,
+            mode,
+            n,
+            warmup,
+            broker_jvm,
+        } => {
+            let mut settings = BTreeMap::new();
+            let (_servers, connected, _) = start_servers(transport, mode, broker_jvm, &mut settings).await?;
+            let figures = baton_bench::hop::measure(connected, usize::try_from(n)?, usize::try_from(warmup)?).await?;
+            println!(
+                "hop-{}-{}: n={} publish_p50={:.3}ms hop_p50={:.3}ms hop_p99={:.3}ms",
+                value_name(transport),
+                value_name(mode),
+                figures.n,
+                figures.publish_p50_ms,
+                figures.hop_p50_ms,
+                figures.hop_p99_ms
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Sweep { steps, runs, parallel } => {
             sweep(steps, runs, parallel).await?;
             Ok(std::process::ExitCode::SUCCESS)

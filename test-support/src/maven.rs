@@ -157,13 +157,7 @@ impl Jvm {
     /// The JVM options.
     pub fn options(self) -> &'static [&'static str] {
         match self {
-            Jvm::Test => &[
-                "-Xms64m",
-                "-Xmx384m",
-                "-XX:MaxDirectMemorySize=256m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-            ],
+            Jvm::Test => &["-Xms64m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"],
             Jvm::Server => &[
                 "-Xms1g",
                 "-Xmx1g",

@@ -97,6 +97,8 @@ impl PulsarBroker {
         let mut command = Command::new("java");
         command
             .args(jvm.options())
+            // Pulsar sizes its direct memory from the heap otherwise; the test heap is small.
+            .args((jvm == Jvm::Test).then_some("-XX:MaxDirectMemorySize=256m"))
             .args(
                 [
                     "java.base/java.io",

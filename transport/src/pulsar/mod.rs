@@ -138,48 +138,17 @@ impl PulsarTransport {
     /// `max_reconnect_delay`, within `connect_timeout` per attempt).
     pub async fn connect(config: PulsarConfig) -> Result<Self> {
         config.validate()?;
-        let mut builder = Pulsar::builder(config.service_url.clone(), TokioExecutor)
-            .with_connection_retry_options(ConnectionRetryOptions {
-                min_backoff: Duration::from_millis(10),
-                max_backoff: config.max_reconnect_delay,
-                max_retries: 8,
-                connection_timeout: config.connect_timeout,
-                keep_alive: Duration::from_secs(10),
-                ..ConnectionRetryOptions::default()
-            })
-            .with_operation_retry_options(OperationRetryOptions {
-                operation_timeout: config.operation_timeout,
-                retry_delay: Duration::from_millis(200),
-                // A busy exclusive subscription or a topic still loading is retried this often.
-                max_retries: Some(
-                    u32::try_from(config.operation_timeout.as_millis() / 200)
-                        .unwrap_or(50)
-                        .max(1),
-                ),
-            });
-        if let Some(token) = &config.token {
-            builder = builder.with_auth(Authentication {
-                name: "token".into(),
-                data: token.clone().into_bytes(),
-            });
-        }
-        if config.tls_trust_certs.is_some() {
-            let chain: Vec<u8> = tls::trust_certificates(&config)?
-                .iter()
-                .flat_map(|der| pem_encode(der.as_ref()).into_bytes())
-                .collect();
-            builder = builder.with_certificate_chain(chain);
-        }
-        let client = builder.build().await.map_err(|e| TransportError::Broker {
-            topic: "(connect)".into(),
-            reason: format!("cannot connect to {}: {e}", config.service_url),
-        })?;
+        // Producers get a connection of their own. The client does not turn Nagle's algorithm
+        // off, so on a shared connection a publish written after an acknowledgement (which the
+        // broker does not answer) waits for the broker's delayed TCP ack, about 40 ms.
+        let client = connect_client(&config).await?;
+        let producing = connect_client(&config).await?;
         let admin = admin::Admin::new(&config)?;
         admin.ensure_namespace().await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 probe: Mutex::new(None),
-                producers: producer::Producers::new(client.clone(), config.batch_messages),
+                producers: producer::Producers::new(producing, config.batch_messages),
                 client,
                 admin,
                 exclusive: crate::ExclusiveClaims::default(),
@@ -194,6 +163,46 @@ impl PulsarTransport {
     pub fn pulsar_topic(&self, logical: &str) -> String {
         self.inner.config.topic(logical)
     }
+}
+
+/// A client of the broker, with Baton's retry, authentication and TLS settings.
+async fn connect_client(config: &PulsarConfig) -> Result<Pulsar<TokioExecutor>> {
+    let mut builder = Pulsar::builder(config.service_url.clone(), TokioExecutor)
+        .with_connection_retry_options(ConnectionRetryOptions {
+            min_backoff: Duration::from_millis(10),
+            max_backoff: config.max_reconnect_delay,
+            max_retries: 8,
+            connection_timeout: config.connect_timeout,
+            keep_alive: Duration::from_secs(10),
+            ..ConnectionRetryOptions::default()
+        })
+        .with_operation_retry_options(OperationRetryOptions {
+            operation_timeout: config.operation_timeout,
+            retry_delay: Duration::from_millis(200),
+            // A busy exclusive subscription or a topic still loading is retried this often.
+            max_retries: Some(
+                u32::try_from(config.operation_timeout.as_millis() / 200)
+                    .unwrap_or(50)
+                    .max(1),
+            ),
+        });
+    if let Some(token) = &config.token {
+        builder = builder.with_auth(Authentication {
+            name: "token".into(),
+            data: token.clone().into_bytes(),
+        });
+    }
+    if config.tls_trust_certs.is_some() {
+        let chain: Vec<u8> = tls::trust_certificates(config)?
+            .iter()
+            .flat_map(|der| pem_encode(der.as_ref()).into_bytes())
+            .collect();
+        builder = builder.with_certificate_chain(chain);
+    }
+    builder.build().await.map_err(|e| TransportError::Broker {
+        topic: "(connect)".into(),
+        reason: format!("cannot connect to {}: {e}", config.service_url),
+    })
 }
 
 fn pem_encode(der: &[u8]) -> String {

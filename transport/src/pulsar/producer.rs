@@ -79,14 +79,16 @@ impl Producers {
                 block_queue_if_full: true,
                 ..ProducerOptions::default()
             };
-            let producer = self
-                .client
-                .producer()
-                .with_topic(topic)
-                .with_options(options)
-                .build()
-                .await
-                .map_err(|e| send_error(topic, format!("cannot create a producer: {e}")))?;
+            // Built in a task of its own: a caller cancelled halfway must not leave the
+            // client's connection manager with a connection attempt dropped mid-way, which
+            // it would wait on forever.
+            let client = self.client.clone();
+            let name = topic.to_string();
+            let built =
+                tokio::spawn(async move { client.producer().with_topic(name).with_options(options).build().await })
+                    .await
+                    .map_err(|e| send_error(topic, format!("cannot create a producer: {e}")))?;
+            let producer = built.map_err(|e| send_error(topic, format!("cannot create a producer: {e}")))?;
             let (tx, rx) = mpsc::channel(QUEUED_REQUESTS);
             let owner = Owner {
                 topic: topic.to_string(),
