@@ -26,6 +26,15 @@ pub enum EmbeddedError {
     /// Nothing to run.
     #[error("register at least one workflow before starting")]
     NoWorkflow,
+    /// The API's address could not be bound.
+    #[error("cannot serve on {address}: {source}")]
+    Serve {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Configures embedded mode.
@@ -137,6 +146,7 @@ impl EmbeddedBuilder {
         if engine.workflows.is_empty() {
             return Err(EmbeddedError::NoWorkflow);
         }
+        let (workflows, services) = (tags.workflows.clone(), tags.services.clone());
         let memory = self
             .external_transport
             .is_none()
@@ -151,6 +161,7 @@ impl EmbeddedBuilder {
         if let Some(layer) = self.layer {
             shared = layer(shared);
         }
+        let shared = baton_transport::Metered::wrap(shared);
         let mut supervisor = Supervisor::new(CancellationToken::new());
         let token = supervisor.token().clone();
         supervisor.spawn(
@@ -187,13 +198,17 @@ impl EmbeddedBuilder {
             "service-worker",
             worker.run(shared.clone(), self.clock.clone(), token.clone()),
         );
-        let client = Client::connect_with(shared, self.clock, Duration::from_secs(30)).await?;
+        let client = Client::connect_with(shared.clone(), self.clock.clone(), Duration::from_secs(30)).await?;
         Ok(Embedded {
             transport: unwrapped,
+            layered: shared,
             memory,
             stores,
             supervisor,
             client,
+            clock: self.clock,
+            workflows,
+            services,
         })
     }
 }
@@ -201,10 +216,19 @@ impl EmbeddedBuilder {
 /// Every Baton component running in this process.
 pub struct Embedded {
     transport: Arc<dyn Transport>,
+    /// The transport after any layer: what the components use.
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    layered: Arc<dyn Transport>,
     memory: Option<InMemoryTransport>,
     stores: Stores,
     supervisor: Supervisor,
     client: Client,
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    clock: Arc<dyn Clock>,
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    workflows: Vec<String>,
+    #[cfg_attr(not(feature = "api"), allow(dead_code))]
+    services: Vec<String>,
 }
 
 impl Embedded {
@@ -237,6 +261,44 @@ impl Embedded {
     /// The stores the components use.
     pub fn stores(&self) -> &Stores {
         &self.stores
+    }
+
+    /// Serves the HTTP API (`/api/v1`), the dashboard (`/`), the OpenAPI document and
+    /// `/metrics` of this instance on `address` (port 0 picks a free one), and collects its
+    /// dead letters, until [`shutdown`](Self::shutdown). Returns the bound address.
+    ///
+    /// `config` sets tokens and limits; its `listen` is ignored in favour of `address`.
+    #[cfg(feature = "api")]
+    pub async fn serve(
+        &mut self,
+        address: std::net::SocketAddr,
+        config: baton_api::ApiConfig,
+    ) -> Result<std::net::SocketAddr, EmbeddedError> {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|source| EmbeddedError::Serve { address, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| EmbeddedError::Serve { address, source })?;
+        let api = baton_api::Api::new(
+            self.client.clone(),
+            self.layered.clone(),
+            self.stores.clone(),
+            config,
+            self.workflows.iter().cloned().collect(),
+        );
+        let token = self.supervisor.token().clone();
+        let collector = api.collect_dead_letters(
+            self.clock.clone(),
+            self.services.iter().cloned().collect(),
+            token.clone(),
+        );
+        self.supervisor.spawn("api", async move {
+            let served = api.serve(listener, token).await;
+            let _ = collector.await;
+            served
+        });
+        Ok(bound)
     }
 
     /// Stops every component: consumers stop, in-flight work drains, then tasks end.

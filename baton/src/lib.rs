@@ -27,6 +27,9 @@ pub mod embedded;
 #[cfg(feature = "process")]
 pub mod process;
 
+/// The HTTP API's settings and its library (feature `api`).
+#[cfg(feature = "api")]
+pub use baton_api::{self as api, ApiConfig, ApiRole, ApiToken};
 pub use baton_client::{Client, ClientError, StartOptions, WorkflowError, WorkflowHandle};
 pub use baton_macros::service;
 pub use baton_runtime::{Clock, ManualClock, SystemClock};

@@ -345,7 +345,7 @@ async fn embedded_baton(
 /// Where a run's components are.
 enum Deployment {
     /// In this process.
-    Embedded(Embedded),
+    Embedded(Box<Embedded>),
     /// In their own processes; this process runs the client only.
     Processes {
         client: Client,
@@ -374,7 +374,7 @@ impl Deployment {
 
     async fn shutdown(self) {
         match self {
-            Self::Embedded(baton) => baton.shutdown().await,
+            Self::Embedded(baton) => (*baton).shutdown().await,
             Self::Processes { components, .. } => drop(components),
         }
     }
@@ -399,7 +399,7 @@ async fn deploy(
             "engine, timer service, tag engine, worker and driver in this process".into(),
         );
         let baton = memory_baton(counts).await?;
-        return Ok((Deployment::Embedded(baton), None, "baton-memory".to_string()));
+        return Ok((Deployment::Embedded(Box::new(baton)), None, "baton-memory".to_string()));
     }
     // The binaries first: a missing one fails before any server starts.
     let bin_dir = match topology {
@@ -421,7 +421,7 @@ async fn deploy(
                 "baton".into(),
                 "engine, timer service, tag engine, worker and driver in this process".into(),
             );
-            Deployment::Embedded(embedded_baton(&servers, connected, counts).await?)
+            Deployment::Embedded(Box::new(embedded_baton(&servers, connected, counts).await?))
         }
         Some(dir) => {
             processes::describe(settings);

@@ -177,6 +177,93 @@ impl WorkerConfig {
     }
 }
 
+/// What an API token allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiRole {
+    /// Read instances, histories and dead letters.
+    Reader,
+    /// Everything a reader can, plus every change: start, signal, cancel, retry, redrive.
+    Operator,
+}
+
+/// A bearer token the API accepts.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiToken {
+    /// The token, sent as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// What it allows.
+    pub role: ApiRole,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("token", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
+/// The HTTP API's and dashboard's settings (`[api]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Where the API, the dashboard and `/metrics` are served.
+    pub listen: std::net::SocketAddr,
+    /// Accepted bearer tokens. With none, the API asks for no credentials (local development
+    /// only: anyone who reaches the address can change instances).
+    pub tokens: Vec<ApiToken>,
+    /// Workflows the API knows besides those in `engine.workflows` and `tag_engine.workflows`
+    /// (their dead-letter topics are collected; starting an unknown workflow is refused when
+    /// any workflow is known).
+    pub workflows: Vec<String>,
+    /// Services whose dead-letter topics to collect besides those in `tag_engine.services`.
+    pub services: Vec<String>,
+    /// Whether this process consumes the dead-letter topics into the store.
+    pub collect_dead_letters: bool,
+    /// Longest wait of a request that waits for a result (`?timeout=` is capped by it).
+    pub max_wait_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tokens: Vec::new(),
+            workflows: Vec::new(),
+            services: Vec::new(),
+            collect_dead_letters: true,
+            max_wait_secs: 300,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// Rejects settings that cannot work, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_wait_secs == 0 {
+            return Err("api.max_wait_secs must be at least 1".into());
+        }
+        if let Some(short) = self.tokens.iter().find(|t| t.token.len() < 16) {
+            return Err(format!(
+                "api.tokens: a {:?} token is {} characters long; use at least 16 (e.g. `openssl rand -hex 24`)",
+                short.role,
+                short.token.len()
+            ));
+        }
+        if self
+            .tokens
+            .iter()
+            .any(|t| t.token.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err("api.tokens: a token must not contain spaces or control characters".into());
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -477,7 +477,7 @@ async fn malformed_messages_go_to_dead_letter_topics_and_components_carry_on() {
 async fn a_message_for_an_unreadable_stored_state_is_dead_lettered_at_once() {
     use baton::components::schemas::messages::WorkflowEngineMessage;
     use baton::components::schemas::{EncodedMessage, Envelope, Timestamp, Topic};
-    use baton::components::storage::{Expected, HistoryWrite};
+    use baton::components::storage::{Expected, HistoryWrite, WorkflowWrite};
 
     let baton = start(Arc::default()).await;
     let transport = baton.transport().clone();
@@ -490,12 +490,12 @@ async fn a_message_for_an_unreadable_stored_state_is_dead_lettered_at_once() {
     baton
         .stores()
         .workflows
-        .save(
+        .save(WorkflowWrite::new(
             id,
             Expected::Absent,
             b"not a head".to_vec(),
             HistoryWrite::Append(Vec::new()),
-        )
+        ))
         .await
         .expect("store the corrupt record");
     let cancel = Envelope::new(

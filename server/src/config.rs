@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use baton_config::{EngineConfig, TagEngineConfig, TimerConfig, WorkerConfig};
+use baton_config::{ApiConfig, EngineConfig, TagEngineConfig, TimerConfig, WorkerConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -192,6 +192,25 @@ impl Default for StorageSection {
     }
 }
 
+/// Traces (`[telemetry]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// Where to export traces over OTLP/HTTP (`http://collector:4318`); none exports nothing.
+    pub otlp_endpoint: Option<String>,
+    /// The fraction of workflows traced (0 to 1); a trace is kept or dropped whole.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sample_ratio: 1.0,
+        }
+    }
+}
+
 /// Process settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -238,6 +257,10 @@ pub struct BatonConfig {
     pub timers: TimerConfig,
     /// Workers.
     pub worker: WorkerConfig,
+    /// The HTTP API and dashboard.
+    pub api: ApiConfig,
+    /// Traces and events.
+    pub telemetry: TelemetrySection,
     /// The process.
     pub process: ProcessSection,
 }
@@ -305,6 +328,7 @@ impl BatonConfig {
             .and_then(|()| self.tag_engine.validate())
             .and_then(|()| self.timers.validate())
             .and_then(|()| self.worker.validate())
+            .and_then(|()| self.api.validate())
             .map_err(ConfigError::Invalid)?;
         // Zero durations that parse but cannot work: a zero lease fires a timer again at once,
         // a zero retention deletes an instance as it ends, zero deadlines never wait.
@@ -318,6 +342,19 @@ impl BatonConfig {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("{name} must be above zero"));
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            return invalid(format!(
+                "telemetry.sample_ratio {} must be between 0 and 1",
+                self.telemetry.sample_ratio
+            ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return invalid(format!(
+                    "telemetry.otlp_endpoint `{endpoint}` must be an http:// or https:// URL (OTLP over HTTP, port 4318)"
+                ));
+            }
         }
         if self.storage.prefix.is_empty() {
             return invalid("storage.prefix must not be empty (it keeps Baton's keys apart from others)".into());

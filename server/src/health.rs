@@ -1,4 +1,5 @@
-//! `/health` (the process is alive) and `/ready` (it consumes and its dependencies answer).
+//! `/health` (the process is alive), `/ready` (it consumes and its dependencies answer) and
+//! `/metrics` (Prometheus).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,7 @@ impl Health {
         shutdown: CancellationToken,
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = TcpListener::bind(listen).await?;
+        baton_telemetry::prometheus();
         let address = listener.local_addr()?;
         let app = Router::new()
             .route("/health", get(|| async { (StatusCode::OK, "ok\n".to_string()) }))
@@ -66,6 +68,15 @@ impl Health {
                         None => (StatusCode::OK, "ready\n".to_string()),
                         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
                     }
+                }),
+            )
+            .route(
+                "/metrics",
+                get(|| async {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        baton_telemetry::render(),
+                    )
                 }),
             )
             .with_state(self.clone());

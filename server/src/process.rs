@@ -260,6 +260,7 @@ where
         Ok(transport)
     })
     .await?;
+    let transport = baton_transport::Metered::wrap(transport);
     let stores = match needs {
         Needs::BrokerAndStore => {
             health.set_not_ready("connecting to the store");

@@ -9,6 +9,7 @@ use std::time::Duration;
 use baton_runtime::{Backoff, CancellationToken, Clock, Supervisor, retry_transient};
 use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskControlMessage, WorkflowTaskMessage};
 use baton_shared_schemas::{Cause, Emitted, Envelope, Failure, FailureKind, TaskId, Topic};
+use baton_telemetry::names;
 use baton_transport::{ConsumeLoop, Handler, Incoming, Publisher, SubscriptionKind, Transport, subscribe_all};
 use baton_workflow::{CheckMode, ErasedWorkflow, Registry, RegistryError};
 use futures::FutureExt;
@@ -377,10 +378,34 @@ impl Handler<ServiceTaskMessage> for ServiceTasks {
             // Its workflow was cancelled or ended, e.g. while this attempt waited for its retry.
             return Ok(());
         }
-        match self.shared.attempt(task, self.handler.as_ref(), &self.options).await {
+        let service = task.service.clone();
+        metrics::counter!(names::TASK_ATTEMPTS, "service" => service.clone()).increment(1);
+        let in_flight = metrics::gauge!(names::IN_FLIGHT, "kind" => "service");
+        in_flight.increment(1.0);
+        let began = std::time::Instant::now();
+        let attempt = self.shared.attempt(task, self.handler.as_ref(), &self.options).await;
+        in_flight.decrement(1.0);
+        metrics::histogram!(names::TASK_SECONDS, "service" => service.clone()).record(began.elapsed().as_secs_f64());
+        match attempt {
             Ok(end) => {
                 let policy = &self.options.for_method(&task.method).retry;
+                let failure_kind = match &end {
+                    AttemptEnd::Returned(Err(f)) => Some(format!("{:?}", f.kind)),
+                    _ => None,
+                };
                 let report = decision::attempt_ended(task, end, policy, self.shared.clock.now());
+                match (&report, failure_kind) {
+                    (Report::Delegated { .. }, _) => {}
+                    (Report::RetryLater { .. }, _) => {
+                        metrics::counter!(names::TASK_RETRIES, "service" => service).increment(1);
+                    }
+                    (_, Some(kind)) => {
+                        metrics::counter!(names::TASK_FAILURES, "service" => service, "kind" => kind).increment(1);
+                    }
+                    (_, None) => {
+                        metrics::counter!(names::TASK_COMPLETIONS, "service" => service).increment(1);
+                    }
+                }
                 self.shared.report(&report, &message.envelope).await
             }
             Err(Stopped::Cancelled) => Ok(()),

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use baton_shared_schemas::{MessageId, TimerId, Timestamp, WorkflowId};
 
-use crate::{Expected, HistoryWrite, KeySetStore, StorageError, StoredTimer, TimerStore, WorkflowStore, WorkflowWrite};
+use crate::{
+    DeadLetter, DeadLetterStore, Expected, HistoryWrite, IndexEntry, InstanceIndex, InstanceQuery, InstanceStatus,
+    KeySetStore, StorageError, StoredTimer, TimerStore, WorkflowStore, WorkflowWrite,
+};
 
 fn entries(items: &[&str]) -> Vec<Vec<u8>> {
     items.iter().map(|s| s.as_bytes().to_vec()).collect()
@@ -17,38 +20,43 @@ pub async fn workflow_compare_and_set(store: &dyn WorkflowStore) {
     let id = WorkflowId::new();
     assert_eq!(store.load(id).await.expect("load"), None);
     let v1 = store
-        .save(
+        .save(WorkflowWrite::new(
             id,
             Expected::Absent,
             b"h1".to_vec(),
             HistoryWrite::Append(entries(&["a"])),
-        )
+        ))
         .await
         .expect("create");
     assert!(matches!(
         store
-            .save(id, Expected::Absent, b"again".to_vec(), HistoryWrite::Append(vec![]))
+            .save(WorkflowWrite::new(
+                id,
+                Expected::Absent,
+                b"again".to_vec(),
+                HistoryWrite::Append(vec![])
+            ))
             .await,
         Err(StorageError::Conflict { .. })
     ));
     let v2 = store
-        .save(
+        .save(WorkflowWrite::new(
             id,
             Expected::Version(v1),
             b"h2".to_vec(),
             HistoryWrite::Append(entries(&["b", "c"])),
-        )
+        ))
         .await
         .expect("cas");
     assert!(v2 > v1);
     assert!(matches!(
         store
-            .save(
+            .save(WorkflowWrite::new(
                 id,
                 Expected::Version(v1),
                 b"stale".to_vec(),
                 HistoryWrite::Append(entries(&["x"]))
-            )
+            ))
             .await,
         Err(StorageError::Conflict { .. })
     ));
@@ -58,12 +66,12 @@ pub async fn workflow_compare_and_set(store: &dyn WorkflowStore) {
     assert_eq!(store.version(id).await.expect("version"), Some(v2));
     assert_eq!(store.version(WorkflowId::new()).await.expect("version"), None);
     let v3 = store
-        .save(
+        .save(WorkflowWrite::new(
             id,
             Expected::Version(v2),
             b"h3".to_vec(),
             HistoryWrite::Replace(entries(&["z"])),
-        )
+        ))
         .await
         .expect("replace");
     assert_eq!(
@@ -76,7 +84,12 @@ pub async fn workflow_compare_and_set(store: &dyn WorkflowStore) {
     store.delete(id, v3).await.expect("deleting a missing record succeeds");
     assert!(matches!(
         store
-            .save(id, Expected::Version(v3), b"h".to_vec(), HistoryWrite::Append(vec![]))
+            .save(WorkflowWrite::new(
+                id,
+                Expected::Version(v3),
+                b"h".to_vec(),
+                HistoryWrite::Append(vec![])
+            ))
             .await,
         Err(StorageError::Conflict { .. })
     ));
@@ -86,10 +99,22 @@ pub async fn workflow_compare_and_set(store: &dyn WorkflowStore) {
 pub async fn workflow_cas_has_one_winner(store: &dyn WorkflowStore) {
     let id = WorkflowId::new();
     let v = store
-        .save(id, Expected::Absent, b"h".to_vec(), HistoryWrite::Append(vec![]))
+        .save(WorkflowWrite::new(
+            id,
+            Expected::Absent,
+            b"h".to_vec(),
+            HistoryWrite::Append(vec![]),
+        ))
         .await
         .expect("create");
-    let writes = (0..8).map(|i| store.save(id, Expected::Version(v), vec![i], HistoryWrite::Append(vec![vec![i]])));
+    let writes = (0..8).map(|i| {
+        store.save(WorkflowWrite::new(
+            id,
+            Expected::Version(v),
+            vec![i],
+            HistoryWrite::Append(vec![vec![i]]),
+        ))
+    });
     let results = in_turn(writes).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
     assert_eq!(store.load(id).await.expect("load").expect("exists").history.len(), 1);
@@ -228,20 +253,15 @@ pub async fn workflow_batches_keep_each_compare_and_set(store: &dyn WorkflowStor
         WorkflowId::new(),
     );
     let v1 = store
-        .save(
+        .save(WorkflowWrite::new(
             existing,
             Expected::Absent,
             b"e1".to_vec(),
             HistoryWrite::Append(entries(&["a"])),
-        )
+        ))
         .await
         .expect("create");
-    let write = |id, expected, head: &[u8], history| WorkflowWrite {
-        id,
-        expected,
-        head: head.to_vec(),
-        history,
-    };
+    let write = |id, expected, head: &[u8], history| WorkflowWrite::new(id, expected, head.to_vec(), history);
     let saved = store
         .save_all(vec![
             write(
@@ -291,6 +311,211 @@ pub async fn workflow_batches_keep_each_compare_and_set(store: &dyn WorkflowStor
     assert!(store.load_all(&[]).await.expect("empty").is_empty());
 }
 
+fn indexed(workflow: &str, status: InstanceStatus, started_at: u64, tags: &[&str]) -> IndexEntry {
+    IndexEntry {
+        workflow: workflow.to_string(),
+        status,
+        started_at: Timestamp(started_at),
+        ended_at: None,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+async fn ids_of<S: InstanceIndex + ?Sized>(index: &S, query: InstanceQuery) -> Vec<WorkflowId> {
+    index
+        .search(&query)
+        .await
+        .expect("search")
+        .instances
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+/// The index follows each save that sets an entry, in the same write: by workflow, status, tag
+/// and start time, newest first, paged; a lost compare-and-set changes nothing, and a delete
+/// removes the entry.
+pub async fn index_follows_saves<S: WorkflowStore + InstanceIndex>(store: &S) {
+    let workflow = format!("Index{}", WorkflowId::new().0.simple());
+    let tag = format!("customer:{}", WorkflowId::new().0.simple());
+    let ids: Vec<WorkflowId> = (0..5).map(|_| WorkflowId::new()).collect();
+    let mut versions = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let tags: &[&str] = if i % 2 == 0 { &[tag.as_str()] } else { &[] };
+        let write = WorkflowWrite::new(*id, Expected::Absent, b"h".to_vec(), HistoryWrite::Append(vec![]))
+            .indexed(indexed(&workflow, InstanceStatus::Running, 1_000 + i as u64, tags));
+        versions.push(store.save(write).await.expect("create"));
+    }
+    let query = |status, tag: Option<&str>| InstanceQuery {
+        workflow: Some(workflow.clone()),
+        status,
+        tag: tag.map(str::to_string),
+        limit: 10,
+        ..InstanceQuery::default()
+    };
+    let newest_first: Vec<WorkflowId> = ids.iter().rev().copied().collect();
+    assert_eq!(ids_of(store, query(None, None)).await, newest_first);
+    assert_eq!(
+        ids_of(store, query(None, Some(&tag))).await,
+        vec![ids[4], ids[2], ids[0]]
+    );
+
+    // A status change moves the instance between status sets; a save without an entry keeps it.
+    let mut done = indexed(&workflow, InstanceStatus::Completed, 1_002, &[tag.as_str()]);
+    done.ended_at = Some(Timestamp(2_000));
+    versions[2] = store
+        .save(
+            WorkflowWrite::new(
+                ids[2],
+                Expected::Version(versions[2]),
+                b"h2".to_vec(),
+                HistoryWrite::Append(vec![]),
+            )
+            .indexed(done.clone()),
+        )
+        .await
+        .expect("complete");
+    versions[3] = store
+        .save(WorkflowWrite::new(
+            ids[3],
+            Expected::Version(versions[3]),
+            b"h2".to_vec(),
+            HistoryWrite::Append(vec![]),
+        ))
+        .await
+        .expect("unindexed save");
+    assert_eq!(
+        ids_of(store, query(Some(InstanceStatus::Running), None)).await,
+        vec![ids[4], ids[3], ids[1], ids[0]]
+    );
+    assert_eq!(
+        ids_of(store, query(Some(InstanceStatus::Completed), Some(&tag))).await,
+        vec![ids[2]]
+    );
+    assert_eq!(store.entry(ids[2]).await.expect("entry"), Some(done));
+
+    // A lost compare-and-set writes no entry.
+    let stale = WorkflowWrite::new(ids[0], Expected::Absent, b"x".to_vec(), HistoryWrite::Append(vec![]))
+        .indexed(indexed(&workflow, InstanceStatus::Failed, 1_000, &[]));
+    assert!(matches!(store.save(stale).await, Err(StorageError::Conflict { .. })));
+    assert!(
+        ids_of(store, query(Some(InstanceStatus::Failed), None))
+            .await
+            .is_empty()
+    );
+
+    // Start-time range (from inclusive, before exclusive) and paging by cursor.
+    let ranged = InstanceQuery {
+        started_from: Some(Timestamp(1_001)),
+        started_before: Some(Timestamp(1_004)),
+        ..query(None, None)
+    };
+    assert_eq!(ids_of(store, ranged.clone()).await, vec![ids[3], ids[2], ids[1]]);
+    let first = store
+        .search(&InstanceQuery {
+            limit: 2,
+            ..ranged.clone()
+        })
+        .await
+        .expect("page 1");
+    assert_eq!(
+        first.instances.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![ids[3], ids[2]]
+    );
+    let cursor = first.next_cursor.expect("a second page");
+    let second = store
+        .search(&InstanceQuery {
+            limit: 2,
+            cursor: Some(cursor),
+            ..ranged
+        })
+        .await
+        .expect("page 2");
+    assert_eq!(second.instances.iter().map(|i| i.id).collect::<Vec<_>>(), vec![ids[1]]);
+    assert_eq!(second.next_cursor, None);
+
+    // Counts per status, and the instance is gone from every set once deleted.
+    let counts = store.counts().await.expect("counts");
+    let ours = counts
+        .iter()
+        .find(|c| c.workflow == workflow)
+        .expect("our workflow is counted");
+    assert_eq!(
+        ours.counts,
+        vec![
+            (InstanceStatus::Running, 4),
+            (InstanceStatus::Stuck, 0),
+            (InstanceStatus::Completed, 1),
+            (InstanceStatus::Failed, 0),
+            (InstanceStatus::Cancelled, 0),
+        ]
+    );
+    store.delete(ids[2], versions[2]).await.expect("delete");
+    assert!(
+        ids_of(store, query(None, Some(&tag)))
+            .await
+            .iter()
+            .all(|id| *id != ids[2])
+    );
+    assert!(
+        ids_of(store, query(Some(InstanceStatus::Completed), None))
+            .await
+            .is_empty()
+    );
+    assert_eq!(store.entry(ids[2]).await.expect("entry"), None);
+    let across = ids_of(
+        store,
+        InstanceQuery {
+            tag: Some(tag.clone()),
+            limit: 10,
+            ..InstanceQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(across, vec![ids[4], ids[0]], "a tag is searchable without the workflow");
+}
+
+/// Dead letters are held once per id, paged oldest first, and removed one by one.
+pub async fn dead_letters_are_held_until_removed(store: &dyn DeadLetterStore) {
+    let topic = format!("service-task:Conformance{}", WorkflowId::new().0.simple());
+    let letter = |i: u64| DeadLetter {
+        id: format!("letter-{i}"),
+        topic: topic.clone(),
+        key: format!("key-{i}"),
+        payload: vec![i as u8; 3],
+        headers: vec![("baton-dead-letter-reason".into(), "poison".into())],
+        reason: "poison".into(),
+        redeliveries: Some(3),
+        dead_at: Timestamp(10 + i),
+    };
+    for i in 0..3 {
+        assert!(store.add(letter(i)).await.expect("add"));
+    }
+    assert!(!store.add(letter(1)).await.expect("add again"), "a letter is held once");
+    let listed = store.topics().await.expect("topics");
+    assert!(listed.contains(&(topic.clone(), 3)), "{listed:?}");
+    let first = store.page(&topic, None, 2).await.expect("page 1");
+    assert_eq!(first.letters, vec![letter(0), letter(1)]);
+    let second = store
+        .page(&topic, first.next_cursor.as_deref(), 2)
+        .await
+        .expect("page 2");
+    assert_eq!((second.letters, second.next_cursor), (vec![letter(2)], None));
+    assert_eq!(store.get(&topic, "letter-1").await.expect("get"), Some(letter(1)));
+    assert!(store.remove(&topic, "letter-1").await.expect("remove"));
+    assert!(!store.remove(&topic, "letter-1").await.expect("remove again"));
+    assert_eq!(store.get(&topic, "letter-1").await.expect("get"), None);
+    for i in [0, 2] {
+        assert!(store.remove(&topic, &format!("letter-{i}")).await.expect("remove"));
+    }
+    let listed = store.topics().await.expect("topics");
+    assert!(
+        listed.iter().all(|(t, _)| *t != topic),
+        "an emptied topic is not listed: {listed:?}"
+    );
+    assert_eq!(store.page(&topic, None, 5).await.expect("empty"), Default::default());
+}
+
 /// Instantiates every storage check as a `#[tokio::test]`, given an expression that evaluates
 /// to an async factory `|| async { (store, guard) }`: the store implements all three traits,
 /// and the guard (a server process, or `()`) lives until the check ends.
@@ -304,6 +529,8 @@ macro_rules! storage_conformance_tests {
             key_sets_page_through_members,
             timers_claim_with_lease,
             timers_report_next_due,
+            index_follows_saves,
+            dead_letters_are_held_until_removed,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -9,6 +9,8 @@
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod dead_letters;
+pub mod index;
 #[cfg(feature = "in-memory")]
 pub mod memory;
 #[cfg(feature = "redis")]
@@ -18,6 +20,10 @@ use std::time::Duration;
 
 use baton_shared_schemas::{TimerId, Timestamp, WorkflowId};
 
+pub use dead_letters::{DeadLetter, DeadLetterPage, DeadLetterStore};
+pub use index::{
+    IndexEntry, IndexedInstance, InstanceIndex, InstancePage, InstanceQuery, InstanceStatus, WorkflowCounts,
+};
 #[cfg(feature = "in-memory")]
 pub use memory::InMemoryStore;
 #[cfg(feature = "redis")]
@@ -88,8 +94,7 @@ pub enum HistoryWrite {
     Replace(Vec<Vec<u8>>),
 }
 
-/// One save of a batch: `head` and the history change of `id`, if the record is as
-/// `expected`.
+/// One save: `head` and the history change of `id`, if the record is as `expected`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkflowWrite {
     /// The record.
@@ -100,6 +105,28 @@ pub struct WorkflowWrite {
     pub head: Vec<u8>,
     /// The history change.
     pub history: HistoryWrite,
+    /// The instance's new index entry, written atomically with the record; `None` keeps the
+    /// entry it has (or none).
+    pub index: Option<IndexEntry>,
+}
+
+impl WorkflowWrite {
+    /// A write that leaves the index as it is.
+    pub fn new(id: WorkflowId, expected: Expected, head: Vec<u8>, history: HistoryWrite) -> Self {
+        Self {
+            id,
+            expected,
+            head,
+            history,
+            index: None,
+        }
+    }
+
+    /// Sets the instance's index entry in the same write.
+    pub fn indexed(mut self, entry: IndexEntry) -> Self {
+        self.index = Some(entry);
+        self
+    }
 }
 
 /// Workflow state storage.
@@ -112,11 +139,12 @@ pub trait WorkflowStore: Send + Sync + 'static {
     /// Loads a record.
     async fn load(&self, id: WorkflowId) -> Result<Option<StoredWorkflow>>;
 
-    /// Writes `head` and the history change if the record is as `expected`; returns the new
-    /// version, or [`StorageError::Conflict`].
-    async fn save(&self, id: WorkflowId, expected: Expected, head: Vec<u8>, history: HistoryWrite) -> Result<u64>;
+    /// Writes the head, the history change and the index entry if the record is as expected;
+    /// returns the new version, or [`StorageError::Conflict`].
+    async fn save(&self, write: WorkflowWrite) -> Result<u64>;
 
-    /// Deletes a record if it is at `version`; deleting a missing record succeeds.
+    /// Deletes a record and its index entry if it is at `version`; deleting a missing record
+    /// succeeds.
     async fn delete(&self, id: WorkflowId, version: u64) -> Result<()>;
 
     /// The record's current version (`None` if absent), without reading the record.
@@ -138,7 +166,7 @@ pub trait WorkflowStore: Send + Sync + 'static {
     async fn save_all(&self, writes: Vec<WorkflowWrite>) -> Vec<Result<u64>> {
         let mut saved = Vec::with_capacity(writes.len());
         for w in writes {
-            saved.push(self.save(w.id, w.expected, w.head, w.history).await);
+            saved.push(self.save(w).await);
         }
         saved
     }
@@ -225,17 +253,26 @@ pub struct Stores {
     pub timers: std::sync::Arc<dyn TimerStore>,
     /// Key sets (tag engine).
     pub key_sets: std::sync::Arc<dyn KeySetStore>,
+    /// The instance index (written by the engine's saves, read by the API).
+    pub index: std::sync::Arc<dyn InstanceIndex>,
+    /// Dead letters collected from the broker (the API).
+    pub dead_letters: std::sync::Arc<dyn DeadLetterStore>,
     /// Reachability of the backend behind them.
     pub health: std::sync::Arc<dyn StoreHealth>,
 }
 
 impl Stores {
     /// One store serving all three roles (e.g. a `RedisStore` or an `InMemoryStore`).
-    pub fn all<S: WorkflowStore + TimerStore + KeySetStore + StoreHealth + Clone>(store: S) -> Self {
+    pub fn all<S>(store: S) -> Self
+    where
+        S: WorkflowStore + TimerStore + KeySetStore + InstanceIndex + DeadLetterStore + StoreHealth + Clone,
+    {
         Self {
             workflows: std::sync::Arc::new(store.clone()),
             timers: std::sync::Arc::new(store.clone()),
             key_sets: std::sync::Arc::new(store.clone()),
+            index: std::sync::Arc::new(store.clone()),
+            dead_letters: std::sync::Arc::new(store.clone()),
             health: std::sync::Arc::new(store),
         }
     }

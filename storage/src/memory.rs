@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use baton_shared_schemas::{TimerId, Timestamp, WorkflowId};
 
+use crate::dead_letters::{DeadLetter, DeadLetterPage, DeadLetterStore};
+use crate::index::{self, IndexEntry, IndexedInstance, InstanceIndex, InstancePage, InstanceQuery, WorkflowCounts};
 use crate::{
-    Expected, HistoryWrite, KeySetStore, Result, SetPage, StorageError, StoredTimer, StoredWorkflow, TimerStore,
-    WorkflowStore,
+    Expected, HistoryWrite, InstanceStatus, KeySetStore, Result, SetPage, StorageError, StoredTimer, StoredWorkflow,
+    TimerStore, WorkflowStore, WorkflowWrite,
 };
 
 #[derive(Default)]
@@ -20,11 +22,48 @@ struct Timers {
     timers: HashMap<TimerId, (StoredTimer, Timestamp)>,
 }
 
+/// The instance index: ordered sets of members, and each instance's member, sets and entry.
+#[derive(Default)]
+struct Index {
+    sets: HashMap<String, BTreeSet<String>>,
+    entries: HashMap<WorkflowId, (String, Vec<String>, IndexEntry)>,
+    workflows: BTreeSet<String>,
+}
+
+impl Index {
+    fn remove(&mut self, id: WorkflowId) {
+        if let Some((member, keys, _)) = self.entries.remove(&id) {
+            for key in keys {
+                if let Some(set) = self.sets.get_mut(&key) {
+                    set.remove(&member);
+                    if set.is_empty() {
+                        self.sets.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, id: WorkflowId, entry: IndexEntry) {
+        self.remove(id);
+        let member = index::member(id, entry.started_at);
+        let keys = index::set_keys(&entry);
+        for key in &keys {
+            self.sets.entry(key.clone()).or_default().insert(member.clone());
+        }
+        self.workflows.insert(entry.workflow.clone());
+        self.entries.insert(id, (member, keys, entry));
+    }
+}
+
 #[derive(Default)]
 struct Data {
     workflows: HashMap<WorkflowId, StoredWorkflow>,
     sets: HashMap<String, BTreeSet<String>>,
     timers: Timers,
+    index: Index,
+    /// topic → member → letter.
+    dead_letters: BTreeMap<String, BTreeMap<String, DeadLetter>>,
 }
 
 /// Every store in memory. Cheap to clone; clones share data.
@@ -60,10 +99,17 @@ impl WorkflowStore for InMemoryStore {
         Ok(self.lock().workflows.get(&id).cloned())
     }
 
-    async fn save(&self, id: WorkflowId, expected: Expected, head: Vec<u8>, history: HistoryWrite) -> Result<u64> {
+    async fn save(&self, write: WorkflowWrite) -> Result<u64> {
+        let WorkflowWrite {
+            id,
+            expected,
+            head,
+            history,
+            index,
+        } = write;
         let mut data = self.lock();
         let current = data.workflows.get_mut(&id);
-        match (expected, current) {
+        let saved = match (expected, current) {
             (Expected::Absent, None) => {
                 let history = match history {
                     HistoryWrite::Append(h) | HistoryWrite::Replace(h) => h,
@@ -88,7 +134,11 @@ impl WorkflowStore for InMemoryStore {
                 Ok(record.version)
             }
             _ => Err(StorageError::Conflict { id, expected }),
+        };
+        if let (Ok(_), Some(entry)) = (&saved, index) {
+            data.index.put(id, entry);
         }
+        saved
     }
 
     async fn version(&self, id: WorkflowId) -> Result<Option<u64>> {
@@ -104,9 +154,137 @@ impl WorkflowStore for InMemoryStore {
             }),
             _ => {
                 data.workflows.remove(&id);
+                data.index.remove(id);
                 Ok(())
             }
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceIndex for InMemoryStore {
+    async fn search(&self, query: &InstanceQuery) -> Result<InstancePage> {
+        let data = self.lock();
+        let key = index::set_key(query.workflow.as_deref(), query.tag.as_deref(), query.status);
+        let Some(set) = data.index.sets.get(&key) else {
+            return Ok(InstancePage::default());
+        };
+        let (upper, lower) = index::bounds(query);
+        let limit = query.limit.max(1);
+        let mut members: Vec<&String> = set
+            .iter()
+            .rev()
+            .skip_while(|m| upper.as_ref().is_some_and(|u| m.as_str() >= u.as_str()))
+            .take_while(|m| lower.as_ref().is_none_or(|l| m.as_str() >= l.as_str()))
+            .take(limit + 1)
+            .collect();
+        let next_cursor = if members.len() > limit {
+            members.truncate(limit);
+            members.last().map(|m| m.to_string())
+        } else {
+            None
+        };
+        let mut instances = Vec::with_capacity(members.len());
+        for m in members {
+            let id = index::member_id(m)?;
+            if let Some((_, _, entry)) = data.index.entries.get(&id) {
+                instances.push(IndexedInstance {
+                    id,
+                    entry: entry.clone(),
+                });
+            }
+        }
+        Ok(InstancePage { instances, next_cursor })
+    }
+
+    async fn counts(&self) -> Result<Vec<WorkflowCounts>> {
+        let data = self.lock();
+        Ok(data
+            .index
+            .workflows
+            .iter()
+            .map(|workflow| WorkflowCounts {
+                workflow: workflow.clone(),
+                counts: InstanceStatus::ALL
+                    .into_iter()
+                    .map(|status| {
+                        let key = index::set_key(Some(workflow), None, Some(status));
+                        let count = data.index.sets.get(&key).map_or(0, |s| s.len() as u64);
+                        (status, count)
+                    })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn entry(&self, id: WorkflowId) -> Result<Option<IndexEntry>> {
+        Ok(self.lock().index.entries.get(&id).map(|(_, _, e)| e.clone()))
+    }
+}
+
+#[async_trait::async_trait]
+impl DeadLetterStore for InMemoryStore {
+    async fn add(&self, letter: DeadLetter) -> Result<bool> {
+        let mut data = self.lock();
+        let topic = data.dead_letters.entry(letter.topic.clone()).or_default();
+        if topic.values().any(|held| held.id == letter.id) {
+            return Ok(false);
+        }
+        topic.insert(letter.member(), letter);
+        Ok(true)
+    }
+
+    async fn topics(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .lock()
+            .dead_letters
+            .iter()
+            .map(|(topic, letters)| (topic.clone(), letters.len() as u64))
+            .collect())
+    }
+
+    async fn page(&self, topic: &str, cursor: Option<&str>, limit: usize) -> Result<DeadLetterPage> {
+        let data = self.lock();
+        let Some(letters) = data.dead_letters.get(topic) else {
+            return Ok(DeadLetterPage::default());
+        };
+        let limit = limit.max(1);
+        let mut page: Vec<(&String, &DeadLetter)> = letters
+            .iter()
+            .filter(|(member, _)| cursor.is_none_or(|c| member.as_str() > c))
+            .take(limit + 1)
+            .collect();
+        let next_cursor = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|(member, _)| member.to_string())
+        } else {
+            None
+        };
+        Ok(DeadLetterPage {
+            letters: page.into_iter().map(|(_, l)| l.clone()).collect(),
+            next_cursor,
+        })
+    }
+
+    async fn get(&self, topic: &str, id: &str) -> Result<Option<DeadLetter>> {
+        Ok(self
+            .lock()
+            .dead_letters
+            .get(topic)
+            .and_then(|letters| letters.values().find(|l| l.id == id).cloned()))
+    }
+
+    async fn remove(&self, topic: &str, id: &str) -> Result<bool> {
+        let mut data = self.lock();
+        let Some(letters) = data.dead_letters.get_mut(topic) else {
+            return Ok(false);
+        };
+        let member = letters.iter().find(|(_, l)| l.id == id).map(|(m, _)| m.clone());
+        let removed = member.is_some_and(|m| letters.remove(&m).is_some());
+        if letters.is_empty() {
+            data.dead_letters.remove(topic);
+        }
+        Ok(removed)
     }
 }
 

@@ -19,9 +19,11 @@ use baton_shared_schemas::{TimerId, Timestamp, WorkflowId};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
+use crate::dead_letters::{DeadLetter, DeadLetterPage, DeadLetterStore};
+use crate::index::{self, IndexEntry, IndexedInstance, InstanceIndex, InstancePage, InstanceQuery, WorkflowCounts};
 use crate::{
-    Expected, HistoryWrite, KeySetStore, Result, SetPage, StorageError, StoredTimer, StoredWorkflow, TimerStore,
-    WorkflowStore, WorkflowWrite,
+    Expected, HistoryWrite, InstanceStatus, KeySetStore, Result, SetPage, StorageError, StoredTimer, StoredWorkflow,
+    TimerStore, WorkflowStore, WorkflowWrite,
 };
 
 const SAVE: &str = r#"
@@ -29,7 +31,27 @@ local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 if current ~= tonumber(ARGV[1]) then return -1 end
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] == 'replace' then redis.call('DEL', KEYS[3]) end
-for i = 4, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+local entries = tonumber(ARGV[4])
+for i = 5, 4 + entries do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+local at = 5 + entries
+if ARGV[at] then
+  local of, id, member = ARGV[at], ARGV[at + 3], ARGV[at + 4]
+  local old = redis.call('HGET', of, id)
+  if old then
+    local old_member
+    for line in string.gmatch(old, '[^\n]+') do
+      if old_member then redis.call('ZREM', line, old_member) else old_member = line end
+    end
+  end
+  local record = member
+  for i = at + 7, #ARGV do
+    redis.call('ZADD', ARGV[i], 0, member)
+    record = record .. '\n' .. ARGV[i]
+  end
+  redis.call('HSET', of, id, record)
+  redis.call('HSET', ARGV[at + 1], id, ARGV[at + 5])
+  redis.call('SADD', ARGV[at + 2], ARGV[at + 6])
+end
 local next = current + 1
 redis.call('SET', KEYS[2], next)
 return next
@@ -39,6 +61,15 @@ const DELETE: &str = r#"
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 if current ~= 0 and current ~= tonumber(ARGV[1]) then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+local old = redis.call('HGET', ARGV[2], ARGV[4])
+if old then
+  local old_member
+  for line in string.gmatch(old, '[^\n]+') do
+    if old_member then redis.call('ZREM', line, old_member) else old_member = line end
+  end
+  redis.call('HDEL', ARGV[2], ARGV[4])
+  redis.call('HDEL', ARGV[3], ARGV[4])
+end
 return 1
 "#;
 
@@ -200,6 +231,80 @@ impl RedisStore {
         }
     }
 
+    /// The index's hashes and set: each instance's member and sets, each instance's entry,
+    /// and the workflow names seen.
+    fn index_keys(&self) -> [String; 3] {
+        let p = &self.prefix;
+        [
+            format!("{p}idx:of"),
+            format!("{p}idx:entry"),
+            format!("{p}idx:workflows"),
+        ]
+    }
+
+    /// The `EVALSHA` of one save, for a pipeline.
+    fn save_command(&self, w: WorkflowWrite) -> Result<redis::Cmd> {
+        let (mode, entries) = match w.history {
+            HistoryWrite::Append(entries) => ("append", entries),
+            HistoryWrite::Replace(entries) => ("replace", entries),
+        };
+        let mut cmd = eval_on(&self.save, &self.workflow_keys(w.id));
+        cmd.arg(expected_version(w.expected))
+            .arg(w.head)
+            .arg(mode)
+            .arg(entries.len());
+        for entry in entries {
+            cmd.arg(entry);
+        }
+        if let Some(entry) = w.index {
+            let [of, entries_key, workflows] = self.index_keys();
+            cmd.arg(of)
+                .arg(entries_key)
+                .arg(workflows)
+                .arg(w.id.to_string())
+                .arg(index::member(w.id, entry.started_at))
+                .arg(entry.encode()?)
+                .arg(&entry.workflow);
+            for key in index::set_keys(&entry) {
+                cmd.arg(format!("{p}{key}", p = self.prefix));
+            }
+        }
+        Ok(cmd)
+    }
+
+    /// Sends a pipeline of saves and reads one answer per save.
+    async fn send_saves(&self, pipe: &redis::Pipeline, asked: Vec<(WorkflowId, Expected)>) -> Vec<Result<u64>> {
+        if asked.is_empty() {
+            return Vec::new();
+        }
+        match self.pipelined::<Vec<i64>>(pipe, &[&self.save]).await {
+            Ok(versions) if versions.len() == asked.len() => asked
+                .into_iter()
+                .zip(versions)
+                .map(|((id, expected), version)| saved_as(id, expected, version))
+                .collect(),
+            Ok(versions) => {
+                let reason = format!("redis answered {} of {} saves", versions.len(), asked.len());
+                asked
+                    .iter()
+                    .map(|_| Err(StorageError::Backend(reason.clone())))
+                    .collect()
+            }
+            // Some of the saves may have been applied: their writers find out on the next
+            // compare-and-set, as after any save whose answer was lost.
+            Err(e) => {
+                let reason = match e {
+                    StorageError::Backend(reason) => reason,
+                    other => other.to_string(),
+                };
+                asked
+                    .iter()
+                    .map(|_| Err(StorageError::Backend(reason.clone())))
+                    .collect()
+            }
+        }
+    }
+
     fn timer_keys(&self) -> [String; 3] {
         let p = &self.prefix;
         [
@@ -291,75 +396,34 @@ impl WorkflowStore for RedisStore {
     }
 
     async fn save_all(&self, writes: Vec<WorkflowWrite>) -> Vec<Result<u64>> {
-        if writes.len() < 2 {
-            let mut saved = Vec::with_capacity(1);
-            for w in writes {
-                saved.push(self.save(w.id, w.expected, w.head, w.history).await);
-            }
-            return saved;
+        if writes.is_empty() {
+            return Vec::new();
         }
         let mut pipe = redis::pipe();
         let mut asked = Vec::with_capacity(writes.len());
-        for w in writes {
-            let (mode, entries) = match w.history {
-                HistoryWrite::Append(entries) => ("append", entries),
-                HistoryWrite::Replace(entries) => ("replace", entries),
-            };
-            let mut cmd = eval_on(&self.save, &self.workflow_keys(w.id));
-            cmd.arg(expected_version(w.expected)).arg(w.head).arg(mode);
-            for entry in entries {
-                cmd.arg(entry);
-            }
-            pipe.add_command(cmd);
-            asked.push((w.id, w.expected));
-        }
-        match self.pipelined::<Vec<i64>>(&pipe, &[&self.save]).await {
-            Ok(versions) if versions.len() == asked.len() => asked
-                .into_iter()
-                .zip(versions)
-                .map(|((id, expected), version)| saved_as(id, expected, version))
-                .collect(),
-            Ok(versions) => {
-                let reason = format!("redis answered {} of {} saves", versions.len(), asked.len());
-                asked
-                    .iter()
-                    .map(|_| Err(StorageError::Backend(reason.clone())))
-                    .collect()
-            }
-            // Some of the saves may have been applied: their writers find out on the next
-            // compare-and-set, as after any save whose answer was lost.
-            Err(e) => {
-                let reason = match e {
-                    StorageError::Backend(reason) => reason,
-                    other => other.to_string(),
-                };
-                asked
-                    .iter()
-                    .map(|_| Err(StorageError::Backend(reason.clone())))
-                    .collect()
+        let mut refused = Vec::new();
+        for (i, w) in writes.into_iter().enumerate() {
+            let (id, expected) = (w.id, w.expected);
+            match self.save_command(w) {
+                Ok(cmd) => {
+                    pipe.add_command(cmd);
+                    asked.push((id, expected));
+                }
+                Err(e) => refused.push((i, e)),
             }
         }
+        let mut saved = self.send_saves(&pipe, asked).await;
+        for (i, e) in refused {
+            saved.insert(i, Err(e));
+        }
+        saved
     }
 
-    async fn save(&self, id: WorkflowId, expected: Expected, head: Vec<u8>, history: HistoryWrite) -> Result<u64> {
-        let keys = self.workflow_keys(id);
-        let (mode, entries) = match history {
-            HistoryWrite::Append(entries) => ("append", entries),
-            HistoryWrite::Replace(entries) => ("replace", entries),
-        };
-        let mut invocation = self.save.key(&keys[0]);
-        invocation
-            .key(&keys[1])
-            .key(&keys[2])
-            .arg(expected_version(expected))
-            .arg(head)
-            .arg(mode);
-        for entry in entries {
-            invocation.arg(entry);
-        }
-        let mut con = self.connection.clone();
-        let version: i64 = invocation.invoke_async(&mut con).await.map_err(backend)?;
-        saved_as(id, expected, version)
+    async fn save(&self, write: WorkflowWrite) -> Result<u64> {
+        self.save_all(vec![write])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StorageError::Backend("redis answered no save".into())))
     }
 
     async fn version(&self, id: WorkflowId) -> Result<Option<u64>> {
@@ -371,6 +435,7 @@ impl WorkflowStore for RedisStore {
 
     async fn delete(&self, id: WorkflowId, version: u64) -> Result<()> {
         let keys = self.workflow_keys(id);
+        let [of, entries, _] = self.index_keys();
         let mut con = self.connection.clone();
         let done: i64 = self
             .delete
@@ -378,6 +443,9 @@ impl WorkflowStore for RedisStore {
             .key(&keys[1])
             .key(&keys[2])
             .arg(version)
+            .arg(of)
+            .arg(entries)
+            .arg(id.to_string())
             .invoke_async(&mut con)
             .await
             .map_err(backend)?;
@@ -388,6 +456,230 @@ impl WorkflowStore for RedisStore {
             });
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceIndex for RedisStore {
+    async fn search(&self, query: &InstanceQuery) -> Result<InstancePage> {
+        let key = format!(
+            "{}{}",
+            self.prefix,
+            index::set_key(query.workflow.as_deref(), query.tag.as_deref(), query.status)
+        );
+        let (upper, lower) = index::bounds(query);
+        let max = upper.map_or_else(|| "+".to_string(), |u| format!("({u}"));
+        let min = lower.map_or_else(|| "-".to_string(), |l| format!("[{l}"));
+        let limit = query.limit.max(1);
+        let mut con = self.connection.clone();
+        let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
+            .arg(&key)
+            .arg(max)
+            .arg(min)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit + 1)
+            .query_async(&mut con)
+            .await
+            .map_err(backend)?;
+        let page = SetPage::from_one_extra(members, limit);
+        if page.members.is_empty() {
+            return Ok(InstancePage::default());
+        }
+        let ids = page
+            .members
+            .iter()
+            .map(|m| index::member_id(m))
+            .collect::<Result<Vec<WorkflowId>>>()?;
+        let [_, entries, _] = self.index_keys();
+        let blobs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(entries)
+            .arg(ids.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .query_async(&mut con)
+            .await
+            .map_err(backend)?;
+        let mut instances = Vec::with_capacity(ids.len());
+        for (id, blob) in ids.into_iter().zip(blobs) {
+            // A member whose entry is gone was deleted between the two reads.
+            if let Some(blob) = blob {
+                instances.push(IndexedInstance {
+                    id,
+                    entry: IndexEntry::decode(&blob)?,
+                });
+            }
+        }
+        Ok(InstancePage {
+            instances,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn counts(&self) -> Result<Vec<WorkflowCounts>> {
+        let [_, _, workflows_key] = self.index_keys();
+        let mut con = self.connection.clone();
+        let mut workflows: Vec<String> = con.smembers(workflows_key).await.map_err(backend)?;
+        workflows.sort();
+        if workflows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for workflow in &workflows {
+            for status in InstanceStatus::ALL {
+                pipe.zcard(format!(
+                    "{}{}",
+                    self.prefix,
+                    index::set_key(Some(workflow), None, Some(status))
+                ));
+            }
+        }
+        let cards: Vec<u64> = pipe.query_async(&mut con).await.map_err(backend)?;
+        Ok(workflows
+            .into_iter()
+            .zip(cards.chunks(InstanceStatus::ALL.len()))
+            .map(|(workflow, cards)| WorkflowCounts {
+                workflow,
+                counts: InstanceStatus::ALL.into_iter().zip(cards.iter().copied()).collect(),
+            })
+            .collect())
+    }
+
+    async fn entry(&self, id: WorkflowId) -> Result<Option<IndexEntry>> {
+        let [_, entries, _] = self.index_keys();
+        let mut con = self.connection.clone();
+        let blob: Option<Vec<u8>> = con.hget(entries, id.to_string()).await.map_err(backend)?;
+        blob.map(|b| IndexEntry::decode(&b)).transpose()
+    }
+}
+
+/// Dead letters: a sorted set per topic `dlq|{topic}` (members `{collected}|{id}`, every score 0),
+/// a hash per topic `dlq-letters|{topic}` (id → letter) and the set of topics `dlq-topics`.
+impl RedisStore {
+    fn letter_keys(&self, topic: &str) -> [String; 3] {
+        let p = &self.prefix;
+        [
+            format!("{p}dlq|{topic}"),
+            format!("{p}dlq-letters|{topic}"),
+            format!("{p}dlq-topics"),
+        ]
+    }
+}
+
+const LETTER_ADD: &str = r#"
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[3]) == 0 then return 0 end
+redis.call('ZADD', KEYS[1], 0, ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[4])
+return 1
+"#;
+
+const LETTER_REMOVE: &str = r#"
+if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('SREM', KEYS[3], ARGV[3]) end
+return 1
+"#;
+
+#[async_trait::async_trait]
+impl DeadLetterStore for RedisStore {
+    async fn add(&self, letter: DeadLetter) -> Result<bool> {
+        let keys = self.letter_keys(&letter.topic);
+        let mut con = self.connection.clone();
+        let added: i64 = Script::new(LETTER_ADD)
+            .key(&keys[0])
+            .key(&keys[1])
+            .key(&keys[2])
+            .arg(&letter.id)
+            .arg(letter.member())
+            .arg(letter.encode()?)
+            .arg(&letter.topic)
+            .invoke_async(&mut con)
+            .await
+            .map_err(backend)?;
+        Ok(added == 1)
+    }
+
+    async fn topics(&self) -> Result<Vec<(String, u64)>> {
+        let mut con = self.connection.clone();
+        let mut topics: Vec<String> = con
+            .smembers(format!("{}dlq-topics", self.prefix))
+            .await
+            .map_err(backend)?;
+        topics.sort();
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for topic in &topics {
+            pipe.zcard(&self.letter_keys(topic)[0]);
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut con).await.map_err(backend)?;
+        Ok(topics.into_iter().zip(counts).filter(|(_, n)| *n > 0).collect())
+    }
+
+    async fn page(&self, topic: &str, cursor: Option<&str>, limit: usize) -> Result<DeadLetterPage> {
+        let keys = self.letter_keys(topic);
+        let limit = limit.max(1);
+        let min = cursor.map_or_else(|| "-".to_string(), |c| format!("({c}"));
+        let mut con = self.connection.clone();
+        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(&keys[0])
+            .arg(min)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit + 1)
+            .query_async(&mut con)
+            .await
+            .map_err(backend)?;
+        let page = SetPage::from_one_extra(members, limit);
+        if page.members.is_empty() {
+            return Ok(DeadLetterPage::default());
+        }
+        let ids: Vec<&str> = page
+            .members
+            .iter()
+            .map(|m| m.split_once('|').map_or(m.as_str(), |(_, id)| id))
+            .collect();
+        let blobs: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(&keys[1])
+            .arg(&ids)
+            .query_async(&mut con)
+            .await
+            .map_err(backend)?;
+        let letters = blobs
+            .into_iter()
+            .flatten()
+            .map(|b| DeadLetter::decode(&b))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(DeadLetterPage {
+            letters,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn get(&self, topic: &str, id: &str) -> Result<Option<DeadLetter>> {
+        let keys = self.letter_keys(topic);
+        let mut con = self.connection.clone();
+        let blob: Option<Vec<u8>> = con.hget(&keys[1], id).await.map_err(backend)?;
+        blob.map(|b| DeadLetter::decode(&b)).transpose()
+    }
+
+    async fn remove(&self, topic: &str, id: &str) -> Result<bool> {
+        let Some(letter) = self.get(topic, id).await? else {
+            return Ok(false);
+        };
+        let keys = self.letter_keys(topic);
+        let mut con = self.connection.clone();
+        let removed: i64 = Script::new(LETTER_REMOVE)
+            .key(&keys[0])
+            .key(&keys[1])
+            .key(&keys[2])
+            .arg(id)
+            .arg(letter.member())
+            .arg(topic)
+            .invoke_async(&mut con)
+            .await
+            .map_err(backend)?;
+        Ok(removed == 1)
     }
 }
 

@@ -26,12 +26,7 @@ async fn batches_survive_a_script_flush() {
     let ids = [WorkflowId::new(), WorkflowId::new()];
     let writes = |expected| {
         ids.iter()
-            .map(|id| WorkflowWrite {
-                id: *id,
-                expected,
-                head: b"h".to_vec(),
-                history: HistoryWrite::Append(vec![b"e".to_vec()]),
-            })
+            .map(|id| WorkflowWrite::new(*id, expected, b"h".to_vec(), HistoryWrite::Append(vec![b"e".to_vec()])))
             .collect::<Vec<_>>()
     };
     let first = store.save_all(writes(Expected::Absent)).await;

@@ -137,6 +137,7 @@ impl Service {
                             .publish(&m.topic, OutgoingMessage::new(m.key.clone(), m.bytes.clone()))
                     })
                     .await?;
+                    metrics::counter!(baton_telemetry::names::TIMERS_FIRED).increment(1);
                 }
                 Err(e) => {
                     tracing::error!(timer = %timer.id, error = %e, "stored timer is unreadable; dropping it")

@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::{Delivery, Result, Subscription, TransportError};
+use baton_telemetry::names;
 
 /// A decoded message and where it came from.
 #[derive(Clone, Debug)]
@@ -210,6 +211,11 @@ impl ConsumeLoop {
     }
 
     fn decode<M: TopicMessage>(&self, delivery: &Delivery) -> std::result::Result<Incoming<M>, CodecError> {
+        let topic = crate::metered::topic_label(&delivery.topic);
+        metrics::counter!(names::CONSUMED, "topic" => topic.clone()).increment(1);
+        if delivery.redeliveries > 0 {
+            metrics::counter!(names::REDELIVERED, "topic" => topic).increment(1);
+        }
         let envelope = codec::decode::<Envelope<M>>(&delivery.payload)?;
         Ok(Incoming {
             envelope,
@@ -222,6 +228,8 @@ impl ConsumeLoop {
     async fn dead_letter_undecodable(&self, delivery: Delivery, error: CodecError) {
         let reason = format!("undecodable {}: {error}", self.what);
         tracing::warn!(topic = %delivery.topic, key = %delivery.key, %reason, "dead-lettering");
+        metrics::counter!(names::DEAD_LETTERED, "topic" => crate::metered::topic_label(&delivery.topic), "why" => "undecodable")
+            .increment(1);
         delivery.dead_letter(&reason).await;
     }
 
@@ -235,7 +243,12 @@ impl ConsumeLoop {
         let mut outage = Outage::new(&self.what, Backoff::DEPENDENCY, &self.shutdown);
         let mut start = 0;
         while start < batch.len() {
+            let began = std::time::Instant::now();
             let results = handler.handle(&batch[start..]).await;
+            metrics::histogram!(names::HANDLER_SECONDS, "consumer" => self.what.to_string())
+                .record(began.elapsed().as_secs_f64());
+            metrics::histogram!(names::BATCH_SIZE, "consumer" => self.what.to_string())
+                .record((batch.len() - start) as f64);
             let mut transient = None;
             for result in results {
                 let Some(delivery) = deliveries.pop_front() else {
@@ -251,10 +264,14 @@ impl ConsumeLoop {
                         }
                         ErrorClass::Retryable => {
                             tracing::warn!(what = %self.what, topic = %delivery.topic, error = %e, "handling failed; redelivering");
+                            metrics::counter!(names::NACKED, "topic" => crate::metered::topic_label(&delivery.topic))
+                                .increment(1);
                             delivery.nack(&e.to_string()).await;
                         }
                         ErrorClass::Poison => {
                             tracing::warn!(what = %self.what, topic = %delivery.topic, error = %e, "message can never be handled; dead-lettering");
+                            metrics::counter!(names::DEAD_LETTERED, "topic" => crate::metered::topic_label(&delivery.topic), "why" => "poison")
+                                .increment(1);
                             delivery.dead_letter(&e.to_string()).await;
                         }
                     },

@@ -19,6 +19,7 @@ mod delivery;
 pub mod kafka;
 #[cfg(feature = "in-memory")]
 pub mod memory;
+pub mod metered;
 #[cfg(feature = "pulsar")]
 pub mod pulsar;
 mod typed;
@@ -36,6 +37,7 @@ pub(crate) use delivery::{BrokerAcker, BrokerAcks, DelayedRedeliveries};
 pub use kafka::{KafkaConfig, KafkaTransport};
 #[cfg(feature = "in-memory")]
 pub use memory::{InMemoryTransport, MemoryConfig};
+pub use metered::Metered;
 #[cfg(feature = "pulsar")]
 pub use pulsar::{PulsarConfig, PulsarPolicies, PulsarTransport};
 pub use typed::{Publisher, decode_delivery, outgoing};

@@ -17,5 +17,5 @@ pub mod transition;
 
 pub use error::EngineError;
 pub use runner::{EngineConfig, run};
-pub use state::{CompletedRecord, Record, RunningWorkflow, WorkflowState};
+pub use state::{CompletedRecord, PendingKind, Record, RunningWorkflow, WorkflowState};
 pub use transition::{Decision, Effect, Next, TransitionContext, apply};

@@ -20,7 +20,8 @@ use std::time::Duration;
 use baton_runtime::{CancellationToken, Clock, Supervisor, Transient};
 use baton_shared_schemas::messages::WorkflowEngineMessage;
 use baton_shared_schemas::{Cause, Topic, WorkflowId};
-use baton_storage::{Expected, StorageError, WorkflowStore, WorkflowWrite};
+use baton_storage::{Expected, IndexEntry, InstanceStatus, StorageError, WorkflowStore, WorkflowWrite};
+use baton_telemetry::names;
 use baton_transport::{
     ConsumeLoop, Delivery, Handler, Incoming, OutgoingMessage, Subscription, SubscriptionKind, Transport,
     TransportError, subscribe_all,
@@ -135,6 +136,10 @@ struct PendingSave {
     state: Box<WorkflowState>,
     expected: Expected,
     publish: Vec<OutboxMessage>,
+    /// The new index entry, when the transition changed it.
+    entry: Option<IndexEntry>,
+    /// The status before and after, when the transition changed it (for metrics).
+    moved: Option<(Option<InstanceStatus>, InstanceStatus, String)>,
 }
 
 impl Shard {
@@ -157,6 +162,8 @@ impl Shard {
             .map(|&i| id_of(i))
             .filter(|id| !self.cache.contains_key(id))
             .collect();
+        metrics::counter!(names::CACHE_HITS).increment((round.len() - missing.len()) as u64);
+        metrics::counter!(names::CACHE_MISSES).increment(missing.len() as u64);
         if !missing.is_empty() {
             match self.store.load_all(&missing).await {
                 Ok(loaded) => {
@@ -237,6 +244,7 @@ impl Shard {
                 }
                 None => (None, Expected::Absent, Vec::new(), Outbox::Published),
             };
+            let entry_before = state.as_ref().map(WorkflowState::index_entry);
             let decision = apply(state, envelope, &ctx);
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
             let publish = match Cause::of(envelope, now).encode_all(&decision.effects) {
@@ -288,11 +296,19 @@ impl Shard {
                 Next::Write(mut state) => {
                     state.head.outbox = unpublished;
                     state.head.outbox.extend(publish.iter().cloned());
+                    let entry = Some(state.index_entry()).filter(|e| entry_before.as_ref() != Some(e));
+                    let before = entry_before.as_ref().map(|e| e.status);
+                    let moved = entry
+                        .as_ref()
+                        .filter(|e| before != Some(e.status))
+                        .map(|e| (before, e.status, e.workflow.clone()));
                     saves.push(PendingSave {
                         index: i,
                         state,
                         expected,
                         publish,
+                        entry,
+                        moved,
                     });
                 }
                 Next::Delete => {
@@ -331,7 +347,7 @@ impl Shard {
         }
         let mut writes = Vec::with_capacity(saves.len());
         let mut decided = Vec::with_capacity(saves.len());
-        for save in saves {
+        for mut save in saves {
             match save.state.encode_for_save() {
                 Ok((head, history)) => {
                     writes.push(WorkflowWrite {
@@ -339,6 +355,7 @@ impl Shard {
                         expected: save.expected,
                         head,
                         history,
+                        index: save.entry.take(),
                     });
                     decided.push(save);
                 }
@@ -352,12 +369,17 @@ impl Shard {
                 index,
                 mut state,
                 publish,
+                moved,
                 ..
             } = save;
             let id = state.id;
             match result {
                 Ok(version) => {
+                    if let Some((before, after, workflow)) = moved {
+                        record_status_change(before, after, workflow);
+                    }
                     state.mark_saved();
+                    state.release_ended_history();
                     self.remember(
                         id,
                         Cached {
@@ -371,6 +393,7 @@ impl Shard {
                     outcomes[index] = Some(Ok(()));
                 }
                 Err(StorageError::Conflict { .. }) => {
+                    metrics::counter!(names::CAS_CONFLICTS).increment(1);
                     tracing::debug!(workflow = %id, "lost compare-and-set; reloading");
                 }
                 Err(e) => {
@@ -434,7 +457,7 @@ impl Shard {
         let (head, history) = cached.state.encode_for_save().map_err(EngineError::Encode)?;
         match self
             .store
-            .save(id, Expected::Version(cached.version), head, history)
+            .save(WorkflowWrite::new(id, Expected::Version(cached.version), head, history))
             .await
         {
             Ok(version) => {
@@ -449,6 +472,28 @@ impl Shard {
             Err(StorageError::Conflict { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Counts an instance that started, ended or got stuck.
+fn record_status_change(before: Option<InstanceStatus>, after: InstanceStatus, workflow: String) {
+    match after {
+        InstanceStatus::Running if before.is_none() => {
+            metrics::counter!(names::WORKFLOWS_STARTED, "workflow" => workflow).increment(1);
+        }
+        InstanceStatus::Stuck => {
+            if before.is_none() {
+                metrics::counter!(names::WORKFLOWS_STARTED, "workflow" => workflow.clone()).increment(1);
+            }
+            metrics::counter!(names::WORKFLOW_TASK_FAILURES, "workflow" => workflow).increment(1);
+        }
+        InstanceStatus::Completed | InstanceStatus::Failed | InstanceStatus::Cancelled => {
+            if before.is_none() {
+                metrics::counter!(names::WORKFLOWS_STARTED, "workflow" => workflow.clone()).increment(1);
+            }
+            metrics::counter!(names::WORKFLOWS_ENDED, "workflow" => workflow, "status" => after.as_str()).increment(1);
+        }
+        InstanceStatus::Running => {}
     }
 }
 

@@ -8,7 +8,7 @@ use baton_shared_schemas::{
     ClientId, CodecError, CommandId, Failure, HistoryEvent, Payload, RequestId, SignalFilter, SignalId, Timestamp,
     WorkflowId, WorkflowTaskId, codec,
 };
-use baton_storage::{HistoryWrite, StoredWorkflow};
+use baton_storage::{HistoryWrite, IndexEntry, InstanceStatus, StoredWorkflow};
 use serde::{Deserialize, Serialize};
 
 /// A message the engine must publish, kept in the state's outbox until published.
@@ -229,10 +229,50 @@ impl WorkflowState {
         Ok((head, history))
     }
 
+    /// Drops the in-memory copy of an ended run's stored history: no transition of a completed
+    /// record reads it (a failed run keeps it, since retrying its tasks rewinds it), and it stays
+    /// in storage for readers until the retention ends.
+    pub fn release_ended_history(&mut self) {
+        let ended = matches!(&self.head.record, Record::Completed(c) if c.resumable.is_none());
+        if ended && !self.replace_history && self.stored_history == self.history.len() {
+            self.history = Vec::new();
+            self.stored_history = 0;
+        }
+    }
+
     /// Marks the current history as stored (after a successful save).
     pub fn mark_saved(&mut self) {
         self.stored_history = self.history.len();
         self.replace_history = false;
+    }
+
+    /// What the instance index holds for this state; the runner writes it with a save whenever
+    /// it differs from the state's before the transition.
+    pub fn index_entry(&self) -> IndexEntry {
+        match &self.head.record {
+            Record::Running(r) => IndexEntry {
+                workflow: r.workflow_name.clone(),
+                status: if r.workflow_task_failure.is_some() {
+                    InstanceStatus::Stuck
+                } else {
+                    InstanceStatus::Running
+                },
+                started_at: r.started_at,
+                ended_at: None,
+                tags: r.tags.clone(),
+            },
+            Record::Completed(c) => IndexEntry {
+                workflow: c.workflow_name.clone(),
+                status: match c.outcome {
+                    WorkflowOutcome::Completed(_) => InstanceStatus::Completed,
+                    WorkflowOutcome::Failed(_) => InstanceStatus::Failed,
+                    WorkflowOutcome::Cancelled { .. } => InstanceStatus::Cancelled,
+                },
+                started_at: c.started_at,
+                ended_at: Some(c.ended_at),
+                tags: c.tags.clone(),
+            },
+        }
     }
 
     /// A status snapshot for clients.

@@ -31,14 +31,8 @@ impl WorkflowStore for RacedStore {
         self.inner.load(id).await
     }
 
-    async fn save(
-        &self,
-        id: WorkflowId,
-        expected: Expected,
-        head: Vec<u8>,
-        history: HistoryWrite,
-    ) -> baton_storage::Result<u64> {
-        self.inner.save(id, expected, head, history).await
+    async fn save(&self, write: WorkflowWrite) -> baton_storage::Result<u64> {
+        self.inner.save(write).await
     }
 
     async fn delete(&self, id: WorkflowId, version: u64) -> baton_storage::Result<()> {
@@ -54,12 +48,12 @@ impl WorkflowStore for RacedStore {
                     // The other writer rewrites the record as it is, at the next version.
                     let stored = self.inner.load(w.id).await.expect("load").expect("exists");
                     self.inner
-                        .save(
+                        .save(WorkflowWrite::new(
                             w.id,
                             Expected::Version(stored.version),
                             stored.head,
                             HistoryWrite::Append(vec![]),
-                        )
+                        ))
                         .await
                         .expect("foreign write");
                     self.raced.fetch_add(1, Ordering::SeqCst);

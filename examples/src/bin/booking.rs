@@ -2,6 +2,9 @@
 //! failures, checks the books, and ends with one summary line.
 //!
 //! `cargo run --release -p baton-examples --bin booking -- --workflows 1000`
+//!
+//! With `--serve 127.0.0.1:8080` it serves the API, the dashboard and `/metrics` while the
+//! bookings run, and stays up afterwards until Ctrl-C.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -53,6 +56,10 @@ struct Args {
     /// Hide the progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Serve the API, the dashboard and `/metrics` on this address (port 0 picks one) while
+    /// the bookings run, and keep serving them after until Ctrl-C.
+    #[arg(long, value_name = "ADDRESS")]
+    serve: Option<std::net::SocketAddr>,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -75,10 +82,19 @@ async fn main() -> anyhow::Result<ExitCode> {
         hotel_sold_out: args.hotel_sold_out_rate,
     };
     let ledger = Ledger::new(rates, args.seed);
-    let baton = booking::embedded(&ledger, Embedded::builder())
+    let mut baton = booking::embedded(&ledger, Embedded::builder())
         .start()
         .await
         .context("starting embedded Baton")?;
+    if let Some(address) = args.serve {
+        let bound = baton
+            .serve(address, baton::ApiConfig::default())
+            .await
+            .context("serving the dashboard")?;
+        println!(
+            "dashboard: http://{bound}/  (API http://{bound}/api/v1, OpenAPI http://{bound}/openapi.json, metrics http://{bound}/metrics)"
+        );
+    }
     let client = baton.client().clone();
 
     let progress = if args.no_progress {
@@ -137,7 +153,6 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    baton.shutdown().await;
 
     let audit = ledger.audit(&outcomes).await.map_err(|e| anyhow::anyhow!(e))?;
     let failed_ids = outcomes.values().filter(|o| o.is_none()).count() as u64;
@@ -172,5 +187,10 @@ async fn main() -> anyhow::Result<ExitCode> {
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
     );
+    if args.serve.is_some() {
+        println!("still serving the dashboard: press Ctrl-C to stop");
+        tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    }
+    baton.shutdown().await;
     Ok(if books_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

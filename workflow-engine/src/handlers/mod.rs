@@ -311,10 +311,8 @@ pub(crate) fn finish(state: &mut WorkflowState, outcome: WorkflowOutcome, out: &
         outcome,
         resumable,
     });
-    if !failed {
-        state.history.clear();
-        state.replace_history = true;
-    }
+    // The history stays stored until the retention ends, so operators can read how the run
+    // went; the runner drops its in-memory copy once saved.
 }
 
 fn unique(clients: &[ClientId]) -> Vec<ClientId> {
