@@ -6,6 +6,8 @@
 # - Java 17+ and Maven (Debian packages): the real Apache Pulsar and Apache Kafka brokers run
 #   as JVM processes, their jars resolved once from Maven Central into ~/.m2 by the POMs in
 #   test-support/brokers/.
+# - Chromium (Debian package) and Playwright (npm, integration-tests/browser): the dashboard's
+#   test drives a real headless browser.
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -13,6 +15,8 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 if ! java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then
   missing+=(openjdk-17-jre-headless)
 fi
@@ -21,6 +25,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Playwright's library only (it drives the Debian Chromium; it downloads no browser).
+browser_dir="integration-tests/browser"
+if [ ! -f "$browser_dir/node_modules/.package-lock.json" ] || ! cmp -s "$browser_dir/package-lock.json" "$browser_dir/node_modules/.lock-copy"; then
+  step "installing Playwright (npm ci in $browser_dir)"
+  (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.lock-copy)
 fi
 
 # The brokers' jars (a few hundred MB the first time; nothing to download after that), so no

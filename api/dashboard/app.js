@@ -174,7 +174,7 @@ async function renderInstances(view, params) {
   const more = page.nextCursor
     ? link(filterHref(params, { cursor: page.nextCursor }), "Older instances →", { class: "more" })
     : null;
-  view.replaceChildren(el("h1", {}, "Workflows"), table, el("h2", {}, "Instances"), filters, list, more);
+  view.replaceChildren(...[el("h1", {}, "Workflows"), table, el("h2", {}, "Instances"), filters, list, more].filter(Boolean));
 }
 
 function searchParams(params) {
