@@ -32,6 +32,9 @@ step "tests"
 status=0
 cargo nextest run --workspace --locked --no-fail-fast || status=$?
 
+step "API contract (schemathesis against /openapi.json)"
+./scripts/api-contract.sh || status=$?
+
 # Servers of test processes that were killed (a timeout) are stopped here, not left running.
 cargo run --quiet --locked -p baton-test-support --bin test-servers -- sweep
 exit "$status"

@@ -35,8 +35,15 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
     }
 }
 
-/// A JSON body. A missing or wrong content type is 415; a body that is not the expected JSON
-/// is 400 with serde's reason.
+fn unsupported() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "the body must be JSON, sent with `Content-Type: application/json`",
+    )
+}
+
+/// Any JSON value as a body (a signal's value, a method's arguments). A missing or wrong
+/// content type is 415; a body that is not JSON is 400.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
@@ -45,16 +52,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(j) => Ok(Json(j.0)),
-            Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) => Err(Problem::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the body must be JSON, sent with `Content-Type: application/json`",
-            )),
+            Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) => Err(unsupported()),
             Err(e) => Err(Problem::bad_request(e.body_text())),
         }
     }
 }
 
-/// A JSON body that may be left out: an empty body is `T::default()`.
+/// A JSON object body read into `T`: an array, where serde would also accept one for a
+/// struct, is refused, so a body means one thing only.
+pub struct Object<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Object<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        object(value).map(Object)
+    }
+}
+
+fn object<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Problem> {
+    if !value.is_object() {
+        return Err(Problem::bad_request("the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| Problem::bad_request(format!("the body is not the expected JSON: {e}")))
+}
+
+/// A JSON object body that may be left out: an empty body is `T::default()`.
 pub struct JsonOrEmpty<T>(pub T);
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for JsonOrEmpty<T> {
@@ -78,8 +102,8 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for JsonOrEmp
                 "the body must be JSON, sent with `Content-Type: application/json`",
             ));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonOrEmpty)
-            .map_err(|e| Problem::bad_request(format!("the body is not the expected JSON: {e}")))
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| Problem::bad_request(format!("the body is not JSON: {e}")))?;
+        object(value).map(JsonOrEmpty)
     }
 }

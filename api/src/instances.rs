@@ -10,13 +10,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use baton_client::StartOptions;
-use baton_shared_schemas::messages::{TaskFilter, WorkflowOutcome};
+use baton_shared_schemas::messages::TaskFilter;
 use baton_shared_schemas::{FailureKind, HistoryEvent, Payload, TaskId, Timestamp, WorkflowId, codec};
 use baton_storage::InstanceQuery;
 use baton_workflow_engine::{PendingKind, Record, WorkflowState};
 use serde_json::Value;
 
-use crate::extract::{Json, JsonOrEmpty, Path, Query};
+use crate::extract::{Json, JsonOrEmpty, Object, Path, Query};
 use crate::problem::Problem;
 use crate::views::{
     Accepted, CancelRequest, CompleteTaskRequest, FailTaskRequest, FailureView, HistoryEntry, HistoryPage,
@@ -68,6 +68,40 @@ impl Api {
                 "timeout {t} is above the longest wait, {max} seconds (api.max_wait_secs)"
             ))),
             Some(t) => Ok(Duration::from_secs(t)),
+        }
+    }
+
+    /// Waits up to `timeout` for the instance to end, or to get stuck on a failed workflow
+    /// task (then it waits for an operator, not for time, and the wait says so at once).
+    async fn wait_outcome(&self, workflow: &str, id: WorkflowId, timeout: Duration) -> Result<OutcomeView, Problem> {
+        let ended = self.inner.client.outcome_within(workflow, id, timeout);
+        let stuck = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if let Ok((state, _)) = self.load(id).await {
+                    if let Record::Running(r) = &state.head.record {
+                        if let Some(failure) = &r.workflow_task_failure {
+                            return failure.clone();
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            outcome = ended => outcome
+                .map(|o| OutcomeView::from(&o))
+                .map_err(|e| match e {
+                    baton_client::ClientError::Timeout(after) => Problem::timeout(format!(
+                        "instance {id} has not ended within {after:?}; it keeps running: GET /api/v1/instances/{id}/result"
+                    )),
+                    other => other.into(),
+                }),
+            failure = stuck => Ok(OutcomeView {
+                status: crate::views::Status::Stuck,
+                output: None,
+                failure: Some(FailureView::from(&failure)),
+                reason: None,
+            }),
         }
     }
 
@@ -237,13 +271,14 @@ pub async fn search(
     if let Some(cursor) = &search.cursor {
         baton_storage::index::check_cursor(cursor).map_err(Problem::bad_request)?;
     }
-    if let (Some(from), Some(before)) = (search.started_from, search.started_before) {
-        if from >= before {
-            return Err(Problem::bad_request(format!(
-                "startedFrom {from} must be before startedBefore {before}"
-            )));
-        }
-    }
+    let time = |name: &str, value: Option<i64>| {
+        value
+            .map(|v| u64::try_from(v).map(Timestamp))
+            .transpose()
+            .map_err(|_| Problem::bad_request(format!("{name} must not be negative")))
+    };
+    let started_from = time("startedFrom", search.started_from)?;
+    let started_before = time("startedBefore", search.started_before)?;
     if let Some(w) = &search.workflow {
         check_name("workflow name", w)?;
     }
@@ -254,8 +289,8 @@ pub async fn search(
         workflow: search.workflow,
         status: search.status.map(Into::into),
         tag: search.tag,
-        started_from: search.started_from.map(Timestamp),
-        started_before: search.started_before.map(Timestamp),
+        started_from,
+        started_before,
         cursor: search.cursor,
         limit: limit as usize,
     };
@@ -279,7 +314,7 @@ pub async fn search(
 
 /// One instance: status, input, pending commands, failure, outcome.
 #[utoipa::path(get, path = "/api/v1/instances/{id}", tag = "instances",
-    params(("id" = String, Path, description = "Instance id")),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id")),
     responses((status = 200, body = InstanceDetail), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn instance(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<axum::Json<InstanceDetail>> {
     let id = parse_id(&id)?;
@@ -289,7 +324,7 @@ pub async fn instance(State(api): State<Api>, Path(id): Path<String>) -> ApiResu
 
 /// A page of the instance's history, oldest first, payloads as JSON.
 #[utoipa::path(get, path = "/api/v1/instances/{id}/history", tag = "instances",
-    params(("id" = String, Path, description = "Instance id"), HistoryParams),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id"), HistoryParams),
     responses((status = 200, body = HistoryPage), (status = 400, body = Problem), (status = 404, body = Problem)))]
 pub async fn history(
     State(api): State<Api>,
@@ -303,7 +338,8 @@ pub async fn history(
             "limit {limit} must be between 1 and 1000"
         )));
     }
-    let offset = params.offset.unwrap_or(0);
+    let offset =
+        u64::try_from(params.offset.unwrap_or(0)).map_err(|_| Problem::bad_request("offset must not be negative"))?;
     let stored = api.inner.stores.workflows.load(id).await?.ok_or_else(|| {
         Problem::not_found(format!(
             "instance {id} is unknown (never started, or its retention ended)"
@@ -345,13 +381,13 @@ fn start_options(request: &StartRequest) -> Result<StartOptions, Problem> {
 
 /// Starts an instance (with a custom id: attaches to the instance it names if it exists).
 #[utoipa::path(post, path = "/api/v1/workflows/{workflow}/instances", tag = "instances",
-    params(("workflow" = String, Path, description = "Workflow name")),
+    params(("workflow" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "Workflow name")),
     request_body = StartRequest,
     responses((status = 202, body = Started), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 415, body = Problem)))]
 pub async fn start(
     State(api): State<Api>,
     Path(workflow): Path<String>,
-    Json(request): Json<StartRequest>,
+    Object(request): Object<StartRequest>,
 ) -> ApiResult<impl IntoResponse> {
     api.check_workflow_known(&workflow)?;
     let options = start_options(&request)?;
@@ -369,40 +405,30 @@ pub async fn start(
 /// Starts an instance and answers with its result once it ends (504 if it has not ended
 /// within the timeout; it keeps running).
 #[utoipa::path(post, path = "/api/v1/workflows/{workflow}/run", tag = "instances",
-    params(("workflow" = String, Path, description = "Workflow name"), WaitParams),
+    params(("workflow" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "Workflow name"), WaitParams),
     request_body = StartRequest,
     responses((status = 200, body = RunResult), (status = 400, body = Problem), (status = 404, body = Problem), (status = 504, body = Problem)))]
 pub async fn run(
     State(api): State<Api>,
     Path(workflow): Path<String>,
     Query(wait): Query<WaitParams>,
-    Json(request): Json<StartRequest>,
+    Object(request): Object<StartRequest>,
 ) -> ApiResult<axum::Json<RunResult>> {
     api.check_workflow_known(&workflow)?;
     let timeout = api.wait_for(wait.timeout)?;
     let options = start_options(&request)?;
     let input = Payload::json(&request.input).map_err(|e| Problem::bad_request(e.to_string()))?;
     let id = api.inner.client.start_raw(&workflow, input, options).await?;
-    let outcome = api
-        .inner
-        .client
-        .outcome_within(&workflow, id, timeout)
-        .await
-        .map_err(|e| match e {
-            baton_client::ClientError::Timeout(after) => Problem::timeout(format!(
-                "instance {id} has not ended within {after:?}; it keeps running: GET /api/v1/instances/{id}/result"
-            )),
-            other => other.into(),
-        })?;
+    let outcome = api.wait_outcome(&workflow, id, timeout).await?;
     Ok(axum::Json(RunResult {
         id: id.to_string(),
-        outcome: OutcomeView::from(&outcome),
+        outcome,
     }))
 }
 
 /// The instance's result, waiting up to the timeout for it to end.
 #[utoipa::path(get, path = "/api/v1/instances/{id}/result", tag = "instances",
-    params(("id" = String, Path, description = "Instance id"), WaitParams),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id"), WaitParams),
     responses((status = 200, body = RunResult), (status = 400, body = Problem), (status = 404, body = Problem), (status = 504, body = Problem)))]
 pub async fn result(
     State(api): State<Api>,
@@ -412,23 +438,13 @@ pub async fn result(
     let id = parse_id(&id)?;
     let timeout = api.wait_for(wait.timeout)?;
     let (state, _) = api.load(id).await?;
-    let outcome: WorkflowOutcome = match &state.head.record {
-        Record::Completed(c) => c.outcome.clone(),
-        Record::Running(r) => api
-            .inner
-            .client
-            .outcome_within(&r.workflow_name, id, timeout)
-            .await
-            .map_err(|e| match e {
-                baton_client::ClientError::Timeout(after) => {
-                    Problem::timeout(format!("instance {id} has not ended within {after:?}"))
-                }
-                other => other.into(),
-            })?,
+    let outcome = match &state.head.record {
+        Record::Completed(c) => OutcomeView::from(&c.outcome),
+        Record::Running(r) => api.wait_outcome(&r.workflow_name, id, timeout).await?,
     };
     Ok(axum::Json(RunResult {
         id: id.to_string(),
-        outcome: OutcomeView::from(&outcome),
+        outcome,
     }))
 }
 
@@ -449,7 +465,7 @@ fn accepted(what: impl Into<String>) -> (StatusCode, axum::Json<Accepted>) {
 
 /// Sends a signal (the body is its value).
 #[utoipa::path(post, path = "/api/v1/instances/{id}/signals/{channel}", tag = "actions",
-    params(("id" = String, Path, description = "Instance id"), ("channel" = String, Path, description = "Channel name")),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id"), ("channel" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "Channel name")),
     request_body(content = Value, description = "The signal's value"),
     responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn signal(
@@ -468,7 +484,7 @@ pub async fn signal(
 
 /// Calls a method of the instance (the body is its arguments) and answers with its result.
 #[utoipa::path(post, path = "/api/v1/instances/{id}/methods/{method}", tag = "actions",
-    params(("id" = String, Path, description = "Instance id"), ("method" = String, Path, description = "Method name")),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id"), ("method" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "Method name")),
     request_body(content = Value, description = "The method's arguments"),
     responses((status = 200, body = MethodResult), (status = 400, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem), (status = 504, body = Problem)))]
 pub async fn call(
@@ -480,6 +496,11 @@ pub async fn call(
     check_name("method", &method)?;
     let (state, _) = api.load(id).await?;
     let workflow = running_name(&state, "answer method calls")?;
+    if state.index_entry().status == baton_storage::InstanceStatus::Stuck {
+        return Err(Problem::conflict(format!(
+            "instance {id} is stuck on a failed workflow task: its methods run once it is fixed and retried (POST /api/v1/instances/{id}/retry-workflow-task)"
+        )));
+    }
     let args = Payload::json(&args).map_err(|e| Problem::bad_request(e.to_string()))?;
     let timeout = api.wait_for(None)?;
     let result = tokio::time::timeout(timeout, api.inner.client.call_raw(&workflow, id, &method, args))
@@ -492,7 +513,7 @@ pub async fn call(
 
 /// Cancels a running instance.
 #[utoipa::path(post, path = "/api/v1/instances/{id}/cancel", tag = "actions",
-    params(("id" = String, Path, description = "Instance id")),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id")),
     request_body = CancelRequest,
     responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn cancel(
@@ -510,7 +531,7 @@ pub async fn cancel(
 
 /// Runs the failed workflow task of a stuck instance again, with the code deployed now.
 #[utoipa::path(post, path = "/api/v1/instances/{id}/retry-workflow-task", tag = "actions",
-    params(("id" = String, Path, description = "Instance id")),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id")),
     responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn retry_workflow_task(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
@@ -528,7 +549,7 @@ pub async fn retry_workflow_task(State(api): State<Api>, Path(id): Path<String>)
 /// Runs the failed tasks of a failed instance again (all, or those matching the filter); the
 /// run resumes.
 #[utoipa::path(post, path = "/api/v1/instances/{id}/retry-tasks", tag = "actions",
-    params(("id" = String, Path, description = "Instance id")),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id")),
     request_body = RetryTasksRequest,
     responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn retry_tasks(
@@ -542,13 +563,10 @@ pub async fn retry_tasks(
         service: request.service.clone(),
         failure: request
             .failure
-            .as_deref()
             .map(|f| {
-                serde_json::from_value::<FailureKind>(Value::String(f.to_string())).map_err(|_| {
-                    Problem::bad_request(format!(
-                        "failure `{f}` is not a failure kind (ServiceError, Panic, ExecutionTimeout, InvalidArguments, UnknownMethod, DeadLettered, Serialization, TimedOut, …)"
-                    ))
-                })
+                serde_json::to_value(f)
+                    .and_then(serde_json::from_value::<FailureKind>)
+                    .map_err(|e| Problem::internal(format!("failure kind {f:?}: {e}")))
             })
             .transpose()?,
     };
@@ -567,7 +585,7 @@ pub async fn retry_tasks(
 
 /// Fires every pending timer of the instance now.
 #[utoipa::path(post, path = "/api/v1/instances/{id}/complete-timers", tag = "actions",
-    params(("id" = String, Path, description = "Instance id")),
+    params(("id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Instance id")),
     responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn complete_timers(State(api): State<Api>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
@@ -579,13 +597,13 @@ pub async fn complete_timers(State(api): State<Api>, Path(id): Path<String>) -> 
 
 /// Completes a delegated task with its result.
 #[utoipa::path(post, path = "/api/v1/services/{service}/tasks/{task_id}/complete", tag = "actions",
-    params(("service" = String, Path, description = "Service name"), ("task_id" = String, Path, description = "Task id")),
+    params(("service" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "Service name"), ("task_id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Task id")),
     request_body = CompleteTaskRequest,
     responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn complete_task(
     State(api): State<Api>,
     Path((service, task_id)): Path<(String, String)>,
-    Json(request): Json<CompleteTaskRequest>,
+    Object(request): Object<CompleteTaskRequest>,
 ) -> ApiResult<impl IntoResponse> {
     check_name("service name", &service)?;
     let task_id = parse_task_id(&task_id)?;
@@ -598,13 +616,13 @@ pub async fn complete_task(
 
 /// Fails a delegated task.
 #[utoipa::path(post, path = "/api/v1/services/{service}/tasks/{task_id}/fail", tag = "actions",
-    params(("service" = String, Path, description = "Service name"), ("task_id" = String, Path, description = "Task id")),
+    params(("service" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "Service name"), ("task_id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Task id")),
     request_body = FailTaskRequest,
     responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem)))]
 pub async fn fail_task(
     State(api): State<Api>,
     Path((service, task_id)): Path<(String, String)>,
-    Json(request): Json<FailTaskRequest>,
+    Object(request): Object<FailTaskRequest>,
 ) -> ApiResult<impl IntoResponse> {
     check_name("service name", &service)?;
     let task_id = parse_task_id(&task_id)?;

@@ -92,18 +92,24 @@ pub struct InstancePage {
 #[into_params(parameter_in = Query)]
 pub struct InstanceSearch {
     /// Only instances of this workflow.
+    #[param(min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub workflow: Option<String>,
     /// Only instances in this status.
     pub status: Option<Status>,
     /// Only instances carrying this tag.
+    #[param(min_length = 1, max_length = 1024, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub tag: Option<String>,
     /// Only instances started at or after this time (ms since the epoch).
-    pub started_from: Option<u64>,
+    #[param(minimum = 0)]
+    pub started_from: Option<i64>,
     /// Only instances started before this time (ms since the epoch).
-    pub started_before: Option<u64>,
+    #[param(minimum = 0)]
+    pub started_before: Option<i64>,
     /// The `nextCursor` of the previous page.
+    #[param(pattern = r"^[0-9]{20}\|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 
@@ -176,15 +182,16 @@ impl From<&Failure> for FailureView {
     }
 }
 
-/// How an instance ended.
+/// How an instance ended, or that it is stuck and waits for an operator.
 #[derive(Clone, Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutcomeView {
-    /// `completed`, `failed` or `cancelled`.
+    /// `completed`, `failed`, `cancelled`, or `stuck` (a workflow task failed: fix the code,
+    /// then retry the workflow task).
     pub status: Status,
     /// The returned value, when completed.
     pub output: Option<Value>,
-    /// Why it failed.
+    /// Why it failed, or why its workflow task failed.
     pub failure: Option<FailureView>,
     /// Why it was cancelled.
     pub reason: Option<String>,
@@ -295,9 +302,51 @@ pub struct HistoryPage {
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// First entry (default 0).
-    pub offset: Option<u64>,
+    #[param(minimum = 0)]
+    pub offset: Option<i64>,
     /// Page size, 1 to 1000 (default 200).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// The schema of a tag: 1 to 1024 bytes, without control characters.
+pub struct Tag;
+
+impl utoipa::PartialSchema for Tag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(1024))
+            .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f]+$"))
+            .description(Some("A tag: 1 to 1024 bytes, without control characters"))
+            .into()
+    }
+}
+
+impl ToSchema for Tag {}
+
+/// How a task failed, for filtering retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum FailureKindName {
+    /// The service returned its own error.
+    ServiceError,
+    /// The code panicked.
+    Panic,
+    /// An attempt ran longer than its execution timeout.
+    ExecutionTimeout,
+    /// The arguments did not decode.
+    InvalidArguments,
+    /// No worker hosts the method.
+    UnknownMethod,
+    /// The task went to a dead-letter topic.
+    DeadLettered,
+    /// A result could not be encoded or decoded.
+    Serialization,
+    /// The call's global timeout elapsed.
+    TimedOut,
+    /// The task was cancelled.
+    Cancelled,
 }
 
 /// Starts an instance.
@@ -307,9 +356,11 @@ pub struct StartRequest {
     /// The workflow's input.
     pub input: Value,
     /// A business key naming the instance: a second start with it attaches to the first.
+    #[schema(min_length = 1)]
     pub custom_id: Option<String>,
-    /// Tags of the instance.
+    /// Tags of the instance (each 1 to 1024 bytes, without control characters).
     #[serde(default)]
+    #[schema(value_type = Vec<Tag>)]
     pub tags: Vec<String>,
     /// Metadata of the instance.
     #[serde(default)]
@@ -331,7 +382,8 @@ pub struct Started {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct WaitParams {
-    /// Seconds to wait, 1 to 300 (default 30).
+    /// Seconds to wait, 1 to `api.max_wait_secs` (300 by default; default 30).
+    #[param(minimum = 1, maximum = 300)]
     pub timeout: Option<u64>,
 }
 
@@ -359,11 +411,12 @@ pub struct CancelRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryTasksRequest {
     /// Only this task.
+    #[schema(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")]
     pub task_id: Option<String>,
     /// Only tasks of this service.
     pub service: Option<String>,
-    /// Only tasks that failed this way (`ServiceError`, `Panic`, `ExecutionTimeout`, …).
-    pub failure: Option<String>,
+    /// Only tasks that failed this way.
+    pub failure: Option<FailureKindName>,
 }
 
 /// Completes a delegated task.
@@ -379,6 +432,7 @@ pub struct CompleteTaskRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailTaskRequest {
     /// Why it failed.
+    #[schema(pattern = r"\S")]
     pub message: String,
 }
 
@@ -448,8 +502,10 @@ pub struct DeadLetterPage {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// The `nextCursor` of the previous page.
+    #[param(pattern = r"^[0-9]{20}\|.+$")]
     pub cursor: Option<String>,
     /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

@@ -507,11 +507,11 @@ async fn bad_input_gets_a_precise_problem() {
             "colour",
         ),
         (
-            reqwest::Method::GET,
-            "/api/v1/instances?startedFrom=10&startedBefore=5".into(),
-            None,
+            reqwest::Method::POST,
+            "/api/v1/workflows/Checkout/instances".into(),
+            Some(json!([null, null])),
             StatusCode::BAD_REQUEST,
-            "before",
+            "object",
         ),
         (
             reqwest::Method::POST,
@@ -806,5 +806,35 @@ async fn metrics_count_what_a_run_did() {
     );
     assert!(sample(&text, "baton_engine_cache_hits_total", &[]) > 0.0, "{text}");
     assert!(text.contains("# TYPE baton_task_duration_seconds histogram"), "{text}");
+    api.baton.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stuck_on_its_workflow_task_is_reported_at_once() {
+    let api = serve(false).await;
+    let began = Instant::now();
+    let (status, run) = api
+        .post(
+            "/api/v1/workflows/Checkout/run?timeout=60",
+            json!({"input": "not an order"}),
+        )
+        .await;
+    assert_eq!((status, &run["status"]), (StatusCode::OK, &json!("stuck")), "{run}");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "a stuck run is not waited on"
+    );
+    assert_eq!(run["failure"]["kind"], "InvalidArguments", "{run}");
+    let id = run["id"].as_str().expect("id");
+    let (status, body) = api
+        .post(&format!("/api/v1/instances/{id}/methods/item"), json!(null))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a stuck instance runs no method: {body}");
+    let (status, _) = api
+        .post(&format!("/api/v1/instances/{id}/retry-workflow-task"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, page) = api.get("/api/v1/instances?status=stuck").await;
+    assert_eq!(page["instances"][0]["id"], id, "{page}");
     api.baton.shutdown().await;
 }

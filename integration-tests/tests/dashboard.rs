@@ -135,7 +135,10 @@ async fn an_operator_retries_a_failed_booking_from_the_dashboard() {
     assert!(failed.result().await.is_err(), "the broken hotel fails the booking");
     baton
         .transport()
-        .publish("workflow-cmd:Booking", OutgoingMessage::new("k", b"not an envelope".to_vec()))
+        .publish(
+            "workflow-cmd:Booking",
+            OutgoingMessage::new("k", b"not an envelope".to_vec()),
+        )
         .await
         .expect("publish");
 
@@ -155,7 +158,11 @@ async fn an_operator_retries_a_failed_booking_from_the_dashboard() {
     let mut stdin = browser.stdin.take().expect("stdin");
     let mut lines = BufReader::new(browser.stdout.take().expect("stdout")).lines();
     let found = next_line(&mut lines).await;
-    assert_eq!(found, format!("FOUND {}", failed.id()), "the page found the failed booking");
+    assert_eq!(
+        found,
+        format!("FOUND {}", failed.id()),
+        "the page found the failed booking"
+    );
     travel.hotel_broken.store(false, Ordering::SeqCst); // the fix is deployed
     stdin.write_all(b"FIXED\n").await.expect("tell the browser");
     stdin.flush().await.expect("flush");

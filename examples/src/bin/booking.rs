@@ -60,6 +60,25 @@ struct Args {
     /// the bookings run, and keep serving them after until Ctrl-C.
     #[arg(long, value_name = "ADDRESS")]
     serve: Option<std::net::SocketAddr>,
+    /// With --serve: accept this bearer token, as `reader:TOKEN` or `operator:TOKEN`
+    /// (repeatable); without any, the API asks for no token.
+    #[arg(long = "token", value_name = "ROLE:TOKEN", value_parser = token)]
+    tokens: Vec<baton::ApiToken>,
+}
+
+fn token(s: &str) -> Result<baton::ApiToken, String> {
+    let (role, token) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}` is not ROLE:TOKEN (e.g. operator:3f9c…)"))?;
+    let role = match role {
+        "reader" => baton::ApiRole::Reader,
+        "operator" => baton::ApiRole::Operator,
+        other => return Err(format!("unknown role `{other}`: use reader or operator")),
+    };
+    Ok(baton::ApiToken {
+        token: token.to_string(),
+        role,
+    })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -87,10 +106,12 @@ async fn main() -> anyhow::Result<ExitCode> {
         .await
         .context("starting embedded Baton")?;
     if let Some(address) = args.serve {
-        let bound = baton
-            .serve(address, baton::ApiConfig::default())
-            .await
-            .context("serving the dashboard")?;
+        let config = baton::ApiConfig {
+            tokens: args.tokens.clone(),
+            ..baton::ApiConfig::default()
+        };
+        config.validate().map_err(|e| anyhow::anyhow!(e))?;
+        let bound = baton.serve(address, config).await.context("serving the dashboard")?;
         println!(
             "dashboard: http://{bound}/  (API http://{bound}/api/v1, OpenAPI http://{bound}/openapi.json, metrics http://{bound}/metrics)"
         );
