@@ -42,6 +42,8 @@ pub use baton_shared_schemas::messages::{
 };
 pub use baton_shared_schemas::{ClientId, Failure, FailureKind, Payload, TaskId, Timestamp, WorkflowId};
 pub use baton_storage::Stores;
+/// Metric names, trace propagation, and (feature `otlp`) exporting spans over OTLP.
+pub use baton_telemetry as telemetry;
 pub use baton_workflow::{
     CallError, Channel, CheckMode, ChildCall, ContinueAsNew, Deferred, Either, Filter, Method, NoError, Receiver, Saga,
     ServiceCall, ServiceStub, Timer, Workflow, WorkflowContext, all_of, any_of, race,

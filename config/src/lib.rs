@@ -27,6 +27,10 @@ pub struct EngineConfig {
     /// How long ended instances are kept (`retention_secs`).
     #[serde(rename = "retention_secs", with = "durations::secs")]
     pub retention: Duration,
+    /// Publish every status change of an instance on `events:{Workflow}`, and every task it
+    /// dispatches or takes a result of on `events:{Service}`, as CloudEvents. Off by default:
+    /// each event is one more broker message.
+    pub events: bool,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +41,7 @@ impl Default for EngineConfig {
             cache_per_shard: 4_096,
             batch: 64,
             retention: Duration::from_secs(7 * 24 * 3600),
+            events: false,
         }
     }
 }
@@ -153,6 +158,10 @@ pub struct WorkerConfig {
     /// used run is dropped, and its next task asks the engine for the whole history. 0 keeps
     /// none: every task replays the run from its whole history (one more round trip per task).
     pub sticky_runs: usize,
+    /// Publish a CloudEvent on `events:{Service}` when an attempt fails and will be retried,
+    /// or a task is delegated (the engine publishes dispatch, completion and failure when
+    /// `engine.events` is on). Best effort: an event that cannot be published is logged.
+    pub events: bool,
 }
 
 impl Default for WorkerConfig {
@@ -163,6 +172,7 @@ impl Default for WorkerConfig {
             drain_timeout: Duration::from_secs(30),
             cancel_grace: Duration::from_secs(5),
             sticky_runs: 10_000,
+            events: false,
         }
     }
 }

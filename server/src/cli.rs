@@ -102,6 +102,20 @@ where
         return exit::OK;
     }
     crate::init_logging(&config.process.log);
+    // Kept until this function returns: dropping it sends the spans still buffered.
+    let _traces = match &config.telemetry.otlp_endpoint {
+        Some(endpoint) => match baton_telemetry::otlp::install(name, endpoint, config.telemetry.sample_ratio) {
+            Ok(guard) => {
+                tracing::info!(%endpoint, "exporting traces over OTLP");
+                Some(guard)
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                return exit::BAD_CONFIG;
+            }
+        },
+        None => None,
+    };
     match serve(name, config, needs, component).await {
         Ok(()) => exit::OK,
         Err(ServeError::Backend(e)) if !e.is_transient() => {

@@ -171,6 +171,7 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             cancelled: Mutex::new(Cancelled::default()),
             cancel_grace: self.config.cancel_grace,
+            events: self.config.events,
         });
         // Each worker has its own subscription to the control topics, so every worker hears
         // every cancellation and stops the task if it runs it.
@@ -253,11 +254,48 @@ struct Shared {
     running: Mutex<HashMap<TaskId, CancellationToken>>,
     cancelled: Mutex<Cancelled>,
     cancel_grace: Duration,
+    /// Whether retries and delegations are published as CloudEvents.
+    events: bool,
 }
 
 use baton_runtime::locked;
 
 impl Shared {
+    /// Publishes the CloudEvent of a retry or a delegation, best effort: the report that
+    /// follows is what the workflow depends on.
+    async fn publish_event(&self, task: &ExecuteTask, report: &Report, cause: &Envelope<impl Sized>) {
+        use baton_shared_schemas::events::{CloudEvent, kinds, service_events_topic};
+        let (kind, mut data) = match report {
+            Report::RetryLater { due, task: next, .. } => (
+                kinds::TASK_RETRYING,
+                serde_json::json!({"attempt": task.attempt, "nextAttempt": next.attempt, "retryAt": due.0,
+                    "failure": next.previous_failures.last().map(|f| serde_json::json!({"kind": format!("{:?}", f.kind), "message": f.message}))}),
+            ),
+            Report::Delegated { .. } => (kinds::TASK_DELEGATED, serde_json::json!({"attempt": task.attempt})),
+            Report::Engine { .. } => return,
+        };
+        data["service"] = serde_json::json!(task.service);
+        data["method"] = serde_json::json!(task.method);
+        data["taskId"] = serde_json::json!(task.task_id.to_string());
+        data["workflow"] = serde_json::json!(task.workflow_name);
+        data["workflowId"] = serde_json::json!(task.workflow_id.to_string());
+        // An id derived from the attempt's message: a redelivered attempt repeats it.
+        let id = cause.message_id.nth(1 << 24);
+        let event = CloudEvent::new(
+            id.to_string(),
+            format!("/baton/services/{}", task.service),
+            kind,
+            task.task_id.to_string(),
+            self.clock.now(),
+            data,
+        );
+        let topic = service_events_topic(&task.service);
+        let message = baton_transport::OutgoingMessage::new(task.task_id.to_string(), event.to_json());
+        if let Err(e) = self.publisher.transport().publish(&topic, message).await {
+            tracing::warn!(%topic, error = %e, "task event not published");
+        }
+    }
+
     /// Reports a task's end, waiting out a broker outage in place (until the drain deadline)
     /// rather than failing: a redelivery would run the attempt again for nothing.
     async fn report(&self, report: &Report, cause: &Envelope<impl Sized>) -> Result<(), WorkerError> {
@@ -405,6 +443,9 @@ impl Handler<ServiceTaskMessage> for ServiceTasks {
                     (_, None) => {
                         metrics::counter!(names::TASK_COMPLETIONS, "service" => service).increment(1);
                     }
+                }
+                if self.shared.events {
+                    self.shared.publish_event(task, &report, &message.envelope).await;
                 }
                 self.shared.report(&report, &message.envelope).await
             }

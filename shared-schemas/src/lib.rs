@@ -9,6 +9,7 @@
 
 pub mod codec;
 pub mod envelope;
+pub mod events;
 pub mod failure;
 pub mod history;
 pub mod ids;

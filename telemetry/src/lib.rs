@@ -1,6 +1,14 @@
-//! Baton's telemetry, shared by every component: Prometheus metrics through the `metrics`
-//! facade (components record with `metrics::counter!` and friends; this crate installs the one
-//! recorder of the process and renders it for `/metrics`).
+//! Baton's telemetry, shared by every component:
+//!
+//! - Prometheus metrics through the `metrics` facade: components record with
+//!   `metrics::counter!` and friends under the [`names`] here; this crate installs the one
+//!   recorder of the process and renders it for `/metrics` (feature `prometheus`);
+//! - OpenTelemetry spans linked through the envelopes' trace context ([`trace`]), exported
+//!   over OTLP when a process installs an exporter ([`otlp`], feature `otlp`).
+
+#[cfg(feature = "otlp")]
+pub mod otlp;
+pub mod trace;
 
 #[cfg(feature = "prometheus")]
 use std::sync::OnceLock;

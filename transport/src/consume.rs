@@ -152,9 +152,11 @@ impl ConsumeLoop {
             }
             let mut settled = VecDeque::with_capacity(deliveries.len());
             let mut batch = Vec::with_capacity(deliveries.len());
+            let mut spans = Vec::new();
             for delivery in deliveries {
                 match self.decode(&delivery) {
-                    Ok(incoming) => {
+                    Ok(mut incoming) => {
+                        spans.extend(self.trace(&mut incoming));
                         batch.push(incoming);
                         settled.push_back(delivery);
                     }
@@ -164,6 +166,8 @@ impl ConsumeLoop {
             if !batch.is_empty() {
                 self.handle(handler, settled, batch).await;
             }
+            // The messages' spans end once the batch is settled.
+            drop(spans);
         }
     }
 
@@ -196,9 +200,11 @@ impl ConsumeLoop {
             let (this, mut handler) = (self.clone(), handler.clone());
             running.spawn(async move {
                 match this.decode(&delivery) {
-                    Ok(incoming) => {
+                    Ok(mut incoming) => {
+                        let span = this.trace(&mut incoming);
                         this.handle(&mut handler, VecDeque::from([delivery]), vec![incoming])
-                            .await
+                            .await;
+                        drop(span);
                     }
                     Err(e) => this.dead_letter_undecodable(delivery, e).await,
                 }
@@ -223,6 +229,23 @@ impl ConsumeLoop {
             key: delivery.key.clone(),
             redeliveries: delivery.redeliveries,
         })
+    }
+
+    /// Starts the span of handling a message, as a child of the span that sent it, and makes
+    /// the message carry the new span, so what its handler emits continues the trace from
+    /// here. Nothing when tracing is off.
+    fn trace<M>(&self, incoming: &mut Incoming<M>) -> Option<baton_telemetry::trace::MessageSpan> {
+        let span = baton_telemetry::trace::consumer_span(
+            format!("{} {}", self.what, crate::metered::topic_label(&incoming.topic)),
+            incoming.envelope.trace.traceparent.as_deref(),
+            vec![
+                opentelemetry::KeyValue::new("messaging.destination.name", incoming.topic.clone()),
+                opentelemetry::KeyValue::new("messaging.message.id", incoming.envelope.message_id.to_string()),
+                opentelemetry::KeyValue::new("baton.key", incoming.key.clone()),
+            ],
+        )?;
+        incoming.envelope.trace.traceparent = Some(span.traceparent());
+        Some(span)
     }
 
     async fn dead_letter_undecodable(&self, delivery: Delivery, error: CodecError) {

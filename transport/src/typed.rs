@@ -11,6 +11,20 @@ pub fn outgoing(message: EncodedMessage) -> (String, OutgoingMessage) {
     (message.topic, OutgoingMessage::new(message.key, message.bytes))
 }
 
+/// Starts a trace at a message nothing caused (a client's request), as a child of the
+/// caller's current OpenTelemetry context. Nothing when tracing is off.
+fn start_trace<M>(topic: &str, envelope: &mut Envelope<M>) -> Option<baton_telemetry::trace::MessageSpan> {
+    let span = baton_telemetry::trace::producer_span(
+        format!("publish {}", crate::metered::topic_label(topic)),
+        vec![
+            opentelemetry::KeyValue::new("messaging.destination.name", topic.to_string()),
+            opentelemetry::KeyValue::new("messaging.message.id", envelope.message_id.to_string()),
+        ],
+    )?;
+    envelope.trace.traceparent = Some(span.traceparent());
+    Some(span)
+}
+
 fn encode<M: TopicMessage>(topic: &Topic<M>, envelope: &Envelope<M>) -> Result<EncodedMessage> {
     EncodedMessage::encode(topic, envelope).map_err(|e| TransportError::Encode {
         topic: topic.name().to_string(),
@@ -37,8 +51,12 @@ impl Publisher {
 
     /// Encodes and publishes one message.
     pub async fn publish<M: TopicMessage>(&self, topic: &Topic<M>, body: M, now: Timestamp) -> Result<()> {
-        let (topic, message) = outgoing(encode(topic, &Envelope::new(body, now))?);
-        self.transport.publish(&topic, message).await
+        let mut envelope = Envelope::new(body, now);
+        let span = start_trace(topic.name(), &mut envelope);
+        let (topic, message) = outgoing(encode(topic, &envelope)?);
+        let published = self.transport.publish(&topic, message).await;
+        drop(span);
+        published
     }
 
     /// Encodes and publishes one message under a given message id (derived by the caller, so
@@ -50,12 +68,15 @@ impl Publisher {
         now: Timestamp,
         message_id: MessageId,
     ) -> Result<()> {
-        let envelope = Envelope {
+        let mut envelope = Envelope {
             message_id,
             ..Envelope::new(body, now)
         };
+        let span = start_trace(topic.name(), &mut envelope);
         let (topic, message) = outgoing(encode(topic, &envelope)?);
-        self.transport.publish(&topic, message).await
+        let published = self.transport.publish(&topic, message).await;
+        drop(span);
+        published
     }
 
     /// Publishes already-encoded messages in order.

@@ -10,6 +10,7 @@
 //! comes back. Depends on the transport and storage traits, never on a backend.
 
 pub mod error;
+pub mod events;
 mod handlers;
 pub mod runner;
 pub mod state;

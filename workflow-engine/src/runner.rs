@@ -60,6 +60,8 @@ struct Shard {
     store: Arc<dyn WorkflowStore>,
     clock: Arc<dyn Clock>,
     retention: Duration,
+    /// Whether transitions publish CloudEvents.
+    events: bool,
     capacity: usize,
     cache: HashMap<WorkflowId, Cached>,
     /// What the batch being handled publishes once its states are saved, in order.
@@ -245,6 +247,11 @@ impl Shard {
                 None => (None, Expected::Absent, Vec::new(), Outbox::Published),
             };
             let entry_before = state.as_ref().map(WorkflowState::index_entry);
+            let result_service = if self.events {
+                task_service(state.as_ref(), &envelope.body)
+            } else {
+                None
+            };
             let decision = apply(state, envelope, &ctx);
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
             let publish = match Cause::of(envelope, now).encode_all(&decision.effects) {
@@ -294,6 +301,21 @@ impl Shard {
                     outcomes[i] = Some(Ok(()));
                 }
                 Next::Write(mut state) => {
+                    let mut publish = publish;
+                    if self.events {
+                        let after = state.index_entry();
+                        publish.extend(crate::events::events(&crate::events::Transition {
+                            id,
+                            cause: envelope.message_id,
+                            now,
+                            before: entry_before.as_ref(),
+                            after: &after,
+                            state: &state,
+                            message: &envelope.body,
+                            result_service: result_service.as_deref(),
+                            effects: &decision.effects,
+                        }));
+                    }
                     state.head.outbox = unpublished;
                     state.head.outbox.extend(publish.iter().cloned());
                     let entry = Some(state.index_entry()).filter(|e| entry_before.as_ref() != Some(e));
@@ -475,6 +497,23 @@ impl Shard {
     }
 }
 
+/// The service of the task a result message is about, from the state before the result.
+fn task_service(state: Option<&WorkflowState>, message: &WorkflowEngineMessage) -> Option<String> {
+    let task_id = match message {
+        WorkflowEngineMessage::TaskCompleted { task_id, .. } | WorkflowEngineMessage::TaskFailed { task_id, .. } => {
+            *task_id
+        }
+        _ => return None,
+    };
+    match &state?.head.record {
+        crate::state::Record::Running(r) => match &r.pending.get(&baton_shared_schemas::CommandId(task_id.0))?.kind {
+            crate::state::PendingKind::Task { service } => Some(service.clone()),
+            _ => None,
+        },
+        crate::state::Record::Completed(_) => None,
+    }
+}
+
 /// Counts an instance that started, ended or got stuck.
 fn record_status_change(before: Option<InstanceStatus>, after: InstanceStatus, workflow: String) {
     match after {
@@ -546,6 +585,7 @@ pub async fn run(
             store: store.clone(),
             clock: clock.clone(),
             retention: config.retention,
+            events: config.events,
             capacity: config.cache_per_shard.max(1),
             cache: HashMap::new(),
             pending: Vec::new(),
