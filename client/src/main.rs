@@ -16,6 +16,8 @@ use baton_shared_schemas::messages::{TaggedCommand, TaskFilter, WorkflowOutcome}
 use baton_shared_schemas::{FailureKind, Payload, SignalId, TaskId, WorkflowId};
 use clap::{Args, Parser, Subcommand};
 
+mod dev;
+
 /// Start, inspect and repair Baton workflows.
 #[derive(Parser, Debug)]
 #[command(name = "baton", version, about)]
@@ -62,6 +64,9 @@ enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// Run a whole local deployment for your own worker: Redis, a broker, the engine, the
+    /// timer service, the tag engine, and the API and dashboard, until Ctrl-C.
+    Dev(dev::DevArgs),
     /// Print an instance's status as JSON.
     Status {
         /// Workflow name.
@@ -330,6 +335,15 @@ async fn by_target(
 }
 
 async fn execute(cli: Cli) -> Result<(), Exit> {
+    if let Command::Dev(args) = cli.command {
+        return dev::run(args).await.map_err(|e| {
+            let code = match e {
+                dev::DevError::Missing(_) | dev::DevError::Binary { .. } => 2,
+                dev::DevError::Start(_) => 1,
+            };
+            Exit(code, e.to_string())
+        });
+    }
     let config = cli.common.load().map_err(|e| Exit(2, e.to_string()))?;
     config.validate().map_err(|e| Exit(2, e.to_string()))?;
     if cli.common.print_config {
@@ -340,6 +354,8 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
     let target_tag = |target: &Target| target.tag.as_deref().map(tag).unwrap_or(Ok(()));
     let target_id = |target: &Target| target.id.as_deref().map(|t| id(t).map(drop)).unwrap_or(Ok(()));
     match &cli.command {
+        // Handled above, before any configuration is read.
+        Command::Dev(_) => {}
         Command::Start {
             input, tags, custom_id, ..
         } => {
@@ -398,6 +414,7 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
     .map_err(silent)??;
     let work = async {
         match cli.command {
+            Command::Dev(_) => Ok(()),
             Command::Start {
                 workflow,
                 input,

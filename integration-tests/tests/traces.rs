@@ -2,6 +2,8 @@
 //! OTLP protobuf, linked client → engine → worker → engine → worker → engine.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,21 +11,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::routing::post;
 use baton::{Embedded, Workflow, WorkflowContext};
+use common::greeter::{GreeterImpl, GreeterService, GreeterStub};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use prost::Message as _;
-
-#[baton::service]
-pub trait Greeter {
-    async fn greet(&self, name: String) -> Result<String, String>;
-}
-
-struct GreeterImpl;
-
-impl Greeter for GreeterImpl {
-    async fn greet(&self, name: String) -> Result<String, String> {
-        Ok(format!("hello {name}"))
-    }
-}
 
 pub struct Hello;
 

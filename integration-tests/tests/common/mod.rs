@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod greeter;
+
 use std::time::Duration;
 
 use baton::{Client, WorkflowId, WorkflowStatusView};
