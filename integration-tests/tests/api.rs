@@ -830,11 +830,11 @@ async fn a_run_stuck_on_its_workflow_task_is_reported_at_once() {
         .post(&format!("/api/v1/instances/{id}/methods/item"), json!(null))
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "a stuck instance runs no method: {body}");
+    let (_, page) = api.get("/api/v1/instances?status=stuck").await;
+    assert_eq!(page["instances"][0]["id"], id, "{page}");
     let (status, _) = api
         .post(&format!("/api/v1/instances/{id}/retry-workflow-task"), json!({}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let (_, page) = api.get("/api/v1/instances?status=stuck").await;
-    assert_eq!(page["instances"][0]["id"], id, "{page}");
     api.baton.shutdown().await;
 }

@@ -38,6 +38,11 @@ impl BrokerHarness for Harness {
 }
 
 async fn transport() -> (Arc<dyn Transport>, Harness) {
+    transport_batching(PulsarConfig::default().batch_messages).await
+}
+
+/// A transport whose producers put up to `batch_messages` messages in one entry.
+async fn transport_batching(batch_messages: u32) -> (Arc<dyn Transport>, Harness) {
     // RUST_LOG=baton_transport=debug shows what the transport does.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -50,6 +55,7 @@ async fn transport() -> (Arc<dyn Transport>, Harness) {
         namespace: NAMESPACE.into(),
         partitions: 2,
         nack_delay: Duration::from_millis(20),
+        batch_messages,
         ..PulsarConfig::default()
     };
     let transport = PulsarTransport::connect(config).await.expect("pulsar client");
@@ -58,3 +64,11 @@ async fn transport() -> (Arc<dyn Transport>, Harness) {
 
 baton_transport::transport_conformance_tests!(|| transport());
 baton_transport::transport_broker_conformance_tests!(|| transport());
+
+/// With producer batching on, messages published together share an entry, which the broker
+/// acknowledges as a whole: each message is still settled on its own.
+#[tokio::test]
+async fn batched_messages_are_settled_one_by_one() {
+    let (transport, _broker) = transport_batching(1000).await;
+    baton_transport::conformance::messages_published_together_are_settled_one_by_one(transport).await;
+}

@@ -26,9 +26,11 @@ pub struct PulsarConfig {
     pub nack_delay: Duration,
     /// Messages the broker sends a consumer ahead of the application (receiver queue).
     pub prefetch: u32,
-    /// Most messages a producer puts in one batched entry; 1 sends each message as an entry
-    /// of its own. A publish never lingers: a batch holds what was published while the
-    /// previous one was being confirmed.
+    /// Most messages a producer puts in one batched entry; 1 (the default) sends each message
+    /// as an entry of its own. A publish never lingers: a batch holds what was published while
+    /// the previous one was being confirmed. The broker acknowledges a batched entry as a
+    /// whole, so a consumer that stops with part of an entry settled gets the entry's settled
+    /// messages again after its restart (duplicates, never losses).
     pub batch_messages: u32,
     /// Namespace policies Baton sets when it creates the namespace, or at every start when
     /// [`PulsarPolicies::enforce`] is on.
@@ -87,7 +89,7 @@ impl Default for PulsarConfig {
             max_redeliveries: 3,
             nack_delay: Duration::from_millis(200),
             prefetch: 256,
-            batch_messages: 1000,
+            batch_messages: 1,
             policies: PulsarPolicies::default(),
             token: None,
             tls_trust_certs: None,
