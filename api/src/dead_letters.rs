@@ -248,17 +248,21 @@ pub async fn letter(
     State(api): State<Api>,
     Path((topic, id)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<DeadLetterView>> {
-    let letter = api
-        .inner
-        .stores
-        .dead_letters
-        .get(&topic, &id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no dead letter {id} of topic {topic}")))?;
+    let letter = api.held_letter(&topic, &id).await?;
     Ok(axum::Json(view(&letter)))
 }
 
 impl Api {
+    /// A letter the store holds, or 404.
+    async fn held_letter(&self, topic: &str, id: &str) -> Result<DeadLetter, Problem> {
+        self.inner
+            .stores
+            .dead_letters
+            .get(topic, id)
+            .await?
+            .ok_or_else(|| Problem::not_found(format!("no dead letter {id} of topic {topic}")))
+    }
+
     /// Publishes a letter to its topic again, then forgets it (a crash in between publishes it
     /// twice, and receivers drop the duplicate by its message id).
     async fn redrive_letter(&self, letter: &DeadLetter) -> Result<(), Problem> {
@@ -283,13 +287,7 @@ pub async fn redrive_one(
     State(api): State<Api>,
     Path((topic, id)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<Redriven>> {
-    let letter = api
-        .inner
-        .stores
-        .dead_letters
-        .get(&topic, &id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("no dead letter {id} of topic {topic}")))?;
+    let letter = api.held_letter(&topic, &id).await?;
     api.redrive_letter(&letter).await?;
     Ok(axum::Json(Redriven { redriven: 1 }))
 }

@@ -305,6 +305,25 @@ impl RedisStore {
         }
     }
 
+    /// One page of a sorted set whose scores are all 0, by member range: `command` is
+    /// `ZRANGEBYLEX` (`start` ≤ `end`) or `ZREVRANGEBYLEX` (`start` ≥ `end`), the bounds in
+    /// Redis's lex syntax.
+    async fn lex_page(&self, command: &str, key: &str, start: &str, end: &str, limit: usize) -> Result<SetPage> {
+        let limit = limit.max(1);
+        let mut con = self.connection.clone();
+        let members: Vec<String> = redis::cmd(command)
+            .arg(key)
+            .arg(start)
+            .arg(end)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit + 1)
+            .query_async(&mut con)
+            .await
+            .map_err(backend)?;
+        Ok(SetPage::from_one_extra(members, limit))
+    }
+
     fn timer_keys(&self) -> [String; 3] {
         let p = &self.prefix;
         [
@@ -470,22 +489,11 @@ impl InstanceIndex for RedisStore {
         let (upper, lower) = index::bounds(query);
         let max = upper.map_or_else(|| "+".to_string(), |u| format!("({u}"));
         let min = lower.map_or_else(|| "-".to_string(), |l| format!("[{l}"));
-        let limit = query.limit.max(1);
-        let mut con = self.connection.clone();
-        let members: Vec<String> = redis::cmd("ZREVRANGEBYLEX")
-            .arg(&key)
-            .arg(max)
-            .arg(min)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit + 1)
-            .query_async(&mut con)
-            .await
-            .map_err(backend)?;
-        let page = SetPage::from_one_extra(members, limit);
+        let page = self.lex_page("ZREVRANGEBYLEX", &key, &max, &min, query.limit).await?;
         if page.members.is_empty() {
             return Ok(InstancePage::default());
         }
+        let mut con = self.connection.clone();
         let ids = page
             .members
             .iter()
@@ -617,23 +625,12 @@ impl DeadLetterStore for RedisStore {
 
     async fn page(&self, topic: &str, cursor: Option<&str>, limit: usize) -> Result<DeadLetterPage> {
         let keys = self.letter_keys(topic);
-        let limit = limit.max(1);
         let min = cursor.map_or_else(|| "-".to_string(), |c| format!("({c}"));
-        let mut con = self.connection.clone();
-        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-            .arg(&keys[0])
-            .arg(min)
-            .arg("+")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit + 1)
-            .query_async(&mut con)
-            .await
-            .map_err(backend)?;
-        let page = SetPage::from_one_extra(members, limit);
+        let page = self.lex_page("ZRANGEBYLEX", &keys[0], &min, "+", limit).await?;
         if page.members.is_empty() {
             return Ok(DeadLetterPage::default());
         }
+        let mut con = self.connection.clone();
         let ids: Vec<&str> = page
             .members
             .iter()
@@ -698,23 +695,8 @@ impl KeySetStore for RedisStore {
     }
 
     async fn page(&self, key: &str, cursor: Option<&str>, limit: usize) -> Result<SetPage> {
-        let limit = limit.max(1);
-        let min = match cursor {
-            Some(c) => format!("({c}"),
-            None => "-".to_string(),
-        };
-        let mut con = self.connection.clone();
-        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-            .arg(self.set_key(key))
-            .arg(min)
-            .arg("+")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit + 1)
-            .query_async(&mut con)
-            .await
-            .map_err(backend)?;
-        Ok(SetPage::from_one_extra(members, limit))
+        let min = cursor.map_or_else(|| "-".to_string(), |c| format!("({c}"));
+        self.lex_page("ZRANGEBYLEX", &self.set_key(key), &min, "+", limit).await
     }
 }
 
