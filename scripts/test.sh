@@ -28,8 +28,12 @@ cargo test --workspace --doc --locked --quiet
 step "binaries (the cluster test runs them as separate processes)"
 cargo build --workspace --bins --features baton-examples/cluster --locked
 
-step "tests"
 status=0
+step "Kubernetes packaging (hadolint, helm lint, helm template, Kubernetes schemas)"
+# Also installs the Helm that tests/kubernetes.rs renders the chart with.
+./scripts/k8s-check.sh || status=$?
+
+step "tests"
 cargo nextest run --workspace --locked --no-fail-fast || status=$?
 
 step "API contract (schemathesis against /openapi.json)"

@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
         if let Some(listen) = listen {
             config.api.listen = listen;
         }
-        Ok(())
+        config.api.read_tokens_file()
     };
     run_binary(
         "baton-api",

@@ -207,6 +207,36 @@ pub struct ApiToken {
     pub role: ApiRole,
 }
 
+impl std::str::FromStr for ApiToken {
+    type Err = String;
+
+    /// `ROLE:TOKEN`, e.g. `operator:3f9c…`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (role, token) = s
+            .split_once(':')
+            .ok_or_else(|| "not ROLE:TOKEN (e.g. operator:3f9c…)".to_string())?;
+        let role = match role.trim() {
+            "reader" => ApiRole::Reader,
+            "operator" => ApiRole::Operator,
+            other => return Err(format!("unknown role `{other}`: use reader or operator")),
+        };
+        Ok(Self {
+            token: token.trim().to_string(),
+            role,
+        })
+    }
+}
+
+/// The tokens of a tokens file: one `ROLE:TOKEN` per line; blank lines and lines starting
+/// with `#` are skipped. An error names the line (never its token).
+pub fn parse_api_tokens(text: &str) -> Result<Vec<ApiToken>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .map(|(index, line)| line.parse().map_err(|e| format!("line {}: {e}", index + 1)))
+        .collect()
+}
+
 impl std::fmt::Debug for ApiToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiToken")
@@ -225,6 +255,9 @@ pub struct ApiConfig {
     /// Accepted bearer tokens. With none, the API asks for no credentials (local development
     /// only: anyone who reaches the address can change instances).
     pub tokens: Vec<ApiToken>,
+    /// A file of more tokens, one `ROLE:TOKEN` per line (a mounted secret), read at start by
+    /// the `baton-api` binary.
+    pub tokens_file: String,
     /// Workflows the API knows besides those in `engine.workflows` and `tag_engine.workflows`
     /// (their dead-letter topics are collected; starting an unknown workflow is refused when
     /// any workflow is known).
@@ -242,6 +275,7 @@ impl Default for ApiConfig {
         Self {
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
             tokens: Vec::new(),
+            tokens_file: String::new(),
             workflows: Vec::new(),
             services: Vec::new(),
             collect_dead_letters: true,
@@ -251,6 +285,21 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
+    /// Adds the tokens of `tokens_file`, if one is set.
+    pub fn read_tokens_file(&mut self) -> Result<(), String> {
+        let file = self.tokens_file.trim();
+        if file.is_empty() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| format!("api.tokens_file {file}: {e}"))?;
+        let tokens = parse_api_tokens(&text).map_err(|e| format!("api.tokens_file {file}: {e}"))?;
+        if tokens.is_empty() {
+            return Err(format!("api.tokens_file {file} holds no token"));
+        }
+        self.tokens.extend(tokens);
+        Ok(())
+    }
+
     /// Rejects settings that cannot work, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_wait_secs == 0 {
@@ -291,6 +340,24 @@ mod tests {
         assert!(
             toml::from_str::<WorkerConfig>("concurrencyy = 3\n").is_err(),
             "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn a_tokens_file_gives_one_token_per_line_and_names_a_bad_line() {
+        let tokens =
+            parse_api_tokens("# the dashboard's\noperator:0123456789abcdef0123\n\n reader:fedcba9876543210fedc \n")
+                .expect("tokens");
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[0].role, ApiRole::Operator);
+        assert_eq!(tokens[1].token, "fedcba9876543210fedc");
+        let bad = parse_api_tokens("operator:0123456789abcdef0123\nadmin:0123456789abcdef0123\n").expect_err("role");
+        assert!(bad.contains("line 2") && bad.contains("admin"), "{bad}");
+        assert!(!bad.contains("0123456789abcdef"), "the token is never shown: {bad}");
+        let missing = parse_api_tokens("0123456789abcdef0123\n").expect_err("no role");
+        assert!(
+            missing.contains("line 1") && missing.contains("ROLE:TOKEN"),
+            "{missing}"
         );
     }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_storage::{InMemoryStore, RedisOptions, RedisStore, Stores};
+use baton_storage::{InMemoryStore, RedisCredentials, RedisOptions, RedisStore, Stores};
 use baton_transport::{
     InMemoryTransport, KafkaConfig, KafkaTransport, MemoryConfig, PulsarConfig, PulsarPolicies, PulsarTransport,
     Transport,
@@ -58,10 +58,14 @@ impl BackendError {
     }
 }
 
+/// `s` trimmed, or none if that leaves nothing.
+fn non_empty(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.trim().to_string())
+}
+
 /// The Pulsar transport's settings from the `[transport]` section (reading `token_file`).
 pub fn pulsar_config(section: &TransportSection) -> Result<PulsarConfig, String> {
     let p = &section.pulsar;
-    let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
     let token = match (non_empty(&p.token), non_empty(&p.token_file)) {
         (Some(_), Some(_)) => return Err("set transport.pulsar.token or transport.pulsar.token_file, not both".into()),
         (Some(token), None) => Some(token),
@@ -160,12 +164,37 @@ pub fn redis_options(section: &StorageSection) -> RedisOptions {
     }
 }
 
+/// Who to sign in to Redis as, from `storage.username` and `storage.password` or
+/// `storage.password_file` (read now).
+pub fn redis_credentials(section: &StorageSection) -> Result<RedisCredentials, String> {
+    // A password is taken as written (spaces included); a file loses its trailing newline.
+    let inline = (!section.password.is_empty()).then(|| section.password.clone());
+    let password = match (inline, non_empty(&section.password_file)) {
+        (Some(_), Some(_)) => return Err("set storage.password or storage.password_file, not both".into()),
+        (Some(password), None) => Some(password),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("storage.password_file {file}: {e}"))?;
+            let password = text.trim_end_matches(['\r', '\n']).to_string();
+            if password.is_empty() {
+                return Err(format!("storage.password_file {file} is empty"));
+            }
+            Some(password)
+        }
+        (None, None) => None,
+    };
+    Ok(RedisCredentials {
+        username: non_empty(&section.username),
+        password,
+    })
+}
+
 /// Connects the stores named by `storage.url`.
 pub async fn connect_stores(section: &StorageSection) -> Result<Stores, BackendError> {
     let (scheme, _) = section.url.split_once("://").unwrap_or(("", ""));
     match scheme {
         "redis" => {
-            let store = RedisStore::connect_with(&section.url, &section.prefix, redis_options(section))
+            let credentials = redis_credentials(section).map_err(BackendError::Unsupported)?;
+            let store = RedisStore::connect_as(&section.url, &credentials, &section.prefix, redis_options(section))
                 .await
                 .map_err(|source| BackendError::Storage {
                     url: section.url.clone(),

@@ -93,7 +93,10 @@ where
         eprintln!("{name}: {e}");
         return exit::BAD_CONFIG;
     }
-    if let Err(e) = config.validate() {
+    if let Err(e) = config
+        .validate()
+        .and_then(|()| config.check_secret_files(needs == Needs::BrokerAndStore))
+    {
         eprintln!("{name}: {e}");
         return exit::BAD_CONFIG;
     }

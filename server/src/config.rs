@@ -165,6 +165,12 @@ fn millis(d: std::time::Duration) -> u64 {
 pub struct StorageSection {
     /// `redis://host:port/db`, or `memory://` (one process only).
     pub url: String,
+    /// The Redis ACL user to sign in as (empty: the default user).
+    pub username: String,
+    /// The Redis password; prefer `password_file`.
+    pub password: String,
+    /// File holding the Redis password (read at start; a trailing newline is ignored).
+    pub password_file: String,
     /// Prefix of every key.
     pub prefix: String,
     /// Longest wait for one connection attempt to Redis, in milliseconds.
@@ -183,6 +189,9 @@ impl Default for StorageSection {
         let options = baton_storage::RedisOptions::default();
         Self {
             url: "redis://127.0.0.1:6379/0".into(),
+            username: String::new(),
+            password: String::new(),
+            password_file: String::new(),
             prefix: "baton:".into(),
             connect_timeout_ms: millis(options.connect_timeout),
             response_timeout_ms: millis(options.response_timeout),
@@ -240,6 +249,9 @@ impl Default for ProcessSection {
         }
     }
 }
+
+/// What `--print-config` shows in place of a secret.
+pub const REDACTED: &str = "<redacted>";
 
 /// Everything a Baton binary can be configured with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -377,9 +389,31 @@ impl BatonConfig {
         Ok(())
     }
 
-    /// The effective configuration as TOML (for `--print-config`).
+    /// The effective configuration as TOML (for `--print-config`), secrets shown as
+    /// `<redacted>`: the output is for reading and diffing, and it often ends up in logs.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+        let mut shown = self.clone();
+        let redact = |secret: &mut String| {
+            if !secret.is_empty() {
+                *secret = REDACTED.to_string();
+            }
+        };
+        redact(&mut shown.transport.pulsar.token);
+        redact(&mut shown.storage.password);
+        for token in &mut shown.api.tokens {
+            redact(&mut token.token);
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+
+    /// Reads the secret files the components named by `needs` use, so a missing or unreadable
+    /// mount fails at start (and `--print-config`) with the setting's name. The contents are
+    /// not kept here: each backend reads its file again when it connects.
+    pub fn check_secret_files(&self, needs_store: bool) -> Result<(), ConfigError> {
+        if needs_store && self.storage.url.starts_with("redis") {
+            crate::backends::redis_credentials(&self.storage).map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
     }
 }
 
@@ -486,5 +520,63 @@ mod tests {
             |c| c.transport.pulsar.token_file = "/nonexistent/token".into(),
             "/nonexistent/token",
         );
+    }
+
+    #[test]
+    fn printed_configuration_shows_no_secret() {
+        let mut config = BatonConfig::default();
+        config.transport.pulsar.token = "pulsar-secret-token".into();
+        config.storage.password = "redis-secret-password".into();
+        config.api.tokens.push(baton_config::ApiToken {
+            token: "api-secret-token-0123456789".into(),
+            role: baton_config::ApiRole::Operator,
+        });
+        let text = config.to_toml();
+        for secret in [
+            "pulsar-secret-token",
+            "redis-secret-password",
+            "api-secret-token-0123456789",
+        ] {
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        }
+        assert_eq!(text.matches(REDACTED).count(), 3, "{text}");
+        assert!(text.contains("role = \"operator\""), "{text}");
+    }
+
+    #[test]
+    fn the_redis_password_comes_from_one_place() {
+        let dir = std::env::temp_dir().join(format!("baton-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("password");
+        std::fs::write(&file, "from-the-file\n").expect("write");
+        let mut config = BatonConfig::default();
+        config.storage.username = "baton".into();
+        config.storage.password_file = file.display().to_string();
+        let credentials = crate::backends::redis_credentials(&config.storage).expect("credentials");
+        assert_eq!(credentials.username.as_deref(), Some("baton"));
+        assert_eq!(
+            credentials.password.as_deref(),
+            Some("from-the-file"),
+            "the newline is dropped"
+        );
+        config.check_secret_files(true).expect("readable");
+
+        config.storage.password = "inline".into();
+        let both = config.check_secret_files(true).expect_err("both").to_string();
+        assert!(both.contains("not both"), "{both}");
+        config.storage.password.clear();
+        config.storage.password_file = "/nonexistent/password".into();
+        let missing = config.check_secret_files(true).expect_err("missing").to_string();
+        assert!(
+            missing.contains("storage.password_file /nonexistent/password"),
+            "{missing}"
+        );
+        config
+            .check_secret_files(false)
+            .expect("a component without Redis does not read it");
+        std::fs::write(&file, "\n").expect("write");
+        config.storage.password_file = file.display().to_string();
+        let empty = config.check_secret_files(true).expect_err("empty").to_string();
+        assert!(empty.contains("is empty"), "{empty}");
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use baton_shared_schemas::{TimerId, Timestamp, WorkflowId};
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, IntoConnectionInfo, Script};
 
 use crate::dead_letters::{DeadLetter, DeadLetterPage, DeadLetterStore};
 use crate::index::{self, IndexEntry, IndexedInstance, InstanceIndex, InstancePage, InstanceQuery, WorkflowCounts};
@@ -162,6 +162,39 @@ impl RedisOptions {
     }
 }
 
+/// Who to sign in to Redis as (`AUTH`), kept apart from the URL so a password can come from a
+/// mounted secret file and never appear in a URL, a log line or an error.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RedisCredentials {
+    /// The ACL user (none: the default user).
+    pub username: Option<String>,
+    /// The password (none: no `AUTH`, unless the URL carries one).
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCredentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `url` with any password replaced, for messages.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+                format!("{scheme}://{user}:<redacted>@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 /// Every store on one Redis server.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -189,11 +222,51 @@ impl RedisStore {
     /// Connects with explicit options. Fails if the server cannot be reached within the
     /// options' reconnect attempts (a few seconds); callers retry up to their own deadline.
     pub async fn connect_with(url: &str, prefix: &str, options: RedisOptions) -> Result<Self> {
+        Self::connect_as(url, &RedisCredentials::default(), prefix, options).await
+    }
+
+    /// Connects with explicit options, signing in with `credentials` where they are set (they
+    /// win over a user or password written in `url`).
+    pub async fn connect_as(
+        url: &str,
+        credentials: &RedisCredentials,
+        prefix: &str,
+        options: RedisOptions,
+    ) -> Result<Self> {
         options.validate()?;
-        let client = redis::Client::open(url).map_err(|e| StorageError::Config(format!("redis url {url}: {e}")))?;
+        let shown = without_password(url);
+        let mut info = url
+            .into_connection_info()
+            .map_err(|e| StorageError::Config(format!("redis url {shown}: {e}")))?;
+        if let Some(username) = &credentials.username {
+            info.redis.username = Some(username.clone());
+        }
+        if let Some(password) = &credentials.password {
+            info.redis.password = Some(password.clone());
+        }
+        let client = redis::Client::open(info).map_err(|e| StorageError::Config(format!("redis url {shown}: {e}")))?;
+        // One plain connection first: the connection manager retries a refused sign-in as if
+        // Redis were down, and a wrong password is a setting, not an outage.
+        let probe = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(options.connect_timeout)
+            .set_response_timeout(options.response_timeout);
+        let probed = match client.get_multiplexed_async_connection_with_config(&probe).await {
+            // Without credentials the connection opens, and the first command is refused.
+            Ok(mut connection) => redis::cmd("PING").query_async::<()>(&mut connection).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = probed {
+            let refused = e.kind() == redis::ErrorKind::AuthenticationFailed
+                || matches!(e.code(), Some("WRONGPASS" | "NOAUTH" | "NOPERM"));
+            if refused {
+                return Err(StorageError::Config(format!(
+                    "redis at {shown} refused the sign-in (storage.username, storage.password or storage.password_file): {e}"
+                )));
+            }
+        }
         let connection = ConnectionManager::new_with_config(client, options.manager_config())
             .await
-            .map_err(|e| StorageError::Backend(format!("cannot reach redis at {url}: {e}")))?;
+            .map_err(|e| StorageError::Backend(format!("cannot reach redis at {shown}: {e}")))?;
         Ok(Self {
             connection,
             prefix: prefix.to_string(),
@@ -784,5 +857,23 @@ impl crate::StoreHealth for RedisStore {
         let mut connection = self.connection.clone();
         let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(backend)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn messages_never_show_a_password_from_the_url() {
+        assert_eq!(
+            without_password("redis://app:s3cret@redis:6379/0"),
+            "redis://app:<redacted>@redis:6379/0"
+        );
+        assert_eq!(
+            without_password("redis://:s3cret@redis:6379"),
+            "redis://:<redacted>@redis:6379"
+        );
+        assert_eq!(without_password("redis://redis:6379/0"), "redis://redis:6379/0");
     }
 }

@@ -25,6 +25,25 @@ pub fn built_binaries() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--workspace", "--bins", "--features", "baton-examples/cluster"]);
+        // The variables cargo sets for a running test describe the test's package, not this
+        // build; some build scripts (ring's) rerun when CARGO_MANIFEST_DIR changes, so
+        // passing them on rebuilt half the workspace (a minute, inside a timed test) after
+        // every plain `cargo build`.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let per_package = [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix));
+            if per_package || name == "CARGO_TARGET_TMPDIR" || name == "OUT_DIR" {
+                build.env_remove(name.as_ref());
+            }
+        }
         let dir = binary_dir();
         if dir.ends_with("release") {
             build.arg("--release");

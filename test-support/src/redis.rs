@@ -15,6 +15,7 @@ pub struct RedisServer {
     process: ServerProcess,
     port: u16,
     durable: bool,
+    extra: Vec<String>,
     /// Its URL.
     pub url: String,
 }
@@ -22,16 +23,22 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it accepts connections.
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::launch(false, &[])
+    }
+
+    /// Starts a server with more `redis-server` arguments, e.g. `--requirepass` or an ACL
+    /// `--user name on >password ~* &* +@all`.
+    pub fn start_with(args: &[&str]) -> Self {
+        Self::launch(false, args)
     }
 
     /// Starts a server that writes every command to an append-only file (`appendfsync
     /// always`) in its folder, so [`stop`](Self::stop) and [`resume`](Self::resume) lose nothing.
     pub fn start_durable() -> Self {
-        Self::launch(true)
+        Self::launch(true, &[])
     }
 
-    fn command(port: u16, durable: bool) -> Command {
+    fn command(port: u16, durable: bool, extra: &[String]) -> Command {
         let mut command = Command::new("redis-server");
         command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
         if durable {
@@ -39,17 +46,20 @@ impl RedisServer {
         } else {
             command.args(["--appendonly", "no"]);
         }
+        command.args(extra);
         command
     }
 
-    fn launch(durable: bool) -> Self {
+    fn launch(durable: bool, extra: &[&str]) -> Self {
         let port = free_port();
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let dir = ServerProcess::folder("redis", port);
-        let process = ServerProcess::spawn("redis-server", dir, Self::command(port, durable), INSTALL_HINT);
+        let process = ServerProcess::spawn("redis-server", dir, Self::command(port, durable, &extra), INSTALL_HINT);
         let mut server = Self {
             process,
             port,
             durable,
+            extra,
             url: format!("redis://127.0.0.1:{port}/"),
         };
         server.wait_listening();
@@ -70,7 +80,7 @@ impl RedisServer {
 
     /// Starts a stopped server again on the same port (and, if durable, the same data).
     pub fn resume(&mut self) {
-        let mut command = Self::command(self.port, self.durable);
+        let mut command = Self::command(self.port, self.durable, &self.extra);
         self.process.start(&mut command, INSTALL_HINT);
         self.wait_listening();
     }

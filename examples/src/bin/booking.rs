@@ -67,18 +67,7 @@ struct Args {
 }
 
 fn token(s: &str) -> Result<baton::ApiToken, String> {
-    let (role, token) = s
-        .split_once(':')
-        .ok_or_else(|| format!("`{s}` is not ROLE:TOKEN (e.g. operator:3f9c…)"))?;
-    let role = match role {
-        "reader" => baton::ApiRole::Reader,
-        "operator" => baton::ApiRole::Operator,
-        other => return Err(format!("unknown role `{other}`: use reader or operator")),
-    };
-    Ok(baton::ApiToken {
-        token: token.to_string(),
-        role,
-    })
+    s.parse().map_err(|e| format!("`{s}`: {e}"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

@@ -1,0 +1,195 @@
+//! Secrets from mounted files, as the Helm chart gives them: the Redis password
+//! (`storage.password_file`, with an ACL user) and the API's bearer tokens
+//! (`api.tokens_file`), through the real binaries against a Redis that requires a password.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use baton_test_support::{ComponentProcess, RedisServer, built_binaries, free_port};
+
+const USER_PASSWORD: &str = "user-secret-7f3a";
+
+fn redis_with_an_acl_user() -> RedisServer {
+    RedisServer::start_with(&[
+        "--requirepass",
+        "default-secret-91c2",
+        "--user",
+        "baton",
+        "on",
+        &format!(">{USER_PASSWORD}"),
+        "~*",
+        "&*",
+        "+@all",
+    ])
+}
+
+fn secret_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("baton-secrets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write secret");
+    path
+}
+
+/// One HTTP/1.0 request; the status code.
+fn status_of(address: SocketAddr, method: &str, path: &str, token: Option<&str>) -> u16 {
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let body = if method == "POST" { "{}" } else { "" };
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response.get(9..12).and_then(|s| s.parse().ok()).expect("a status line")
+}
+
+#[test]
+fn a_component_signs_in_to_redis_with_a_user_and_a_password_file() {
+    let redis = redis_with_an_acl_user();
+    let password = secret_file("redis-password", &format!("{USER_PASSWORD}\n"));
+    let env = vec![
+        ("BATON_TRANSPORT__URL", "memory://".to_string()),
+        ("BATON_STORAGE__URL", redis.url.clone()),
+        ("BATON_STORAGE__USERNAME", "baton".to_string()),
+        ("BATON_STORAGE__PASSWORD_FILE", password.display().to_string()),
+    ];
+    let mut timers = ComponentProcess::start("timer-service", &[], &env);
+    timers.wait_ready_status(200, Duration::from_secs(20));
+    assert!(
+        !timers.log_text().contains(USER_PASSWORD),
+        "the password never reaches the log"
+    );
+    drop(timers);
+
+    // A wrong password, or none, is a setting that cannot work, not an outage: the start ends
+    // at once with exit 2, naming the settings, never showing the password.
+    let wrong = secret_file("wrong-password", "not-the-password\n");
+    let cases = [
+        vec![
+            ("BATON_STORAGE__USERNAME", "baton".to_string()),
+            ("BATON_STORAGE__PASSWORD_FILE", wrong.display().to_string()),
+        ],
+        vec![],
+    ];
+    for credentials in cases {
+        let mut env = vec![
+            ("BATON_TRANSPORT__URL", "memory://".to_string()),
+            ("BATON_STORAGE__URL", redis.url.clone()),
+            ("BATON_PROCESS__STARTUP_DEADLINE_SECS", "60".to_string()),
+        ];
+        env.extend(credentials);
+        let mut refused = ComponentProcess::start("timer-service", &[], &env);
+        let exit = refused
+            .wait_exit(Duration::from_secs(15))
+            .unwrap_or_else(|| panic!("a refused sign-in must end the start:\n{}", refused.log_text()));
+        let log = refused.log_text();
+        assert_eq!(exit.code(), Some(2), "{log}");
+        assert!(
+            log.contains("refused the sign-in (storage.username, storage.password"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("not-the-password"),
+            "the password never reaches the log:\n{log}"
+        );
+    }
+
+    // A missing file is a setting that cannot work: exit 2 at once, naming it.
+    let output = Command::new(built_binaries().join("timer-service"))
+        .env("BATON_STORAGE__URL", &redis.url)
+        .env("BATON_STORAGE__PASSWORD_FILE", "/nonexistent/redis-password")
+        .arg("--print-config")
+        .output()
+        .expect("timer-service");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("storage.password_file /nonexistent/redis-password"),
+        "{stderr}"
+    );
+    // Workers do not use Redis: the same setting does not stop them.
+    let services = secret_file(
+        "services.toml",
+        "[[services]]\nname = \"Inventory\"\n[services.methods.reserve]\nurl = \"http://127.0.0.1:1/reserve\"\n",
+    );
+    let worker = Command::new(built_binaries().join("service-worker"))
+        .env("BATON_STORAGE__PASSWORD_FILE", "/nonexistent/redis-password")
+        .args(["--services", &services.display().to_string(), "--print-config"])
+        .output()
+        .expect("service-worker");
+    assert!(worker.status.success(), "{}", String::from_utf8_lossy(&worker.stderr));
+}
+
+#[test]
+fn the_api_accepts_the_tokens_of_its_tokens_file_and_never_prints_them() {
+    let redis = redis_with_an_acl_user();
+    let password = secret_file("api-redis-password", USER_PASSWORD);
+    let operator = "operator-token-5d1e9b0c44a7";
+    let reader = "reader-token-0a8f6e2d19c3";
+    let tokens = secret_file(
+        "tokens",
+        &format!("# mounted from a Secret\noperator:{operator}\nreader:{reader}\n"),
+    );
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let env = vec![
+        ("BATON_TRANSPORT__URL", "memory://".to_string()),
+        ("BATON_STORAGE__URL", redis.url.clone()),
+        ("BATON_STORAGE__USERNAME", "baton".to_string()),
+        ("BATON_STORAGE__PASSWORD_FILE", password.display().to_string()),
+        ("BATON_API__LISTEN", listen.to_string()),
+        ("BATON_API__TOKENS_FILE", tokens.display().to_string()),
+        ("BATON_API__WORKFLOWS", "[Booking]".to_string()),
+    ];
+    let mut api = ComponentProcess::start("baton-api", &[], &env);
+    api.wait_ready_status(200, Duration::from_secs(20));
+    let page = "/api/v1/instances?workflow=Booking";
+    assert_eq!(status_of(listen, "GET", page, None), 401, "no token");
+    assert_eq!(status_of(listen, "GET", page, Some("not-a-token-of-the-file")), 401);
+    assert_eq!(status_of(listen, "GET", page, Some(reader)), 200, "a reader reads");
+    assert_eq!(status_of(listen, "GET", page, Some(operator)), 200, "an operator reads");
+    let start = "/api/v1/workflows/Booking/instances";
+    assert_eq!(
+        status_of(listen, "POST", start, Some(reader)),
+        403,
+        "a reader cannot start"
+    );
+
+    // --print-config shows where the tokens come from, and their roles, never the tokens.
+    let mut print = Command::new(built_binaries().join("baton-api"));
+    for (name, value) in &env {
+        print.env(name, value);
+    }
+    let output = print.arg("--print-config").output().expect("baton-api");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains("<redacted>") && printed.contains("operator"),
+        "{printed}"
+    );
+    assert!(!printed.contains(operator) && !printed.contains(reader), "{printed}");
+
+    // A bad line is refused at start, naming the file and line, not the token.
+    let bad = secret_file("bad-tokens", &format!("operator:{operator}\nadmin:{reader}\n"));
+    let output = Command::new(built_binaries().join("baton-api"))
+        .env("BATON_API__TOKENS_FILE", &bad)
+        .arg("--print-config")
+        .output()
+        .expect("baton-api");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("api.tokens_file") && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(reader), "{stderr}");
+}
