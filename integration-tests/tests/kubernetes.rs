@@ -580,7 +580,7 @@ fn bad_values_are_refused_with_the_setting_named() {
     let error = template(&[]).expect_err("no workflows");
     assert!(error.contains("workflows: name the workflows"), "{error}");
     // Each case: `--set` values over a valid base (one workflow), and what the error names.
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["transport.kind=rabbitmq"], "/transport/kind"),
         (&["workflowEngin.replicas=3"], "workflowEngin"),
         (&["api.tokens.values={admin:short}"], "/api/tokens/values/0"),
@@ -598,6 +598,21 @@ fn bad_values_are_refused_with_the_setting_named() {
         ),
         (&["workers[0].name=booking"], "/workers/0"),
         (&["httpBridge.enabled=true"], "httpBridge.services"),
+        (
+            &[
+                "workflowEngine.autoscaling.enabled=true",
+                "workflowEngine.autoscaling.targetCPUUtilizationPercentage=0",
+            ],
+            "workflow-engine: autoscaling needs targetCPUUtilizationPercentage",
+        ),
+        (
+            &[
+                "timerService.autoscaling.enabled=true",
+                "timerService.autoscaling.minReplicas=5",
+                "timerService.autoscaling.maxReplicas=3",
+            ],
+            "timer-service: autoscaling.minReplicas 5 is above maxReplicas 3",
+        ),
     ];
     for (sets, needle) in cases {
         let mut args = vec!["--set", "workflows={Booking}"];

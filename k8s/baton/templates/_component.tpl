@@ -29,6 +29,12 @@ Service. Every stock component and every custom worker is rendered by this templ
 {{- $apiTokens := dict -}}
 {{- if .apiTokens }}{{ $apiTokens = include "baton.apiTokensRef" $root | fromYaml }}{{ end -}}
 {{- $autoscaling := $v.autoscaling | default dict -}}
+{{- if and $autoscaling.enabled (not (or $autoscaling.targetCPUUtilizationPercentage $autoscaling.targetMemoryUtilizationPercentage)) -}}
+{{- fail (printf "%s: autoscaling needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage above 0" .component) -}}
+{{- end -}}
+{{- if and $autoscaling.enabled (gt (int $autoscaling.minReplicas) (int $autoscaling.maxReplicas)) -}}
+{{- fail (printf "%s: autoscaling.minReplicas %v is above maxReplicas %v" .component $autoscaling.minReplicas $autoscaling.maxReplicas) -}}
+{{- end -}}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
