@@ -36,6 +36,9 @@ step "Kubernetes packaging (hadolint, helm lint, helm template, Kubernetes schem
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast || status=$?
 
+step "fuzzing the decoders (cargo fuzz, 20 s per target)"
+./scripts/fuzz.sh --seconds 20 || status=$?
+
 step "API contract (schemathesis against /openapi.json)"
 ./scripts/api-contract.sh || status=$?
 

@@ -150,46 +150,104 @@ async fn bookings_balance_their_books(kind: Kind) {
     assert!(audit.compensated_ok >= 3 && audit.transient_failures >= 10, "{audit:?}");
 }
 
+/// A golden wire fixture: a valid message of the kind its name starts with.
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared-schemas/tests/fixtures")
+        .join(format!("{name}.bin"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Bytes no component can use, of every kind a broker could carry, for a topic whose messages
+/// look like `own` (a valid message of that topic): each is (what it is, its bytes).
+fn bad_inputs(own: &[u8], other_topics: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    // A deterministic pseudo-random body behind the codec byte.
+    let mut noise = vec![baton_shared_schemas::codec::CODEC_BINCODE2];
+    let mut x: u32 = 0x9E37_79B9;
+    for _ in 0..96 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        noise.push(x.to_le_bytes()[0]);
+    }
+    // An envelope whose body is variant 250 of the topic's enum (an enum variant is written as
+    // its index), which no enum has.
+    let unknown_variant = baton_shared_schemas::codec::encode(&baton_shared_schemas::Envelope::new(
+        250u32,
+        baton_shared_schemas::Timestamp(1_700_000_000_000),
+    ))
+    .expect("encode");
+    vec![
+        ("random bytes", noise),
+        ("empty", Vec::new()),
+        ("truncated", own[..own.len() / 2].to_vec()),
+        ("unknown variant", unknown_variant),
+        ("another codec", [&[0x7F_u8][..], &own[1..]].concat()),
+        ("another topic's message", other_topics.to_vec()),
+    ]
+}
+
 async fn malformed_messages_are_dead_lettered(kind: Kind) {
     let b = backends(kind).await;
     let ledger = Ledger::new(FailureRates::default(), 3);
     let baton = b.start(&ledger).await;
+    // Every topic a component consumes, with a valid message of its own and one of another
+    // topic's kind (a client reply decodes as nothing a component reads).
+    let client_reply = fixture("client_status");
     let topics = [
-        "workflow-cmd:Booking",
-        "workflow-engine:Booking",
-        "workflow-task:Booking",
-        "service-task:Payment",
-        "timers",
-        "workflow-tag:Booking",
+        ("workflow-cmd:Booking", fixture("engine_start"), client_reply.clone()),
+        (
+            "workflow-engine:Booking",
+            fixture("engine_task_completed"),
+            client_reply.clone(),
+        ),
+        (
+            "workflow-task:Booking",
+            fixture("workflow_task_execute"),
+            client_reply.clone(),
+        ),
+        (
+            "service-task:Payment",
+            fixture("service_task_execute"),
+            client_reply.clone(),
+        ),
+        ("timers", fixture("timer_schedule"), client_reply.clone()),
+        ("workflow-tag:Booking", fixture("tag_add"), client_reply.clone()),
     ];
     let mut dead_letters = Vec::new();
-    for topic in topics {
+    let mut sent = Vec::new();
+    for (topic, own, other) in &topics {
         dead_letters.push(
             b.transport
                 .subscribe(&format!("dlq:{topic}"), "ops", SubscriptionKind::Shared)
                 .await
                 .expect("dlq"),
         );
-        b.transport
-            .publish(
-                topic,
-                OutgoingMessage::new("garbage", b"\x01\xff\xff not a message".to_vec()),
-            )
-            .await
-            .expect("publish");
+        let inputs = bad_inputs(own, other);
+        for (what, bytes) in &inputs {
+            b.transport
+                .publish(topic, OutgoingMessage::new(*what, bytes.clone()))
+                .await
+                .expect("publish");
+        }
+        sent.push(inputs.len());
     }
-    for (topic, dlq) in topics.iter().zip(dead_letters.iter_mut()) {
-        let dead = tokio::time::timeout(Duration::from_secs(30), dlq.next())
-            .await
-            .expect("dead-lettered in time")
-            .expect("delivery");
-        let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
-        assert!(
-            reason.contains("undecodable") || reason.contains("malformed"),
-            "{topic}: {reason}"
-        );
-        assert_eq!(dead.header(headers::ORIGINAL_TOPIC), Some(*topic));
-        dead.ack().await;
+    for (((topic, _, _), dlq), count) in topics.iter().zip(dead_letters.iter_mut()).zip(sent) {
+        for _ in 0..count {
+            let dead = tokio::time::timeout(Duration::from_secs(30), dlq.next())
+                .await
+                .unwrap_or_else(|_| panic!("{topic}: a bad message was not dead-lettered in time"))
+                .expect("delivery");
+            let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
+            assert!(
+                ["undecodable", "malformed", "empty", "codec", "trailing"]
+                    .iter()
+                    .any(|w| reason.contains(w)),
+                "{topic}: {reason}"
+            );
+            assert_eq!(dead.header(headers::ORIGINAL_TOPIC), Some(*topic));
+            dead.ack().await;
+        }
     }
     let handle = baton
         .client()
