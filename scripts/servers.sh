@@ -14,6 +14,8 @@ step() { printf '\n== %s\n' "$*"; }
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+# openssl makes the test certificates of the TLS tests (test-support/src/tls.rs).
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)

@@ -12,10 +12,9 @@ use baton_test_support::{ComponentProcess, RedisServer, built_binaries, free_por
 
 const USER_PASSWORD: &str = "user-secret-7f3a";
 
-fn redis_with_an_acl_user() -> RedisServer {
-    RedisServer::start_with(&[
-        "--requirepass",
-        "default-secret-91c2",
+/// `redis-server` arguments for the ACL user `baton` with [`USER_PASSWORD`].
+fn acl_user() -> Vec<String> {
+    [
         "--user",
         "baton",
         "on",
@@ -23,7 +22,15 @@ fn redis_with_an_acl_user() -> RedisServer {
         "~*",
         "&*",
         "+@all",
-    ])
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn redis_with_an_acl_user() -> RedisServer {
+    let mut args = vec!["--requirepass".to_string(), "default-secret-91c2".to_string()];
+    args.extend(acl_user());
+    RedisServer::start_with(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn secret_file(name: &str, contents: &str) -> PathBuf {
@@ -192,4 +199,63 @@ fn the_api_accepts_the_tokens_of_its_tokens_file_and_never_prints_them() {
         "{stderr}"
     );
     assert!(!stderr.contains(reader), "{stderr}");
+}
+
+/// Environment variables of a component process.
+type Env = Vec<(&'static str, String)>;
+
+#[test]
+fn a_component_reaches_redis_over_mutual_tls_and_refuses_an_untrusted_one_at_once() {
+    use baton_test_support::TestCertificates;
+    let certs = TestCertificates::generate("secrets");
+    let user = acl_user();
+    let redis = RedisServer::start_tls(&certs, true, &user.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(redis.url.starts_with("rediss://"), "{}", redis.url);
+    let password = secret_file("tls-redis-password", USER_PASSWORD);
+    let path = |p: &std::path::Path| p.display().to_string();
+    let base = vec![
+        ("BATON_TRANSPORT__URL", "memory://".to_string()),
+        ("BATON_STORAGE__URL", redis.url.clone()),
+        ("BATON_STORAGE__USERNAME", "baton".to_string()),
+        ("BATON_STORAGE__PASSWORD_FILE", path(&password)),
+        ("BATON_PROCESS__STARTUP_DEADLINE_SECS", "60".to_string()),
+    ];
+    let with = |more: &[(&'static str, String)]| {
+        let mut env = base.clone();
+        env.extend(more.iter().cloned());
+        env
+    };
+    let trusted = [
+        ("BATON_STORAGE__TLS_CA_FILE", path(&certs.ca)),
+        ("BATON_STORAGE__TLS_CERT_FILE", path(&certs.client_cert)),
+        ("BATON_STORAGE__TLS_KEY_FILE", path(&certs.client_key)),
+    ];
+    let mut timers = ComponentProcess::start("timer-service", &[], &with(&trusted));
+    timers.wait_ready_status(200, Duration::from_secs(20));
+    drop(timers);
+
+    // Each of these can never work, so the start ends at once (exit 2) and names the settings.
+    let plain_url = redis.url.replace("rediss://", "redis://");
+    let cases: [(&str, Env, &str); 3] = [
+        ("the system's roots do not know the test CA", Vec::new(), "TLS failed"),
+        (
+            "no client certificate for a server that requires one",
+            vec![("BATON_STORAGE__TLS_CA_FILE", path(&certs.ca))],
+            "TLS failed",
+        ),
+        (
+            "TLS files with a plain redis:// URL",
+            [trusted.to_vec(), vec![("BATON_STORAGE__URL", plain_url)]].concat(),
+            "need a rediss:// storage.url",
+        ),
+    ];
+    for (case, more, needle) in cases {
+        let mut refused = ComponentProcess::start("timer-service", &[], &with(&more));
+        let exit = refused
+            .wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("{case}: must end the start:\n{}", refused.log_text()));
+        let log = refused.log_text();
+        assert_eq!(exit.code(), Some(2), "{case}:\n{log}");
+        assert!(log.contains(needle), "{case}: expected `{needle}` in:\n{log}");
+    }
 }

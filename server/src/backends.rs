@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_storage::{InMemoryStore, RedisCredentials, RedisOptions, RedisStore, Stores};
+use baton_storage::{InMemoryStore, RedisAccess, RedisOptions, RedisStore, Stores};
 use baton_transport::{
     InMemoryTransport, KafkaConfig, KafkaTransport, MemoryConfig, PulsarConfig, PulsarPolicies, PulsarTransport,
     Transport,
@@ -164,9 +164,10 @@ pub fn redis_options(section: &StorageSection) -> RedisOptions {
     }
 }
 
-/// Who to sign in to Redis as, from `storage.username` and `storage.password` or
-/// `storage.password_file` (read now).
-pub fn redis_credentials(section: &StorageSection) -> Result<RedisCredentials, String> {
+/// How to reach and sign in to Redis: `storage.username`, `storage.password` or
+/// `storage.password_file`, and `storage.tls_ca_file`, `storage.tls_cert_file` and
+/// `storage.tls_key_file` (the files are read now).
+pub fn redis_access(section: &StorageSection) -> Result<RedisAccess, String> {
     // A password is taken as written (spaces included); a file loses its trailing newline.
     let inline = (!section.password.is_empty()).then(|| section.password.clone());
     let password = match (inline, non_empty(&section.password_file)) {
@@ -182,9 +183,33 @@ pub fn redis_credentials(section: &StorageSection) -> Result<RedisCredentials, S
         }
         (None, None) => None,
     };
-    Ok(RedisCredentials {
+    let read = |setting: &str, file: &str| std::fs::read(file).map_err(|e| format!("{setting} {file}: {e}"));
+    let tls_roots = match non_empty(&section.tls_ca_file) {
+        Some(file) => Some(read("storage.tls_ca_file", &file)?),
+        None => None,
+    };
+    let tls_client = match (non_empty(&section.tls_cert_file), non_empty(&section.tls_key_file)) {
+        (Some(cert), Some(key)) => Some((
+            read("storage.tls_cert_file", &cert)?,
+            read("storage.tls_key_file", &key)?,
+        )),
+        (None, None) => None,
+        _ => return Err("set both storage.tls_cert_file and storage.tls_key_file, or neither".into()),
+    };
+    if (tls_roots.is_some() || tls_client.is_some()) && !section.url.starts_with("rediss://") {
+        return Err(format!(
+            "storage.tls_ca_file, tls_cert_file and tls_key_file need a rediss:// storage.url, not `{}`",
+            section
+                .url
+                .split_once('@')
+                .map_or(section.url.as_str(), |(_, host)| host)
+        ));
+    }
+    Ok(RedisAccess {
         username: non_empty(&section.username),
         password,
+        tls_roots,
+        tls_client,
     })
 }
 
@@ -192,9 +217,9 @@ pub fn redis_credentials(section: &StorageSection) -> Result<RedisCredentials, S
 pub async fn connect_stores(section: &StorageSection) -> Result<Stores, BackendError> {
     let (scheme, _) = section.url.split_once("://").unwrap_or(("", ""));
     match scheme {
-        "redis" => {
-            let credentials = redis_credentials(section).map_err(BackendError::Unsupported)?;
-            let store = RedisStore::connect_as(&section.url, &credentials, &section.prefix, redis_options(section))
+        "redis" | "rediss" => {
+            let access = redis_access(section).map_err(BackendError::Unsupported)?;
+            let store = RedisStore::connect_as(&section.url, &access, &section.prefix, redis_options(section))
                 .await
                 .map_err(|source| BackendError::Storage {
                     url: section.url.clone(),

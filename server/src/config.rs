@@ -171,6 +171,12 @@ pub struct StorageSection {
     pub password: String,
     /// File holding the Redis password (read at start; a trailing newline is ignored).
     pub password_file: String,
+    /// PEM file of the authorities to trust for a `rediss://` URL (empty: the system's roots).
+    pub tls_ca_file: String,
+    /// PEM client certificate, for a Redis that requires one (`tls-auth-clients yes`).
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
     /// Prefix of every key.
     pub prefix: String,
     /// Longest wait for one connection attempt to Redis, in milliseconds.
@@ -192,6 +198,9 @@ impl Default for StorageSection {
             username: String::new(),
             password: String::new(),
             password_file: String::new(),
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
             prefix: "baton:".into(),
             connect_timeout_ms: millis(options.connect_timeout),
             response_timeout_ms: millis(options.response_timeout),
@@ -309,10 +318,10 @@ impl BatonConfig {
             }
         }
         match scheme(&self.storage.url).as_str() {
-            "redis" | "memory" => {}
+            "redis" | "rediss" | "memory" => {}
             other => {
                 return invalid(format!(
-                    "storage.url `{}`: unknown scheme `{other}` (use redis:// or memory://)",
+                    "storage.url `{}`: unknown scheme `{other}` (use redis://, rediss:// or memory://)",
                     self.storage.url
                 ));
             }
@@ -371,7 +380,7 @@ impl BatonConfig {
         if self.storage.prefix.is_empty() {
             return invalid("storage.prefix must not be empty (it keeps Baton's keys apart from others)".into());
         }
-        if scheme(&self.storage.url) == "redis" {
+        if matches!(scheme(&self.storage.url).as_str(), "redis" | "rediss") {
             let host = self
                 .storage
                 .url
@@ -411,7 +420,7 @@ impl BatonConfig {
     /// not kept here: each backend reads its file again when it connects.
     pub fn check_secret_files(&self, needs_store: bool) -> Result<(), ConfigError> {
         if needs_store && self.storage.url.starts_with("redis") {
-            crate::backends::redis_credentials(&self.storage).map_err(ConfigError::Invalid)?;
+            crate::backends::redis_access(&self.storage).map_err(ConfigError::Invalid)?;
         }
         Ok(())
     }
@@ -552,7 +561,7 @@ mod tests {
         let mut config = BatonConfig::default();
         config.storage.username = "baton".into();
         config.storage.password_file = file.display().to_string();
-        let credentials = crate::backends::redis_credentials(&config.storage).expect("credentials");
+        let credentials = crate::backends::redis_access(&config.storage).expect("credentials");
         assert_eq!(credentials.username.as_deref(), Some("baton"));
         assert_eq!(
             credentials.password.as_deref(),
@@ -578,5 +587,26 @@ mod tests {
         config.storage.password_file = file.display().to_string();
         let empty = config.check_secret_files(true).expect_err("empty").to_string();
         assert!(empty.contains("is empty"), "{empty}");
+
+        // TLS files: both halves of a client certificate, read at start, and only with rediss://.
+        std::fs::write(&file, "password\n").expect("write");
+        config.storage.tls_cert_file = file.display().to_string();
+        let half = config.check_secret_files(true).expect_err("half").to_string();
+        assert!(
+            half.contains("both storage.tls_cert_file and storage.tls_key_file"),
+            "{half}"
+        );
+        config.storage.tls_key_file = "/nonexistent/key.pem".into();
+        let missing = config.check_secret_files(true).expect_err("key").to_string();
+        assert!(
+            missing.contains("storage.tls_key_file /nonexistent/key.pem"),
+            "{missing}"
+        );
+        config.storage.tls_key_file = file.display().to_string();
+        let plain = config.check_secret_files(true).expect_err("plain url").to_string();
+        assert!(plain.contains("need a rediss://"), "{plain}");
+        config.storage.url = "rediss://redis:6380/0".into();
+        config.validate().expect("rediss:// is a storage scheme");
+        config.check_secret_files(true).expect("readable TLS files");
     }
 }

@@ -27,7 +27,7 @@ pub use index::{
 #[cfg(feature = "in-memory")]
 pub use memory::InMemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::{RedisCredentials, RedisOptions, RedisStore};
+pub use redis::{RedisAccess, RedisOptions, RedisStore};
 
 /// A storage operation failed.
 #[derive(Debug, thiserror::Error)]

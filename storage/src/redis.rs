@@ -162,21 +162,29 @@ impl RedisOptions {
     }
 }
 
-/// Who to sign in to Redis as (`AUTH`), kept apart from the URL so a password can come from a
-/// mounted secret file and never appear in a URL, a log line or an error.
+/// How to reach and sign in to Redis beyond what its URL says: the `AUTH` user and password,
+/// kept apart from the URL so a password can come from a mounted secret file and never appear
+/// in a URL, a log line or an error, and, for `rediss://` URLs, which authority to trust and
+/// which client certificate to show.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct RedisCredentials {
+pub struct RedisAccess {
     /// The ACL user (none: the default user).
     pub username: Option<String>,
     /// The password (none: no `AUTH`, unless the URL carries one).
     pub password: Option<String>,
+    /// PEM certificates of the authorities to trust (none: the system's roots).
+    pub tls_roots: Option<Vec<u8>>,
+    /// A PEM client certificate and its PEM private key, for servers that require one.
+    pub tls_client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-impl std::fmt::Debug for RedisCredentials {
+impl std::fmt::Debug for RedisAccess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCredentials")
+        f.debug_struct("RedisAccess")
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls_roots", &self.tls_roots.as_ref().map(|r| r.len()))
+            .field("tls_client", &self.tls_client.as_ref().map(|_| "<certificate>"))
             .finish()
     }
 }
@@ -222,29 +230,50 @@ impl RedisStore {
     /// Connects with explicit options. Fails if the server cannot be reached within the
     /// options' reconnect attempts (a few seconds); callers retry up to their own deadline.
     pub async fn connect_with(url: &str, prefix: &str, options: RedisOptions) -> Result<Self> {
-        Self::connect_as(url, &RedisCredentials::default(), prefix, options).await
+        Self::connect_as(url, &RedisAccess::default(), prefix, options).await
     }
 
-    /// Connects with explicit options, signing in with `credentials` where they are set (they
-    /// win over a user or password written in `url`).
-    pub async fn connect_as(
-        url: &str,
-        credentials: &RedisCredentials,
-        prefix: &str,
-        options: RedisOptions,
-    ) -> Result<Self> {
+    /// Connects with explicit options, signing in and trusting as `access` says (its user and
+    /// password win over those written in `url`).
+    pub async fn connect_as(url: &str, access: &RedisAccess, prefix: &str, options: RedisOptions) -> Result<Self> {
         options.validate()?;
         let shown = without_password(url);
         let mut info = url
             .into_connection_info()
             .map_err(|e| StorageError::Config(format!("redis url {shown}: {e}")))?;
-        if let Some(username) = &credentials.username {
+        if let Some(username) = &access.username {
             info.redis.username = Some(username.clone());
         }
-        if let Some(password) = &credentials.password {
+        if let Some(password) = &access.password {
             info.redis.password = Some(password.clone());
         }
-        let client = redis::Client::open(info).map_err(|e| StorageError::Config(format!("redis url {shown}: {e}")))?;
+        let tls = url.starts_with("rediss://");
+        let custom_tls = access.tls_roots.is_some() || access.tls_client.is_some();
+        if custom_tls && !tls {
+            return Err(StorageError::Config(format!(
+                "redis url {shown}: TLS settings (storage.tls_ca_file, storage.tls_cert_file) need a rediss:// URL"
+            )));
+        }
+        if tls {
+            // redis-rs builds its TLS configuration with rustls' process-wide provider; Baton
+            // uses ring everywhere. Installing fails harmlessly if one is installed already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = if custom_tls {
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: access.tls_client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                        client_cert: cert.clone(),
+                        client_key: key.clone(),
+                    }),
+                    root_cert: access.tls_roots.clone(),
+                },
+            )
+        } else {
+            redis::Client::open(info)
+        }
+        .map_err(|e| StorageError::Config(format!("redis url {shown}: {e}")))?;
         // One plain connection first: the connection manager retries a refused sign-in as if
         // Redis were down, and a wrong password is a setting, not an outage.
         let probe = redis::AsyncConnectionConfig::new()
@@ -261,6 +290,16 @@ impl RedisStore {
             if refused {
                 return Err(StorageError::Config(format!(
                     "redis at {shown} refused the sign-in (storage.username, storage.password or storage.password_file): {e}"
+                )));
+            }
+            // A certificate that is not trusted, or a handshake the server refuses, is a setting
+            // too: waiting does not change it.
+            let text = e.to_string();
+            if tls
+                && (text.contains("certificate") || text.contains("handshake") || text.contains("CertificateRequired"))
+            {
+                return Err(StorageError::Config(format!(
+                    "redis at {shown}: TLS failed (storage.tls_ca_file, storage.tls_cert_file, storage.tls_key_file): {e}"
                 )));
             }
         }

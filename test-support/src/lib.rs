@@ -13,6 +13,7 @@ pub mod maven;
 mod process;
 mod pulsar;
 mod redis;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ pub use maven::Jvm;
 pub use process::sweep_orphans;
 pub use pulsar::PulsarBroker;
 pub use redis::RedisServer;
+pub use tls::TestCertificates;
 
 /// A loopback port nobody listens on now.
 pub fn free_port() -> u16 {

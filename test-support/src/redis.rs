@@ -15,6 +15,7 @@ pub struct RedisServer {
     process: ServerProcess,
     port: u16,
     durable: bool,
+    tls: bool,
     extra: Vec<String>,
     /// Its URL.
     pub url: String,
@@ -32,15 +33,43 @@ impl RedisServer {
         Self::launch(false, args)
     }
 
+    /// Starts a server that speaks only TLS (`rediss://`), with `certs`' server certificate;
+    /// with `mutual`, clients must show a certificate the same authority signed. `extra` as in
+    /// [`start_with`](Self::start_with).
+    pub fn start_tls(certs: &crate::TestCertificates, mutual: bool, extra: &[&str]) -> Self {
+        let path = |p: &std::path::Path| p.display().to_string();
+        let (cert, key, ca) = (path(&certs.server_cert), path(&certs.server_key), path(&certs.ca));
+        let mut args = vec![
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            if mutual { "yes" } else { "no" },
+        ];
+        args.extend_from_slice(extra);
+        let mut server = Self::launch_on(false, &args, true);
+        server.url = format!("rediss://127.0.0.1:{}/", server.port);
+        server
+    }
+
     /// Starts a server that writes every command to an append-only file (`appendfsync
     /// always`) in its folder, so [`stop`](Self::stop) and [`resume`](Self::resume) lose nothing.
     pub fn start_durable() -> Self {
         Self::launch(true, &[])
     }
 
-    fn command(port: u16, durable: bool, extra: &[String]) -> Command {
+    fn command(port: u16, durable: bool, tls: bool, extra: &[String]) -> Command {
         let mut command = Command::new("redis-server");
-        command.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""]);
+        let port = port.to_string();
+        if tls {
+            command.args(["--port", "0", "--tls-port", &port]);
+        } else {
+            command.args(["--port", &port]);
+        }
+        command.args(["--bind", "127.0.0.1", "--save", ""]);
         if durable {
             command.args(["--appendonly", "yes", "--appendfsync", "always", "--dir", "."]);
         } else {
@@ -51,14 +80,20 @@ impl RedisServer {
     }
 
     fn launch(durable: bool, extra: &[&str]) -> Self {
+        Self::launch_on(durable, extra, false)
+    }
+
+    fn launch_on(durable: bool, extra: &[&str], tls: bool) -> Self {
         let port = free_port();
         let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let dir = ServerProcess::folder("redis", port);
-        let process = ServerProcess::spawn("redis-server", dir, Self::command(port, durable, &extra), INSTALL_HINT);
+        let command = Self::command(port, durable, tls, &extra);
+        let process = ServerProcess::spawn("redis-server", dir, command, INSTALL_HINT);
         let mut server = Self {
             process,
             port,
             durable,
+            tls,
             extra,
             url: format!("redis://127.0.0.1:{port}/"),
         };
@@ -80,7 +115,7 @@ impl RedisServer {
 
     /// Starts a stopped server again on the same port (and, if durable, the same data).
     pub fn resume(&mut self) {
-        let mut command = Self::command(self.port, self.durable, &self.extra);
+        let mut command = Self::command(self.port, self.durable, self.tls, &self.extra);
         self.process.start(&mut command, INSTALL_HINT);
         self.wait_listening();
     }

@@ -124,7 +124,7 @@ The shared Baton configuration as a YAML map: what the values set, then `config:
 {{- with $k.namespace }}{{ $_ := set $kafka "namespace" . }}{{ end -}}
 {{- $_ := set $transport "kafka" $kafka -}}
 {{- end -}}
-{{- $storage := dict "url" (required "redis.url: e.g. redis://redis-master.redis:6379/0" $v.redis.url) "prefix" $v.redis.prefix -}}
+{{- $storage := dict "url" (required "redis.url: e.g. redis://redis-master.redis:6379/0 (rediss:// for TLS)" $v.redis.url) "prefix" $v.redis.prefix -}}
 {{- with $v.redis.username }}{{ $_ := set $storage "username" . }}{{ end -}}
 {{- if include "baton.redisPasswordRef" . -}}
 {{- $_ := set $storage "password_file" (printf "%s/redis-password/password" $dir) -}}
