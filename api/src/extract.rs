@@ -42,6 +42,15 @@ fn unsupported() -> Problem {
     )
 }
 
+/// The answer to a body over `api.max_body_bytes` (the limit layer in the router refuses it
+/// while it is read).
+fn too_large() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "the body is larger than this API accepts (api.max_body_bytes)",
+    )
+}
+
 /// Any JSON value as a body (a signal's value, a method's arguments). A missing or wrong
 /// content type is 415; a body that is not JSON is 400.
 pub struct Json<T>(pub T);
@@ -53,6 +62,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(j) => Ok(Json(j.0)),
             Err(axum::extract::rejection::JsonRejection::MissingJsonContentType(_)) => Err(unsupported()),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             Err(e) => Err(Problem::bad_request(e.body_text())),
         }
     }
@@ -90,9 +100,13 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for JsonOrEmp
             .get(axum::http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/json") || v.contains("+json"));
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Problem::bad_request(e.body_text()))?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                too_large()
+            } else {
+                Problem::bad_request(e.body_text())
+            }
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonOrEmpty(T::default()));
         }

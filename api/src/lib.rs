@@ -133,6 +133,7 @@ impl Api {
             .route("/dead-letters/{topic}/{id}/redrive", post(dead_letters::redrive_one))
             .fallback(|| async { Problem::not_found("no such route under /api/v1; see /openapi.json") })
             .layer(axum::middleware::from_fn_with_state(auth, auth::require))
+            .layer(axum::extract::DefaultBodyLimit::max(self.inner.config.max_body_bytes))
             .with_state(self.clone());
         // The process's one recorder: every component in it records there.
         baton_telemetry::prometheus();

@@ -69,7 +69,7 @@ impl Modify for BearerAuth {
 /// so the annotations stay short: errors are `application/problem+json`; every route may
 /// answer 401 (no or an unknown token), 500 and 503 (the broker or the store does not
 /// answer); every change may answer 403 (a reader's token); a route with a body may answer
-/// 415 (not sent as JSON); a route with parameters or a body may answer 400.
+/// 415 (not sent as JSON) and 413 (larger than `api.max_body_bytes`); a route with parameters or a body may answer 400.
 pub fn openapi() -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
@@ -124,6 +124,7 @@ fn complete(method: &str, operation: &mut Value) {
     }
     if has_body {
         defaults.push(("415", "The body is not sent as JSON"));
+        defaults.push(("413", "The body is larger than api.max_body_bytes"));
     }
     if has_body || has_params {
         defaults.push(("400", "A malformed parameter or body"));

@@ -268,6 +268,9 @@ pub struct ApiConfig {
     pub collect_dead_letters: bool,
     /// Longest wait of a request that waits for a result (`?timeout=` is capped by it).
     pub max_wait_secs: u64,
+    /// Largest request body accepted (a start's input, a signal's value), in bytes; a larger
+    /// one is refused with 413 before it is read whole.
+    pub max_body_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -280,6 +283,7 @@ impl Default for ApiConfig {
             services: Vec::new(),
             collect_dead_letters: true,
             max_wait_secs: 300,
+            max_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -304,6 +308,12 @@ impl ApiConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_wait_secs == 0 {
             return Err("api.max_wait_secs must be at least 1".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(format!(
+                "api.max_body_bytes {} is below 1024: even a small start request would be refused",
+                self.max_body_bytes
+            ));
         }
         if let Some(short) = self.tokens.iter().find(|t| t.token.len() < 16) {
             return Err(format!(

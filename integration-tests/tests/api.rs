@@ -550,6 +550,20 @@ async fn bad_input_gets_a_precise_problem() {
         ),
         (
             reqwest::Method::POST,
+            "/api/v1/workflows/Checkout/instances".into(),
+            Some(json!({"input": "x".repeat(2 * 1024 * 1024)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "api.max_body_bytes",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/instances/{unknown}/retry-tasks"),
+            Some(json!({"service": "y".repeat(2 * 1024 * 1024)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "api.max_body_bytes",
+        ),
+        (
+            reqwest::Method::POST,
             "/api/v1/workflows/Checkout/run?timeout=0".into(),
             Some(json!({"input": 1})),
             StatusCode::BAD_REQUEST,
