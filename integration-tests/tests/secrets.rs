@@ -60,6 +60,16 @@ fn status_of(address: SocketAddr, method: &str, path: &str, token: Option<&str>)
     response.get(9..12).and_then(|s| s.parse().ok()).expect("a status line")
 }
 
+/// `binary --print-config` (plus `args`) with `env`: what it printed and its exit.
+fn print_config(binary: &str, env: &[(&str, String)], args: &[&str]) -> std::process::Output {
+    Command::new(built_binaries().join(binary))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(args)
+        .arg("--print-config")
+        .output()
+        .unwrap_or_else(|e| panic!("{binary}: {e}"))
+}
+
 #[test]
 fn a_component_signs_in_to_redis_with_a_user_and_a_password_file() {
     let redis = redis_with_an_acl_user();
@@ -112,12 +122,15 @@ fn a_component_signs_in_to_redis_with_a_user_and_a_password_file() {
     }
 
     // A missing file is a setting that cannot work: exit 2 at once, naming it.
-    let output = Command::new(built_binaries().join("timer-service"))
-        .env("BATON_STORAGE__URL", &redis.url)
-        .env("BATON_STORAGE__PASSWORD_FILE", "/nonexistent/redis-password")
-        .arg("--print-config")
-        .output()
-        .expect("timer-service");
+    let missing_file = (
+        "BATON_STORAGE__PASSWORD_FILE",
+        "/nonexistent/redis-password".to_string(),
+    );
+    let output = print_config(
+        "timer-service",
+        &[("BATON_STORAGE__URL", redis.url.clone()), missing_file.clone()],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -129,11 +142,11 @@ fn a_component_signs_in_to_redis_with_a_user_and_a_password_file() {
         "services.toml",
         "[[services]]\nname = \"Inventory\"\n[services.methods.reserve]\nurl = \"http://127.0.0.1:1/reserve\"\n",
     );
-    let worker = Command::new(built_binaries().join("service-worker"))
-        .env("BATON_STORAGE__PASSWORD_FILE", "/nonexistent/redis-password")
-        .args(["--services", &services.display().to_string(), "--print-config"])
-        .output()
-        .expect("service-worker");
+    let worker = print_config(
+        "service-worker",
+        &[missing_file],
+        &["--services", &services.display().to_string()],
+    );
     assert!(worker.status.success(), "{}", String::from_utf8_lossy(&worker.stderr));
 }
 
@@ -172,11 +185,7 @@ fn the_api_accepts_the_tokens_of_its_tokens_file_and_never_prints_them() {
     );
 
     // --print-config shows where the tokens come from, and their roles, never the tokens.
-    let mut print = Command::new(built_binaries().join("baton-api"));
-    for (name, value) in &env {
-        print.env(name, value);
-    }
-    let output = print.arg("--print-config").output().expect("baton-api");
+    let output = print_config("baton-api", &env, &[]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
@@ -187,11 +196,11 @@ fn the_api_accepts_the_tokens_of_its_tokens_file_and_never_prints_them() {
 
     // A bad line is refused at start, naming the file and line, not the token.
     let bad = secret_file("bad-tokens", &format!("operator:{operator}\nadmin:{reader}\n"));
-    let output = Command::new(built_binaries().join("baton-api"))
-        .env("BATON_API__TOKENS_FILE", &bad)
-        .arg("--print-config")
-        .output()
-        .expect("baton-api");
+    let output = print_config(
+        "baton-api",
+        &[("BATON_API__TOKENS_FILE", bad.display().to_string())],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

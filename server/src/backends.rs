@@ -197,13 +197,7 @@ pub fn redis_access(section: &StorageSection) -> Result<RedisAccess, String> {
         _ => return Err("set both storage.tls_cert_file and storage.tls_key_file, or neither".into()),
     };
     if (tls_roots.is_some() || tls_client.is_some()) && !section.url.starts_with("rediss://") {
-        return Err(format!(
-            "storage.tls_ca_file, tls_cert_file and tls_key_file need a rediss:// storage.url, not `{}`",
-            section
-                .url
-                .split_once('@')
-                .map_or(section.url.as_str(), |(_, host)| host)
-        ));
+        return Err("storage.tls_ca_file, tls_cert_file and tls_key_file need a rediss:// storage.url".into());
     }
     Ok(RedisAccess {
         username: non_empty(&section.username),

@@ -24,13 +24,13 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free loopback port and waits until it accepts connections.
     pub fn start() -> Self {
-        Self::launch(false, &[])
+        Self::launch(false, &[], false)
     }
 
     /// Starts a server with more `redis-server` arguments, e.g. `--requirepass` or an ACL
     /// `--user name on >password ~* &* +@all`.
     pub fn start_with(args: &[&str]) -> Self {
-        Self::launch(false, args)
+        Self::launch(false, args, false)
     }
 
     /// Starts a server that speaks only TLS (`rediss://`), with `certs`' server certificate;
@@ -50,7 +50,7 @@ impl RedisServer {
             if mutual { "yes" } else { "no" },
         ];
         args.extend_from_slice(extra);
-        let mut server = Self::launch_on(false, &args, true);
+        let mut server = Self::launch(false, &args, true);
         server.url = format!("rediss://127.0.0.1:{}/", server.port);
         server
     }
@@ -58,7 +58,7 @@ impl RedisServer {
     /// Starts a server that writes every command to an append-only file (`appendfsync
     /// always`) in its folder, so [`stop`](Self::stop) and [`resume`](Self::resume) lose nothing.
     pub fn start_durable() -> Self {
-        Self::launch(true, &[])
+        Self::launch(true, &[], false)
     }
 
     fn command(port: u16, durable: bool, tls: bool, extra: &[String]) -> Command {
@@ -79,11 +79,7 @@ impl RedisServer {
         command
     }
 
-    fn launch(durable: bool, extra: &[&str]) -> Self {
-        Self::launch_on(durable, extra, false)
-    }
-
-    fn launch_on(durable: bool, extra: &[&str], tls: bool) -> Self {
+    fn launch(durable: bool, extra: &[&str], tls: bool) -> Self {
         let port = free_port();
         let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let dir = ServerProcess::folder("redis", port);

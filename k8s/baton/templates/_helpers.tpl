@@ -100,7 +100,7 @@ key: {{ .inlineKey }}
 The shared Baton configuration as a YAML map: what the values set, then `config:` on top
 (any setting of baton.toml, same keys). Rendered as TOML into the ConfigMap.
 */}}
-{{- define "baton.configDict" -}}
+{{- define "baton.config" -}}
 {{- $v := .Values -}}
 {{- $dir := include "baton.secretsDir" . -}}
 {{- if not (has $v.transport.kind (list "pulsar" "kafka")) -}}
@@ -144,11 +144,6 @@ The shared Baton configuration as a YAML map: what the values set, then `config:
 {{- fail "workflows: name the workflows your workers run (e.g. workflows: [Booking]); the engine consumes their topics" -}}
 {{- end -}}
 {{- toYaml $config -}}
-{{- end -}}
-
-{{/* The configuration map, parsed back (numbers and lists intact). */}}
-{{- define "baton.config" -}}
-{{- include "baton.configDict" . | fromYaml | toYaml -}}
 {{- end -}}
 
 {{/* A TOML key: bare when it can be, quoted otherwise. */}}
