@@ -20,6 +20,7 @@ mod extract;
 mod instances;
 mod openapi;
 pub mod problem;
+mod rate_limit;
 pub mod views;
 
 use std::collections::BTreeSet;
@@ -39,6 +40,7 @@ pub use auth::Auth;
 pub use baton_config::{ApiConfig, ApiRole, ApiToken};
 pub use openapi::openapi;
 pub use problem::Problem;
+pub use rate_limit::RateLimit;
 
 /// What a handler answers: its value, or a problem.
 pub type ApiResult<T> = Result<T, Problem>;
@@ -100,7 +102,13 @@ impl Api {
 
     /// Every route: the API, the OpenAPI document, the dashboard and `/metrics`.
     pub fn router(&self) -> Router {
-        let auth = Auth::new(self.inner.config.tokens.clone());
+        let config = &self.inner.config;
+        let auth = Auth::new(config.tokens.clone());
+        let rate_limit = RateLimit::new(
+            config.rate_limit_per_sec,
+            config.rate_limit_burst,
+            config.tokens.clone(),
+        );
         let api = Router::new()
             .route("/workflows", get(instances::workflows))
             .route("/workflows/{workflow}/instances", post(instances::start))
@@ -133,7 +141,9 @@ impl Api {
             .route("/dead-letters/{topic}/{id}/redrive", post(dead_letters::redrive_one))
             .fallback(|| async { Problem::not_found("no such route under /api/v1; see /openapi.json") })
             .layer(axum::middleware::from_fn_with_state(auth, auth::require))
-            .layer(axum::extract::DefaultBodyLimit::max(self.inner.config.max_body_bytes))
+            // Outside the token check, so guessing tokens is limited too.
+            .layer(axum::middleware::from_fn_with_state(rate_limit, rate_limit::limit))
+            .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
             .with_state(self.clone());
         // The process's one recorder: every component in it records there.
         baton_telemetry::prometheus();
@@ -147,7 +157,9 @@ impl Api {
 
     /// Serves the routes on `listener` until `shutdown`.
     pub async fn serve(&self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), ApiError> {
-        axum::serve(listener, self.router())
+        // With the peer's address, which rate limits count against.
+        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .map_err(ApiError::Serve)

@@ -116,6 +116,10 @@ fn complete(method: &str, operation: &mut Value) {
     }
     let mut defaults = vec![
         ("401", "No token, or one that is not in api.tokens"),
+        (
+            "429",
+            "More requests from this caller than api.rate_limit_per_sec allows; see Retry-After",
+        ),
         ("500", "Something failed that the caller cannot fix"),
         ("503", "The broker or the store does not answer"),
     ];

@@ -127,6 +127,7 @@ fn component_dir(bin_dir: Option<&Path>) -> Result<PathBuf, DevError> {
         if let Ok(cargo) = std::env::var("CARGO") {
             let mut build = Command::new(cargo);
             build.args(["build", "--quiet"]);
+            baton_test_support::without_package_env(&mut build);
             for (_, package) in COMPONENTS {
                 build.args(["-p", package]);
             }

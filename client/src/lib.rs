@@ -180,9 +180,13 @@ impl Inner {
                 if let Some(tx) = request_id.and_then(|r| pending.method_calls.remove(&r)) {
                     let _ = tx.send(Err(ClientError::UnknownWorkflow(workflow_id)));
                 }
-                if let Some(ResultSlot::Waiting { waiters, .. }) = pending.results.remove(&workflow_id) {
-                    for w in waiters {
-                        let _ = w.send(Err(ClientError::UnknownWorkflow(workflow_id)));
+                // A reply to a wait carries no request id; a status query or method call that
+                // found nothing says nothing about a wait, which the engine answers itself.
+                if request_id.is_none() {
+                    if let Some(ResultSlot::Waiting { waiters, .. }) = pending.results.remove(&workflow_id) {
+                        for w in waiters {
+                            let _ = w.send(Err(ClientError::UnknownWorkflow(workflow_id)));
+                        }
                     }
                 }
             }

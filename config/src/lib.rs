@@ -271,6 +271,11 @@ pub struct ApiConfig {
     /// Largest request body accepted (a start's input, a signal's value), in bytes; a larger
     /// one is refused with 413 before it is read whole.
     pub max_body_bytes: usize,
+    /// Requests a second each caller (a configured token, or else an address) may send under
+    /// `/api/` on average; more get 429 with `Retry-After`. 0 turns the limit off.
+    pub rate_limit_per_sec: u32,
+    /// Requests a caller may send at once above that rate.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -284,6 +289,8 @@ impl Default for ApiConfig {
             collect_dead_letters: true,
             max_wait_secs: 300,
             max_body_bytes: 1024 * 1024,
+            rate_limit_per_sec: 100,
+            rate_limit_burst: 200,
         }
     }
 }
@@ -313,6 +320,12 @@ impl ApiConfig {
             return Err(format!(
                 "api.max_body_bytes {} is below 1024: even a small start request would be refused",
                 self.max_body_bytes
+            ));
+        }
+        if self.rate_limit_per_sec > 0 && self.rate_limit_burst < self.rate_limit_per_sec {
+            return Err(format!(
+                "api.rate_limit_burst {} is below api.rate_limit_per_sec {}: a caller could never send a second's worth at once",
+                self.rate_limit_burst, self.rate_limit_per_sec
             ));
         }
         if let Some(short) = self.tokens.iter().find(|t| t.token.len() < 16) {

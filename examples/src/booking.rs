@@ -24,6 +24,10 @@ pub struct BookingRequest {
     pub flight: String,
     /// Hotel wanted.
     pub hotel: String,
+    /// How long the fare is held between the charge and the flight booking, in milliseconds:
+    /// a durable timer, so a booking waits it out across crashes (0: no hold, no timer).
+    #[serde(default)]
+    pub hold_ms: u64,
 }
 
 /// Proof of a charge.
@@ -177,6 +181,10 @@ impl Workflow for Booking {
             let (payment, receipt) = (payment.clone(), receipt.clone());
             move || async move { payment.refund(receipt).await.map_err(|e| e.to_string()) }
         });
+
+        if request.hold_ms > 0 {
+            ctx.sleep(std::time::Duration::from_millis(request.hold_ms)).await;
+        }
 
         let ticket = match flights.book(request.clone()).await {
             Ok(ticket) => ticket,
@@ -696,6 +704,7 @@ pub fn request(n: u64) -> BookingRequest {
         amount_cents: 10_000 + (n % 50) * 1_000,
         flight: format!("BT{}", 100 + n % 400),
         hotel: format!("Hotel {}", n % 30),
+        hold_ms: 0,
     }
 }
 

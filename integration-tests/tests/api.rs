@@ -102,6 +102,10 @@ struct Served {
 }
 
 async fn serve(tokens: bool) -> Served {
+    serve_with(tokens, |_| {}).await
+}
+
+async fn serve_with(tokens: bool, change: impl FnOnce(&mut ApiConfig)) -> Served {
     // reqwest is built without a TLS provider of its own; plain HTTP still asks for one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let shop = Arc::new(ShopImpl::default());
@@ -128,6 +132,8 @@ async fn serve(tokens: bool) -> Served {
         },
         ..ApiConfig::default()
     };
+    let mut config = config;
+    change(&mut config);
     let address = baton
         .serve("127.0.0.1:0".parse().expect("address"), config)
         .await
@@ -448,6 +454,66 @@ async fn tokens_separate_readers_from_operators() {
     for path in ["/openapi.json", "/", "/assets/app.js", "/metrics"] {
         let (status, _, _) = api.send(reqwest::Method::GET, path, None, None).await;
         assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    api.baton.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_over_its_rate_gets_429_and_guessing_tokens_is_limited_too() {
+    let api = serve_with(true, |c| {
+        c.rate_limit_per_sec = 1;
+        c.rate_limit_burst = 5;
+    })
+    .await;
+    let send = |token: Option<&'static str>| api.send(reqwest::Method::GET, "/api/v1/instances", token, None);
+    for _ in 0..5 {
+        assert_eq!(send(Some(READER)).await.0, StatusCode::OK);
+    }
+    let (status, content_type, body) = send(Some(READER)).await;
+    assert_problem(
+        status,
+        &content_type,
+        &body,
+        StatusCode::TOO_MANY_REQUESTS,
+        "api.rate_limit_per_sec",
+    );
+    let response = api
+        .http
+        .get(format!("{}/api/v1/instances", api.base))
+        .bearer_auth(READER)
+        .send()
+        .await
+        .expect("request");
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    // The operator's token has a rate of its own.
+    assert_eq!(
+        api.post(
+            "/api/v1/workflows/Checkout/instances",
+            json!({"input": {"kind": "sleep"}})
+        )
+        .await
+        .0,
+        StatusCode::ACCEPTED
+    );
+    // Without a configured token the address is the caller: wrong guesses are answered 401
+    // until the address's burst is spent, then 429.
+    let mut answers = Vec::new();
+    for _ in 0..7 {
+        answers.push(send(Some("guess-0123456789abcdef")).await.0.as_u16());
+    }
+    assert_eq!(answers, [401, 401, 401, 401, 401, 429, 429]);
+    // The document, the dashboard and the metrics are not limited.
+    for _ in 0..10 {
+        assert_eq!(
+            api.send(reqwest::Method::GET, "/openapi.json", None, None).await.0,
+            StatusCode::OK
+        );
     }
     api.baton.shutdown().await;
 }

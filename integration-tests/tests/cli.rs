@@ -172,7 +172,9 @@ fn commands_against_a_running_cluster_exit_with_the_documented_codes() {
     let (output, _) = baton(env, &["--timeout", "60", "result", "Booking", &started]);
     expect(&output, 0, "", "result");
 
-    // Unknown instances: exit 3, at once rather than at the timeout.
+    // Unknown instances: exit 3, within seconds rather than at the timeout (a wait, signal,
+    // cancel or repair of an id not stored yet is deferred a few times first, in case it
+    // overtook its start).
     let unknown = baton::WorkflowId::new().to_string();
     for args in [
         vec!["--timeout", "20", "result", "Booking", &unknown],
@@ -223,16 +225,18 @@ fn commands_against_a_running_cluster_exit_with_the_documented_codes() {
     let (output, _) = baton(env, &["--timeout", "30", "result", "Booking", &stuck]);
     expect(&output, 1, "cancelled", "result of a cancelled instance");
 
-    // A workflow no engine serves: said so, exit 4, within the timeout.
+    // A workflow no engine serves: said so, exit 4, within the timeout. The timeout leaves
+    // room for connecting to the broker on a loaded machine (a connection that takes all of
+    // it is reported as the broker not answering, which is not what this case checks).
     for args in [
-        vec!["--timeout", "3", "start", "Nobody", "{}"],
-        vec!["--timeout", "3", "start", "Nobody", "{}", "--wait"],
-        vec!["--timeout", "3", "list", "Nobody", "--tag", "x"],
-        vec!["--timeout", "3", "cancel", "Nobody", "--tag", "x"],
+        vec!["--timeout", "8", "start", "Nobody", "{}"],
+        vec!["--timeout", "8", "start", "Nobody", "{}", "--wait"],
+        vec!["--timeout", "8", "list", "Nobody", "--tag", "x"],
+        vec!["--timeout", "8", "cancel", "Nobody", "--tag", "x"],
     ] {
         let (output, took) = baton(env, &args);
         expect(&output, 4, "answered for workflow `Nobody`", &format!("{args:?}"));
-        assert!(took < Duration::from_secs(10), "{args:?} took {took:?}");
+        assert!(took < Duration::from_secs(16), "{args:?} took {took:?}");
     }
 
     // Cancelling a known instance (here one that already ended) succeeds.

@@ -42,6 +42,9 @@ async fn baton_dev_runs_a_stack_a_developers_worker_joins() {
             "--listen",
             &listen,
         ])
+        // Without CARGO it runs the binaries beside it, which `built_binaries` just built;
+        // with it, it would rebuild them with its own feature set, under other tests' feet.
+        .env_remove("CARGO")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -12,11 +12,14 @@ use baton::components::transport::{OutgoingMessage, SubscriptionKind, Transport,
 use baton::{Embedded, Stores, WorkflowError};
 use baton_examples::booking::{self, Booking, BookingOutcome, FailureRates, Ledger};
 use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer};
-use baton_transport::{KafkaConfig, KafkaTransport, PulsarConfig, PulsarTransport};
+use baton_transport::{KafkaConfig, KafkaTransport, PulsarConfig, PulsarTransport, SizeLimit};
 use tokio::task::JoinSet;
 
 struct Backends {
+    /// The broker's transport, its messages bounded by [`MAX_MESSAGE_BYTES`].
     transport: Arc<dyn Transport>,
+    /// The same broker without the bound: a producer elsewhere.
+    unbounded: Arc<dyn Transport>,
     stores: Stores,
     _broker: Broker,
     _redis: RedisServer,
@@ -80,7 +83,8 @@ async fn backends(kind: Kind) -> Backends {
     };
     let stores = Stores::all(RedisStore::connect(&redis.url, "baton:").await.expect("redis"));
     Backends {
-        transport,
+        transport: SizeLimit::wrap(transport.clone(), MAX_MESSAGE_BYTES),
+        unbounded: transport,
         stores,
         _broker: broker,
         _redis: redis,
@@ -158,6 +162,10 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The bound on message size the scenarios run with (`transport.max_message_bytes`), low
+/// enough for an oversized message to stay well under the brokers' own limits.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
 /// Bytes no component can use, of every kind a broker could carry, for a topic whose messages
 /// look like `own` (a valid message of that topic): each is (what it is, its bytes).
 fn bad_inputs(own: &[u8], other_topics: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
@@ -184,6 +192,8 @@ fn bad_inputs(own: &[u8], other_topics: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("unknown variant", unknown_variant),
         ("another codec", [&[0x7F_u8][..], &own[1..]].concat()),
         ("another topic's message", other_topics.to_vec()),
+        // A valid message padded past the transport's bound: it must not even be read.
+        ("oversized", [own, &vec![0; MAX_MESSAGE_BYTES][..]].concat()),
     ]
 }
 
@@ -191,9 +201,11 @@ async fn malformed_messages_are_dead_lettered(kind: Kind) {
     let b = backends(kind).await;
     let ledger = Ledger::new(FailureRates::default(), 3);
     let baton = b.start(&ledger).await;
-    // Every topic a component consumes, with a valid message of its own and one of another
-    // topic's kind (a client reply decodes as nothing a component reads).
+    // Every topic a component or the client consumes, with a valid message of its own and one
+    // of another topic's kind (a client reply decodes as nothing a component reads, a start
+    // as nothing a client reads).
     let client_reply = fixture("client_status");
+    let client_topic = baton::components::schemas::Topic::client(baton.client().id());
     let topics = [
         ("workflow-cmd:Booking", fixture("engine_start"), client_reply.clone()),
         (
@@ -213,6 +225,17 @@ async fn malformed_messages_are_dead_lettered(kind: Kind) {
         ),
         ("timers", fixture("timer_schedule"), client_reply.clone()),
         ("workflow-tag:Booking", fixture("tag_add"), client_reply.clone()),
+        (
+            "service-tag:Payment",
+            fixture("tag_task_delegated"),
+            client_reply.clone(),
+        ),
+        (
+            "task-control:Payment",
+            fixture("task_control_cancel"),
+            client_reply.clone(),
+        ),
+        (client_topic.name(), client_reply.clone(), fixture("engine_start")),
     ];
     let mut dead_letters = Vec::new();
     let mut sent = Vec::new();
@@ -225,7 +248,7 @@ async fn malformed_messages_are_dead_lettered(kind: Kind) {
         );
         let inputs = bad_inputs(own, other);
         for (what, bytes) in &inputs {
-            b.transport
+            b.unbounded
                 .publish(topic, OutgoingMessage::new(*what, bytes.clone()))
                 .await
                 .expect("publish");
@@ -239,12 +262,21 @@ async fn malformed_messages_are_dead_lettered(kind: Kind) {
                 .unwrap_or_else(|_| panic!("{topic}: a bad message was not dead-lettered in time"))
                 .expect("delivery");
             let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
-            assert!(
-                ["undecodable", "malformed", "empty", "codec", "trailing"]
-                    .iter()
-                    .any(|w| reason.contains(w)),
-                "{topic}: {reason}"
-            );
+            // The key says which bad input it was.
+            if dead.key == "oversized" {
+                assert!(
+                    reason.contains("oversized message") && reason.contains("transport.max_message_bytes"),
+                    "{topic}: {reason}"
+                );
+            } else {
+                assert!(
+                    ["undecodable", "malformed", "empty", "codec", "trailing"]
+                        .iter()
+                        .any(|w| reason.contains(w)),
+                    "{topic} ({}): {reason}",
+                    dead.key
+                );
+            }
             assert_eq!(dead.header(headers::ORIGINAL_TOPIC), Some(*topic));
             dead.ack().await;
         }

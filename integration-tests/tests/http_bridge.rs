@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use baton::components::worker::{HttpMethod, HttpService, HttpServiceConfig};
 use baton::{CallError, Embedded, Payload, Workflow, WorkflowContext};
+use baton_test_support::TestCertificates;
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -37,18 +38,92 @@ async fn flaky(State(api): State<Arc<Api>>) -> (StatusCode, Json<Value>) {
     (StatusCode::OK, Json(json!("finally")))
 }
 
-async fn start_api() -> (String, Arc<Api>) {
+fn app() -> (Router, Arc<Api>) {
     let api = Arc::new(Api::default());
     let app = Router::new()
         .route("/reserve", post(reserve))
         .route("/flaky", post(flaky))
         .with_state(api.clone());
+    (app, api)
+}
+
+async fn start_api() -> (String, Arc<Api>) {
+    let (app, api) = app();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
     (format!("http://{address}"), api)
+}
+
+/// A listener that speaks TLS, with the test authority's server certificate; a connection whose
+/// handshake fails (an untrusting client, a missing client certificate) is dropped.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((stream, address)) = self.tcp.accept().await else {
+                continue;
+            };
+            if let Ok(tls) = self.acceptor.accept(stream).await {
+                return (tls, address);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// The same API over `https://`, asking for a client certificate signed by the test authority
+/// when `mutual`.
+async fn start_https_api(certs: &TestCertificates, mutual: bool) -> (String, Arc<Api>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&certs.server_cert)
+        .expect("server certificate")
+        .collect::<Result<_, _>>()
+        .expect("server certificate");
+    let key = PrivateKeyDer::from_pem_file(&certs.server_key).expect("server key");
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocols");
+    let config = if mutual {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(&certs.ca).expect("ca"))
+            .expect("ca");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .expect("client verifier");
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    }
+    .with_single_cert(chain, key)
+    .expect("server TLS");
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = tcp.local_addr().expect("address");
+    let listener = TlsListener {
+        tcp,
+        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+    };
+    let (app, api) = app();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("https://127.0.0.1:{}", address.port()), api)
 }
 
 fn method(url: String) -> HttpMethod {
@@ -81,14 +156,21 @@ impl Workflow for UsesInventory {
     }
 }
 
-async fn start(base: &str) -> Embedded {
-    let config = HttpServiceConfig {
-        name: "Inventory".into(),
-        methods: BTreeMap::from([
+fn inventory(base: &str) -> HttpServiceConfig {
+    HttpServiceConfig::new(
+        "Inventory",
+        BTreeMap::from([
             ("reserve".to_string(), method(format!("{base}/reserve"))),
             ("flaky".to_string(), method(format!("{base}/flaky"))),
         ]),
-    };
+    )
+}
+
+async fn start(base: &str) -> Embedded {
+    start_with(inventory(base)).await
+}
+
+async fn start_with(config: HttpServiceConfig) -> Embedded {
     let service = HttpService::new(config).expect("valid bridge");
     let options = service.options();
     Embedded::builder()
@@ -119,12 +201,101 @@ async fn a_bridged_service_answers_retries_retryable_statuses_and_reports_others
     baton.shutdown().await;
 }
 
-#[test]
-fn a_bridge_with_a_bad_url_is_rejected() {
+/// Runs the two bookings of the bridge scenario; returns what the first one ended with.
+async fn book_through(baton: &Embedded) -> Result<String, String> {
+    let handle = baton
+        .client()
+        .start::<UsesInventory>(&"sku-7".to_string())
+        .await
+        .expect("start");
+    handle.result().await.map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_signed_by_a_private_authority_is_trusted_through_tls_ca_file() {
+    let certs = TestCertificates::generate("bridge");
+    let (base, api) = start_https_api(&certs, false).await;
     let config = HttpServiceConfig {
-        name: "X".into(),
-        methods: BTreeMap::from([("m".to_string(), method("ftp://nope".into()))]),
+        tls_ca_file: certs.ca.display().to_string(),
+        ..inventory(&base)
     };
-    let err = HttpService::new(config).err().expect("rejected");
-    assert!(err.contains("must start with http://"), "{err}");
+    let baton = start_with(config).await;
+    assert_eq!(book_through(&baton).await, Ok(r#""sku-7" "finally""#.to_string()));
+    assert_eq!(api.flaky_calls.load(Ordering::SeqCst), 3);
+    baton.shutdown().await;
+
+    // Without the authority, the public roots do not know the server: no call gets through.
+    let (base, api) = start_https_api(&certs, false).await;
+    let baton = start_with(inventory(&base)).await;
+    let outcome = book_through(&baton).await;
+    assert!(
+        outcome.as_ref().is_ok_and(|o| o.starts_with("unexpected")) || outcome.is_err(),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        api.flaky_calls.load(Ordering::SeqCst),
+        0,
+        "no request reached the server"
+    );
+    baton.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_that_asks_for_a_client_certificate_gets_tls_cert_file() {
+    let certs = TestCertificates::generate("bridge-mtls");
+    let (base, api) = start_https_api(&certs, true).await;
+    let config = HttpServiceConfig {
+        tls_ca_file: certs.ca.display().to_string(),
+        tls_cert_file: certs.client_cert.display().to_string(),
+        tls_key_file: certs.client_key.display().to_string(),
+        ..inventory(&base)
+    };
+    let baton = start_with(config).await;
+    assert_eq!(book_through(&baton).await, Ok(r#""sku-7" "finally""#.to_string()));
+    assert_eq!(api.flaky_calls.load(Ordering::SeqCst), 3);
+    baton.shutdown().await;
+
+    // The same server refuses a client without a certificate.
+    let (base, api) = start_https_api(&certs, true).await;
+    let config = HttpServiceConfig {
+        tls_ca_file: certs.ca.display().to_string(),
+        ..inventory(&base)
+    };
+    let baton = start_with(config).await;
+    let outcome = book_through(&baton).await;
+    assert!(
+        outcome.as_ref().map_or(true, |o| o.starts_with("unexpected")),
+        "{outcome:?}"
+    );
+    assert_eq!(api.flaky_calls.load(Ordering::SeqCst), 0);
+    baton.shutdown().await;
+}
+
+#[test]
+fn a_bridge_with_a_bad_url_or_bad_tls_files_is_rejected_with_the_setting_named() {
+    let rejected = |config: HttpServiceConfig| HttpService::new(config).err().expect("rejected");
+    let ftp = HttpServiceConfig::new("X", BTreeMap::from([("m".to_string(), method("ftp://nope".into()))]));
+    assert!(rejected(ftp).contains("must start with http:// or https://"));
+    let plain_with_ca = HttpServiceConfig {
+        tls_ca_file: "/etc/ssl/ca.pem".into(),
+        ..inventory("http://127.0.0.1:1")
+    };
+    assert!(rejected(plain_with_ca).contains("apply to https:// URLs"));
+    let missing_ca = HttpServiceConfig {
+        tls_ca_file: "/nonexistent/ca.pem".into(),
+        ..inventory("https://127.0.0.1:1")
+    };
+    let err = rejected(missing_ca);
+    assert!(err.contains("Inventory.tls_ca_file /nonexistent/ca.pem"), "{err}");
+    let certs = TestCertificates::generate("bridge-bad");
+    let cert_without_key = HttpServiceConfig {
+        tls_cert_file: certs.client_cert.display().to_string(),
+        ..inventory("https://127.0.0.1:1")
+    };
+    assert!(rejected(cert_without_key).contains("go together"));
+    let key_as_ca = HttpServiceConfig {
+        tls_ca_file: certs.client_key.display().to_string(),
+        ..inventory("https://127.0.0.1:1")
+    };
+    assert!(rejected(key_as_ca).contains("holds no PEM certificate"));
 }

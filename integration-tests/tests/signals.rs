@@ -243,3 +243,47 @@ async fn signals_by_tag_reach_every_tagged_instance_and_no_other() {
     assert!(client.ids_by_tag("Listener", "batch-7").await.expect("ids").is_empty());
     baton.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_and_a_signal_that_overtake_the_start_still_reach_the_instance() {
+    // A broker may hand the engine a command ahead of the start it follows (Pulsar does while a
+    // partition moves between engine replicas). Here they are simply sent first: the engine
+    // defers them through the timer service until the instance exists.
+    let baton = start().await;
+    let id = baton::WorkflowId::new();
+    let watcher = baton::Client::connect(baton.transport().clone())
+        .await
+        .expect("a second client");
+    let early = watcher.handle::<Listener>(id);
+    early
+        .signal(
+            &DECISION,
+            &Decision {
+                status: "approved".into(),
+                by: "ann".into(),
+            },
+        )
+        .await
+        .expect("signal");
+    let waiting = tokio::spawn(async move { early.result().await });
+    // Long enough for the wait to be deferred at least once before the start is sent.
+    tokio::time::sleep(baton::components::workflow_engine::DEFER_DELAY + Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "the wait is not answered as unknown");
+    baton
+        .client()
+        .start_with::<Listener>(
+            &Mode::One,
+            StartOptions {
+                id: Some(id),
+                ..StartOptions::default()
+            },
+        )
+        .await
+        .expect("start");
+    let result = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the deferred wait is answered")
+        .expect("join");
+    assert_eq!(result.expect("result"), "approved by ann");
+    baton.shutdown().await;
+}

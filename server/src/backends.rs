@@ -108,10 +108,21 @@ pub fn pulsar_config(section: &TransportSection) -> Result<PulsarConfig, String>
 }
 
 /// The Kafka transport's settings from the `[transport]` section.
-pub fn kafka_config(section: &TransportSection) -> KafkaConfig {
+pub fn kafka_config(section: &TransportSection) -> Result<KafkaConfig, String> {
     let k = &section.kafka;
     let servers = section.url.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
-    KafkaConfig {
+    let sasl_password = match (non_empty(&k.sasl_password), non_empty(&k.sasl_password_file)) {
+        (Some(_), Some(_)) => {
+            return Err("set transport.kafka.sasl_password or transport.kafka.sasl_password_file, not both".into());
+        }
+        (Some(password), None) => password,
+        (None, Some(file)) => std::fs::read_to_string(&file)
+            .map_err(|e| format!("transport.kafka.sasl_password_file {file}: {e}"))?
+            .trim()
+            .to_string(),
+        (None, None) => String::new(),
+    };
+    Ok(KafkaConfig {
         bootstrap_servers: servers.trim_end_matches('/').to_string(),
         namespace: k.namespace.clone(),
         partitions: i32::try_from(section.partitions).unwrap_or(i32::MAX),
@@ -124,12 +135,38 @@ pub fn kafka_config(section: &TransportSection) -> KafkaConfig {
         session_timeout: Duration::from_millis(k.session_timeout_ms),
         max_poll_interval: Duration::from_millis(k.max_poll_interval_ms),
         max_reconnect_delay: Duration::from_millis(k.max_reconnect_delay_ms),
+        security: baton_transport::KafkaSecurity {
+            protocol: k.security_protocol.clone(),
+            sasl_mechanism: k.sasl_mechanism.clone(),
+            sasl_username: k.sasl_username.clone(),
+            sasl_password,
+            tls_ca_file: k.tls_ca_file.clone(),
+            tls_cert_file: k.tls_cert_file.clone(),
+            tls_key_file: k.tls_key_file.clone(),
+        },
         ..KafkaConfig::default()
-    }
+    })
 }
 
-/// Connects the transport named by `transport.url`.
+/// Connects the transport named by `transport.url`, its messages bounded by
+/// `transport.max_message_bytes`, under the chaos layer when `transport.chaos` sets a rate.
 pub async fn connect_transport(section: &TransportSection) -> Result<Arc<dyn Transport>, BackendError> {
+    let transport = baton_transport::SizeLimit::wrap(connect_broker(section).await?, section.max_message_bytes);
+    let chaos = section.chaos.config();
+    if !chaos.is_active() {
+        return Ok(transport);
+    }
+    tracing::warn!(
+        duplicate_publish = chaos.duplicate_publish,
+        duplicate_delivery = chaos.duplicate_delivery,
+        reorder = chaos.reorder,
+        "transport.chaos is on: deliveries are duplicated and reordered on purpose"
+    );
+    Ok(baton_transport::Chaos::wrap(transport, chaos).0)
+}
+
+/// The broker client `section.url` names.
+async fn connect_broker(section: &TransportSection) -> Result<Arc<dyn Transport>, BackendError> {
     let (scheme, _) = section.url.split_once("://").unwrap_or(("", ""));
     let failed = |source| BackendError::Transport {
         url: section.url.clone(),
@@ -141,7 +178,10 @@ pub async fn connect_transport(section: &TransportSection) -> Result<Arc<dyn Tra
             Ok(Arc::new(PulsarTransport::connect(config).await.map_err(failed)?))
         }
         "kafka" => Ok(Arc::new(
-            KafkaTransport::connect(kafka_config(section)).map_err(failed)?,
+            KafkaTransport::connect(
+                kafka_config(section).map_err(|e| failed(baton_transport::TransportError::Config(e)))?,
+            )
+            .map_err(failed)?,
         )),
         "memory" => Ok(Arc::new(InMemoryTransport::new(MemoryConfig {
             max_redeliveries: section.max_redeliveries,

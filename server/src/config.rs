@@ -38,10 +38,58 @@ pub struct TransportSection {
     pub nack_delay_ms: u64,
     /// Messages a consumer takes ahead of the component.
     pub prefetch: u32,
+    /// Largest message, in bytes: a larger publish fails and a larger delivery is
+    /// dead-lettered unread (`baton_transport::SizeLimit`).
+    pub max_message_bytes: usize,
     /// Settings used when `url` is a Pulsar URL.
     pub pulsar: PulsarSection,
     /// Settings used when `url` is a Kafka URL.
     pub kafka: KafkaSection,
+    /// Fault injection for fault tests and soak runs; off unless a rate is set. Never on in
+    /// production: it makes the broker look like one that duplicates and reorders.
+    pub chaos: ChaosSection,
+}
+
+/// Duplicated and reordered deliveries, injected over any broker (`baton_transport::Chaos`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChaosSection {
+    /// Chance that a published message is published twice.
+    pub duplicate_publish: f64,
+    /// Chance that a delivery is handed to the component twice.
+    pub duplicate_delivery: f64,
+    /// Chance that a delivery is held back until the next one has overtaken it.
+    pub reorder: f64,
+    /// Longest a held-back delivery waits to be overtaken, in milliseconds.
+    pub max_hold_ms: u64,
+    /// Seed of the faults' dice.
+    pub seed: u64,
+}
+
+impl Default for ChaosSection {
+    fn default() -> Self {
+        let config = baton_transport::ChaosConfig::default();
+        Self {
+            duplicate_publish: config.duplicate_publish,
+            duplicate_delivery: config.duplicate_delivery,
+            reorder: config.reorder,
+            max_hold_ms: millis(config.max_hold),
+            seed: config.seed,
+        }
+    }
+}
+
+impl ChaosSection {
+    /// The transport layer's settings.
+    pub fn config(&self) -> baton_transport::ChaosConfig {
+        baton_transport::ChaosConfig {
+            duplicate_publish: self.duplicate_publish,
+            duplicate_delivery: self.duplicate_delivery,
+            reorder: self.reorder,
+            max_hold: std::time::Duration::from_millis(self.max_hold_ms),
+            seed: self.seed,
+        }
+    }
 }
 
 impl Default for TransportSection {
@@ -52,8 +100,10 @@ impl Default for TransportSection {
             max_redeliveries: 3,
             nack_delay_ms: 200,
             prefetch: 256,
+            max_message_bytes: baton_transport::DEFAULT_MAX_MESSAGE_BYTES,
             pulsar: PulsarSection::default(),
             kafka: KafkaSection::default(),
+            chaos: ChaosSection::default(),
         }
     }
 }
@@ -138,6 +188,22 @@ pub struct KafkaSection {
     pub max_poll_interval_ms: u64,
     /// Longest delay between two reconnection attempts to a broker, in milliseconds.
     pub max_reconnect_delay_ms: u64,
+    /// `plaintext`, `ssl` (TLS), `sasl_plaintext` or `sasl_ssl` (SASL over TLS).
+    pub security_protocol: String,
+    /// With SASL: `PLAIN` (the default), `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: String,
+    /// With SASL: the user name.
+    pub sasl_username: String,
+    /// With SASL: the password; prefer `sasl_password_file`.
+    pub sasl_password: String,
+    /// With SASL: a file holding the password (read at start).
+    pub sasl_password_file: String,
+    /// With TLS: a PEM file of authorities to trust (empty: the system's).
+    pub tls_ca_file: String,
+    /// With TLS: a client certificate (PEM), for brokers that ask for one.
+    pub tls_cert_file: String,
+    /// With TLS: the client certificate's PEM private key.
+    pub tls_key_file: String,
 }
 
 impl Default for KafkaSection {
@@ -151,6 +217,14 @@ impl Default for KafkaSection {
             session_timeout_ms: millis(config.session_timeout),
             max_poll_interval_ms: millis(config.max_poll_interval),
             max_reconnect_delay_ms: millis(config.max_reconnect_delay),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: String::new(),
+            sasl_username: String::new(),
+            sasl_password: String::new(),
+            sasl_password_file: String::new(),
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -335,10 +409,18 @@ impl BatonConfig {
             }
             "kafka" => {
                 crate::backends::kafka_config(&self.transport)
+                    .map_err(|e| ConfigError::Invalid(format!("transport: {e}")))?
                     .validate()
                     .map_err(|e| ConfigError::Invalid(format!("transport: {e}")))?;
             }
             _ => {}
+        }
+        self.transport.chaos.config().validate().map_err(ConfigError::Invalid)?;
+        if self.transport.max_message_bytes < 1024 {
+            return invalid(format!(
+                "transport.max_message_bytes must be at least 1024, not {}",
+                self.transport.max_message_bytes
+            ));
         }
         if self.transport.partitions < 1 || self.transport.prefetch < 1 {
             return invalid("transport.partitions and transport.prefetch must be at least 1".into());
@@ -408,6 +490,7 @@ impl BatonConfig {
             }
         };
         redact(&mut shown.transport.pulsar.token);
+        redact(&mut shown.transport.kafka.sasl_password);
         redact(&mut shown.storage.password);
         for token in &mut shown.api.tokens {
             redact(&mut token.token);
@@ -510,6 +593,46 @@ mod tests {
             "process.shutdown_deadline_secs must be above zero",
         );
         rejects(|c| c.storage.response_timeout_ms = 0, "storage.response_timeout_ms");
+        rejects(
+            |c| {
+                c.transport.url = "kafka://k:9092".into();
+                c.transport.kafka.security_protocol = "sasl_ssl".into();
+            },
+            "needs a SASL user name and password",
+        );
+        rejects(
+            |c| {
+                c.transport.url = "kafka://k:9092".into();
+                c.transport.kafka.tls_ca_file = "/etc/ca.pem".into();
+            },
+            "Kafka TLS files need security protocol ssl or sasl_ssl",
+        );
+        rejects(
+            |c| {
+                c.transport.url = "kafka://k:9092".into();
+                c.transport.kafka.security_protocol = "tls".into();
+            },
+            "Kafka security protocol `tls`",
+        );
+        rejects(
+            |c| {
+                c.transport.url = "kafka://k:9092".into();
+                c.transport.kafka.sasl_password_file = "/nonexistent/kafka-password".into();
+            },
+            "transport.kafka.sasl_password_file /nonexistent/kafka-password",
+        );
+        rejects(
+            |c| c.transport.max_message_bytes = 10,
+            "transport.max_message_bytes must be at least 1024, not 10",
+        );
+        rejects(
+            |c| c.transport.chaos.reorder = 2.0,
+            "transport.chaos.reorder must be between 0 and 1",
+        );
+        rejects(
+            |c| c.transport.chaos.duplicate_delivery = f64::NAN,
+            "transport.chaos.duplicate_delivery",
+        );
         // The components' own sections are read with their file keys.
         figment::Jail::expect_with(|jail| {
             jail.create_file(
@@ -536,6 +659,7 @@ mod tests {
         let mut config = BatonConfig::default();
         config.transport.pulsar.token = "pulsar-secret-token".into();
         config.storage.password = "redis-secret-password".into();
+        config.transport.kafka.sasl_password = "kafka-secret-password".into();
         config.api.tokens.push(baton_config::ApiToken {
             token: "api-secret-token-0123456789".into(),
             role: baton_config::ApiRole::Operator,
@@ -544,11 +668,12 @@ mod tests {
         for secret in [
             "pulsar-secret-token",
             "redis-secret-password",
+            "kafka-secret-password",
             "api-secret-token-0123456789",
         ] {
             assert!(!text.contains(secret), "{secret} printed:\n{text}");
         }
-        assert_eq!(text.matches(REDACTED).count(), 3, "{text}");
+        assert_eq!(text.matches(REDACTED).count(), 4, "{text}");
         assert!(text.contains("role = \"operator\""), "{text}");
     }
 

@@ -22,7 +22,7 @@ use crate::service::{MethodOptions, ServiceHandler, ServiceOptions, TaskFuture, 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpMethod {
-    /// The endpoint, `http://host:port/path`.
+    /// The endpoint, `http://host:port/path` or `https://…`.
     pub url: String,
     /// Execution timeout of one attempt, in milliseconds.
     #[serde(default = "default_timeout_ms")]
@@ -65,6 +65,77 @@ pub struct HttpServiceConfig {
     pub name: String,
     /// Method name → endpoint.
     pub methods: BTreeMap<String, HttpMethod>,
+    /// For `https://` endpoints: a PEM file of authorities to trust besides the public roots
+    /// (a private CA). Empty: the public roots only.
+    #[serde(default)]
+    pub tls_ca_file: String,
+    /// For `https://` endpoints that ask for a client certificate (mutual TLS): its PEM chain,
+    /// with [`tls_key_file`](Self::tls_key_file).
+    #[serde(default)]
+    pub tls_cert_file: String,
+    /// The client certificate's PEM private key.
+    #[serde(default)]
+    pub tls_key_file: String,
+}
+
+impl HttpServiceConfig {
+    /// A service with these methods and the public roots only.
+    pub fn new(name: impl Into<String>, methods: BTreeMap<String, HttpMethod>) -> Self {
+        Self {
+            name: name.into(),
+            methods,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+        }
+    }
+
+    /// The TLS client configuration of its `https://` endpoints: the public roots, the
+    /// configured authorities and, if set, the client certificate. Every error names the
+    /// setting and its file.
+    fn tls(&self) -> Result<rustls::ClientConfig, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        let service = &self.name;
+        let certificates = |setting: &str, path: &str| -> Result<Vec<CertificateDer<'static>>, String> {
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{service}.{setting} {path}: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!("{service}.{setting} {path} holds no PEM certificate"));
+            }
+            Ok(certs)
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if !self.tls_ca_file.is_empty() {
+            for cert in certificates("tls_ca_file", &self.tls_ca_file)? {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{service}.tls_ca_file {}: {e}", self.tls_ca_file))?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("{service}: TLS: {e}"))?
+            .with_root_certificates(roots);
+        match (self.tls_cert_file.is_empty(), self.tls_key_file.is_empty()) {
+            (true, true) => Ok(builder.with_no_client_auth()),
+            (false, false) => {
+                let chain = certificates("tls_cert_file", &self.tls_cert_file)?;
+                let key = PrivateKeyDer::from_pem_file(&self.tls_key_file)
+                    .map_err(|e| format!("{service}.tls_key_file {}: {e}", self.tls_key_file))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| format!("{service}.tls_cert_file and tls_key_file: {e}"))
+            }
+            _ => Err(format!(
+                "{service}: tls_cert_file and tls_key_file go together (a client certificate needs its key)"
+            )),
+        }
+    }
 }
 
 /// A service bridged to HTTP endpoints.
@@ -92,9 +163,9 @@ impl HttpService {
             return Err(format!("bridged service {} has no methods", config.name));
         }
         for (method, m) in &config.methods {
-            if !m.url.starts_with("http://") {
+            if !m.url.starts_with("http://") && !m.url.starts_with("https://") {
                 return Err(format!(
-                    "{}.{method}: url `{}` must start with http://",
+                    "{}.{method}: url `{}` must start with http:// or https://",
                     config.name, m.url
                 ));
             }
@@ -111,12 +182,21 @@ impl HttpService {
             .keys()
             .map(|m| &*Box::leak(m.clone().into_boxed_str()))
             .collect();
+        let uses_tls =
+            !(config.tls_ca_file.is_empty() && config.tls_cert_file.is_empty() && config.tls_key_file.is_empty());
+        if uses_tls && !config.methods.values().any(|m| m.url.starts_with("https://")) {
+            return Err(format!(
+                "{}: tls_ca_file, tls_cert_file and tls_key_file apply to https:// URLs, and no method has one",
+                config.name
+            ));
+        }
         // reqwest's TLS (for https:// endpoints) runs on rustls with the ring provider, installed
         // for the process unless something installed one already.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls(config.tls()?)
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(|e| format!("{}: HTTP client: {e}", config.name))?;
         Ok(Self {
             name,
             method_names: Box::leak(names.into_boxed_slice()),

@@ -159,6 +159,12 @@ impl TimerId {
         Self(Uuid::new_v5(&task.0, &attempt.to_be_bytes()))
     }
 
+    /// The timer that brings back a command deferred because its instance was not known yet:
+    /// derived from the message deferred, so handling it again schedules the same timer.
+    pub fn for_deferral(message: MessageId) -> Self {
+        Self(Uuid::new_v5(&message.0, b"deferral"))
+    }
+
     /// The timer that removes a completed workflow's record when its retention ends.
     pub fn for_retention(workflow: WorkflowId) -> Self {
         Self(Uuid::new_v5(&workflow.0, b"retention"))

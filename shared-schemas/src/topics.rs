@@ -135,9 +135,12 @@ impl<M> Topic<M> {
     }
 }
 
+/// How the name of every dead-letter topic starts.
+pub const DEAD_LETTER_PREFIX: &str = "dlq:";
+
 /// The dead-letter topic of a topic.
 pub fn dead_letter_topic(topic: &str) -> String {
-    format!("dlq:{topic}")
+    format!("{DEAD_LETTER_PREFIX}{topic}")
 }
 
 impl Topic<WorkflowEngineMessage> {
@@ -149,6 +152,14 @@ impl Topic<WorkflowEngineMessage> {
     /// Events for instances of a workflow (task results, timers, workflow-task results).
     pub fn workflow_engine(workflow: &str) -> Self {
         Self::named(format!("workflow-engine:{workflow}"))
+    }
+
+    /// The workflow whose command or event topic is named `topic`.
+    pub fn workflow_of(topic: &str) -> Option<&str> {
+        topic
+            .strip_prefix("workflow-cmd:")
+            .or_else(|| topic.strip_prefix("workflow-engine:"))
+            .filter(|workflow| !workflow.is_empty())
     }
 }
 
@@ -196,5 +207,26 @@ impl Topic<ClientMessage> {
     /// A client's reply topic.
     pub fn client(client: ClientId) -> Self {
         Self::named(format!("client:{client}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Topic;
+    use crate::messages::WorkflowEngineMessage;
+
+    #[test]
+    fn an_engine_topic_names_its_workflow() {
+        type Engine = Topic<WorkflowEngineMessage>;
+        assert_eq!(
+            Engine::workflow_of(Engine::workflow_cmd("Booking").name()),
+            Some("Booking")
+        );
+        assert_eq!(
+            Engine::workflow_of(Engine::workflow_engine("Bill:ing").name()),
+            Some("Bill:ing")
+        );
+        assert_eq!(Engine::workflow_of("workflow-task:Booking"), None);
+        assert_eq!(Engine::workflow_of("workflow-cmd:"), None);
     }
 }

@@ -233,6 +233,19 @@ fn engine_messages() -> Vec<(&'static str, WorkflowEngineMessage)> {
             },
         ),
         (
+            "engine_deferred_signal",
+            WorkflowEngineMessage::Deferred {
+                command: DeferredCommand::new(WorkflowEngineMessage::SendSignal {
+                    workflow_id: wf,
+                    signal_id: SignalId(uuid(10)),
+                    channel: "decision".into(),
+                    value: payload(),
+                })
+                .expect("not deferred"),
+                attempt: 2,
+            },
+        ),
+        (
             "engine_retry_workflow_task",
             WorkflowEngineMessage::RetryWorkflowTask { workflow_id: wf },
         ),
@@ -708,6 +721,27 @@ fn every_message_round_trips_and_matches_its_golden_fixture() {
         + check_all(tag_messages());
     let files = std::fs::read_dir(fixture_dir()).expect("fixture dir").count();
     assert_eq!(n, files, "every fixture file must be decoded by this test");
+}
+
+#[test]
+fn a_deferred_command_cannot_hold_another() {
+    let command = WorkflowEngineMessage::Await {
+        workflow_id: WorkflowId(uuid(1)),
+        client: ClientId(uuid(2)),
+    };
+    let once = WorkflowEngineMessage::Deferred {
+        command: DeferredCommand::new(command).expect("not deferred"),
+        attempt: 1,
+    };
+    assert!(DeferredCommand::new(once.clone()).is_none());
+    // Bytes that nest one anyway (built by hand) are refused, not decoded.
+    let nested = WorkflowEngineMessage::Deferred {
+        command: DeferredCommand(Box::new(once)),
+        attempt: 1,
+    };
+    let bytes = encode(&envelope(nested)).expect("encodes");
+    let refused = decode::<Envelope<WorkflowEngineMessage>>(&bytes).expect_err("nested deferral refused");
+    assert!(refused.to_string().contains("another deferred command"), "{refused}");
 }
 
 #[test]

@@ -90,6 +90,9 @@ pub mod names {
     pub const IN_FLIGHT: &str = "baton_worker_in_flight";
     /// Timers fired.
     pub const TIMERS_FIRED: &str = "baton_timers_fired_total";
+    /// Faults injected by the chaos transport layer (label `kind`: `duplicate_publish`,
+    /// `duplicate_delivery`, `reorder`); only present when `transport.chaos` is on.
+    pub const CHAOS_INJECTED: &str = "baton_chaos_injected_total";
 }
 
 #[cfg(feature = "prometheus")]
@@ -118,4 +121,5 @@ fn describe() {
     describe_counter!(names::CACHE_MISSES, "Instance states loaded from the store");
     describe_gauge!(names::IN_FLIGHT, "Task attempts a worker is running now");
     describe_counter!(names::TIMERS_FIRED, "Timers fired");
+    describe_counter!(names::CHAOS_INJECTED, "Faults injected by the chaos transport layer");
 }

@@ -16,6 +16,28 @@ pub fn binary_dir() -> PathBuf {
     deps.parent().expect("profile directory").to_path_buf()
 }
 
+/// Removes from `build` (a `cargo build` started by a test or by `cargo run`) the variables
+/// cargo set for the running program's own package. They describe that package, not the
+/// build; some build scripts (ring's) rerun when `CARGO_MANIFEST_DIR` changes, so passing them
+/// on rebuilt half the workspace (a minute) on every start and again on the next plain
+/// `cargo build`.
+pub fn without_package_env(build: &mut Command) {
+    const PER_PACKAGE: [&str; 5] = [
+        "CARGO_MANIFEST_",
+        "CARGO_PKG_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_",
+    ];
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let per_package = PER_PACKAGE.iter().any(|prefix| name.starts_with(prefix));
+        if per_package || name == "CARGO_TARGET_TMPDIR" || name == "OUT_DIR" {
+            build.env_remove(name.as_ref());
+        }
+    }
+}
+
 /// Builds every binary of the workspace, the cluster programs included (nothing to do when
 /// they are current, as in `scripts/test.sh`, which builds them first), once per process, so a
 /// test never runs stale ones. Returns their directory.
@@ -25,25 +47,7 @@ pub fn built_binaries() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args(["build", "--workspace", "--bins", "--features", "baton-examples/cluster"]);
-        // The variables cargo sets for a running test describe the test's package, not this
-        // build; some build scripts (ring's) rerun when CARGO_MANIFEST_DIR changes, so
-        // passing them on rebuilt half the workspace (a minute, inside a timed test) after
-        // every plain `cargo build`.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let per_package = [
-                "CARGO_MANIFEST_",
-                "CARGO_PKG_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_",
-            ]
-            .iter()
-            .any(|prefix| name.starts_with(prefix));
-            if per_package || name == "CARGO_TARGET_TMPDIR" || name == "OUT_DIR" {
-                build.env_remove(name.as_ref());
-            }
-        }
+        without_package_env(&mut build);
         let dir = binary_dir();
         if dir.ends_with("release") {
             build.arg("--release");

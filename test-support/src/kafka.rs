@@ -21,7 +21,34 @@ pub struct KafkaBroker {
     command: Command,
     /// `host:port` to bootstrap from.
     pub bootstrap: String,
+    /// With [`KafkaBroker::start_secured`]: `host:port` of the SASL-over-TLS listener.
+    pub secure_bootstrap: Option<String>,
     port: u16,
+}
+
+/// The SASL PLAIN user of a secured test broker.
+pub const SASL_USER: &str = "baton";
+/// Its password.
+pub const SASL_PASSWORD: &str = "baton-sasl-secret";
+
+/// The extra listener of a secured broker: SASL PLAIN over TLS, with the test authority's
+/// server certificate. (Later keys override the plain broker's.)
+fn secured_properties(port: u16, controller_port: u16, secure_port: u16, certs: &crate::TestCertificates) -> String {
+    format!(
+        "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},SASL_SSL://127.0.0.1:{secure_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{secure_port}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_{SASL_USER}=\"{SASL_PASSWORD}\";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location={keystore}
+listener.name.sasl_ssl.ssl.truststore.type=PEM
+listener.name.sasl_ssl.ssl.truststore.location={ca}
+",
+        keystore = certs.dir.join("kafka-keystore.pem").display(),
+        ca = certs.ca.display(),
+    )
 }
 
 fn server_properties(port: u16, controller_port: u16, logs: &std::path::Path) -> String {
@@ -62,13 +89,30 @@ impl KafkaBroker {
 
     /// Starts a broker whose JVM runs as given.
     pub fn start_with(jvm: Jvm) -> Self {
+        Self::launch(jvm, None)
+    }
+
+    /// Starts a broker that also serves SASL PLAIN over TLS ([`SASL_USER`], [`SASL_PASSWORD`])
+    /// on [`secure_bootstrap`](Self::secure_bootstrap), with `certs`' server certificate.
+    pub fn start_secured(certs: &crate::TestCertificates) -> Self {
+        Self::launch(Jvm::Test, Some(certs))
+    }
+
+    fn launch(jvm: Jvm, certs: Option<&crate::TestCertificates>) -> Self {
         maven::require_java();
         let classpath = maven::classpath("kafka");
-        let (port, controller_port) = (free_port(), free_port());
+        let (port, controller_port, secure_port) = (free_port(), free_port(), free_port());
         let dir = ServerProcess::folder("kafka", port);
         let properties = dir.join("server.properties");
-        std::fs::write(&properties, server_properties(port, controller_port, &dir.join("data")))
-            .expect("write server.properties");
+        let mut text = server_properties(port, controller_port, &dir.join("data"));
+        if let Some(certs) = certs {
+            // Kafka reads a PEM keystore as the private key followed by its certificate.
+            let key = std::fs::read_to_string(&certs.server_key).expect("server key");
+            let cert = std::fs::read_to_string(&certs.server_cert).expect("server certificate");
+            std::fs::write(certs.dir.join("kafka-keystore.pem"), format!("{key}{cert}")).expect("keystore");
+            text.push_str(&secured_properties(port, controller_port, secure_port, certs));
+        }
+        std::fs::write(&properties, text).expect("write server.properties");
         let java = |main: &str| {
             let mut command = Command::new("java");
             command
@@ -100,6 +144,7 @@ impl KafkaBroker {
             process,
             command,
             bootstrap: format!("127.0.0.1:{port}"),
+            secure_bootstrap: certs.map(|_| format!("127.0.0.1:{secure_port}")),
             port,
         };
         broker.wait_ready(0);

@@ -18,20 +18,46 @@ pub mod tls;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-pub use binaries::{ComponentProcess, built_binaries};
+pub use binaries::{ComponentProcess, built_binaries, without_package_env};
 pub use kafka::KafkaBroker;
+/// The SASL credentials of a secured test Kafka broker.
+pub use kafka::{SASL_PASSWORD as KAFKA_SASL_PASSWORD, SASL_USER as KAFKA_SASL_USER};
 pub use maven::Jvm;
 pub use process::sweep_orphans;
-pub use pulsar::PulsarBroker;
+pub use pulsar::{PulsarBroker, PulsarSecurity, token_signed_with};
 pub use redis::RedisServer;
 pub use tls::TestCertificates;
 
-/// A loopback port nobody listens on now.
+/// The ports [`free_port`] picks from: below Linux's default ephemeral range (32768–60999).
+/// A port the kernel hands out for `:0` is also the kind it hands any outgoing connection, so
+/// a broker whose JVM takes seconds to bind one could find it taken by a client in between.
+const TEST_PORTS: std::ops::Range<u16> = 15_000..32_000;
+
+/// A loopback port nobody listens on now, picked at random from [`TEST_PORTS`] and never twice
+/// by one process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+    for attempt in 0u64.. {
+        let offset = random_u64() % span;
+        let port = TEST_PORTS.start + u16::try_from(offset).expect("offset below the span");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+        assert!(attempt < 10_000, "no free loopback port in {TEST_PORTS:?}");
+    }
+    unreachable!("the loop returns or panics")
+}
+
+/// A random number, differing between calls and between processes (not for cryptography).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one((std::process::id(), Instant::now()))
 }
 
 /// Whether something accepts connections on a loopback port.
@@ -53,18 +79,21 @@ fn wait_until(within: Duration, mut ready: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// The status code of `GET http://127.0.0.1:{port}{path}`, if the server answered.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    http_get(&([127, 0, 0, 1], port).into(), path).map(|(status, _)| status)
-}
-
 /// `GET http://{address}{path}`: the status code and the body, if the server answered.
 /// `GET path` over HTTP/1.0: the status code and body, if the server answered.
 pub fn http_get(address: &std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_get_with(address, path, None)
+}
+
+/// [`http_get`] with an `Authorization` header.
+pub fn http_get_with(address: &std::net::SocketAddr, path: &str, authorization: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect_timeout(address, Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let authorization = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{authorization}\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.get(9..12)?.parse().ok()?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::maven::Jvm;
 use crate::process::ServerProcess;
-use crate::{free_port, http_status, maven, wait_until};
+use crate::{free_port, maven, wait_until};
 
 /// How long a start may take before it is a failure (a cold JVM on two busy cores).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -21,6 +21,100 @@ pub struct PulsarBroker {
     /// The admin REST API, `http://127.0.0.1:{port}`.
     pub admin_url: String,
     web_port: u16,
+    /// With [`PulsarBroker::start_secured`]: the TLS binary protocol URL,
+    /// `pulsar+ssl://127.0.0.1:{port}`.
+    pub tls_service_url: Option<String>,
+    /// With [`PulsarBroker::start_secured`]: the admin REST API over TLS.
+    pub tls_admin_url: Option<String>,
+    /// The token the health check presents when authentication is on.
+    health_token: Option<String>,
+}
+
+/// Token authentication and TLS for a test broker: tokens are HS256 JWTs signed with a secret
+/// key made for the broker, and its TLS ports serve the test authority's server certificate.
+pub struct PulsarSecurity {
+    /// The broker's server certificate, key and authority.
+    pub certs: crate::TestCertificates,
+    /// The HS256 secret key the broker checks tokens with.
+    secret: Vec<u8>,
+}
+
+impl PulsarSecurity {
+    /// A fresh secret key and fresh certificates.
+    pub fn generate(label: &str) -> Self {
+        let certs = crate::TestCertificates::generate(label);
+        let secret = (0..4).flat_map(|_| crate::random_u64().to_le_bytes()).collect();
+        Self { certs, secret }
+    }
+
+    /// A token for `role` signed with the broker's key (an HS256 JWT, signed by `openssl`).
+    pub fn token(&self, role: &str) -> String {
+        token_signed_with(&self.secret, role)
+    }
+
+    /// The configuration lines that turn authentication, authorization and TLS on; `admin`
+    /// is the superuser role the broker's own clients use.
+    fn conf(&self, tls_port: u16, web_tls_port: u16) -> String {
+        use base64::Engine;
+        let secret = base64::engine::general_purpose::STANDARD.encode(&self.secret);
+        let c = &self.certs;
+        format!(
+            "authenticationEnabled=true
+authenticationProviders=org.apache.pulsar.broker.authentication.AuthenticationProviderToken
+tokenSecretKey=data:;base64,{secret}
+authorizationEnabled=true
+superUserRoles=admin
+brokerClientAuthenticationPlugin=org.apache.pulsar.client.impl.auth.AuthenticationToken
+brokerClientAuthenticationParameters=token:{token}
+brokerServicePortTls={tls_port}
+webServicePortTls={web_tls_port}
+tlsCertificateFilePath={cert}
+tlsKeyFilePath={key}
+tlsTrustCertsFilePath={ca}
+brokerClientTrustCertsFilePath={ca}
+",
+            token = self.token("admin"),
+            cert = c.server_cert.display(),
+            key = c.server_key.display(),
+            ca = c.ca.display(),
+        )
+    }
+}
+
+/// An HS256 JWT for subject `role`, signed with `secret`.
+pub fn token_signed_with(secret: &[u8], role: &str) -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64(format!(r#"{{"sub":"{role}"}}"#).as_bytes())
+    );
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let mut child = Command::new("openssl")
+        .args([
+            "dgst",
+            "-sha256",
+            "-mac",
+            "HMAC",
+            "-macopt",
+            &format!("hexkey:{hex}"),
+            "-binary",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run openssl: ./scripts/test.sh installs it (apt-get install openssl)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(signed.as_bytes())
+        .expect("openssl stdin");
+    let output = child.wait_with_output().expect("openssl");
+    assert!(output.status.success(), "openssl dgst failed");
+    format!("{signed}.{}", b64(&output.stdout))
 }
 
 /// The broker's configuration; bookie keys are read from the same file.
@@ -73,27 +167,40 @@ impl PulsarBroker {
     /// Resolves the broker (once), starts it on free loopback ports and waits until its health
     /// check passes.
     pub fn start() -> Self {
-        Self::launch(false, Jvm::Test)
+        Self::launch(false, Jvm::Test, None)
+    }
+
+    /// Starts a broker that asks every client for a token signed by `security`'s key (on its
+    /// plain ports too) and also serves TLS ports ([`tls_service_url`](Self::tls_service_url),
+    /// [`tls_admin_url`](Self::tls_admin_url)).
+    pub fn start_secured(security: &PulsarSecurity) -> Self {
+        Self::launch(false, Jvm::Test, Some(security))
     }
 
     /// Starts a broker whose bookie fsyncs its journal before acknowledging a write
     /// (`journalSyncData=true`), as a durable deployment runs.
     pub fn start_durable() -> Self {
-        Self::launch(true, Jvm::Test)
+        Self::launch(true, Jvm::Test, None)
     }
 
     /// Starts a broker with the given journal fsync and JVM.
     pub fn start_with(journal_sync: bool, jvm: Jvm) -> Self {
-        Self::launch(journal_sync, jvm)
+        Self::launch(journal_sync, jvm, None)
     }
 
-    fn launch(journal_sync: bool, jvm: Jvm) -> Self {
+    fn launch(journal_sync: bool, jvm: Jvm, security: Option<&PulsarSecurity>) -> Self {
         maven::require_java();
         let classpath = maven::classpath("pulsar");
         let (broker_port, web_port, bookie_port) = (free_port(), free_port(), free_port());
         let dir = ServerProcess::folder("pulsar", broker_port);
         let conf = dir.join("standalone.conf");
-        std::fs::write(&conf, standalone_conf(broker_port, web_port, journal_sync)).expect("write standalone.conf");
+        let (tls_port, web_tls_port) = (free_port(), free_port());
+        let mut text = standalone_conf(broker_port, web_port, journal_sync);
+        // Later keys override earlier ones.
+        if let Some(security) = security {
+            text.push_str(&security.conf(tls_port, web_tls_port));
+        }
+        std::fs::write(&conf, text).expect("write standalone.conf");
         let mut command = Command::new("java");
         command
             .args(jvm.options())
@@ -136,6 +243,9 @@ impl PulsarBroker {
             service_url: format!("pulsar://127.0.0.1:{broker_port}"),
             admin_url: format!("http://127.0.0.1:{web_port}"),
             web_port,
+            tls_service_url: security.map(|_| format!("pulsar+ssl://127.0.0.1:{tls_port}")),
+            tls_admin_url: security.map(|_| format!("https://127.0.0.1:{web_tls_port}")),
+            health_token: security.map(|s| s.token("admin")),
         };
         broker.wait_ready();
         broker
@@ -149,7 +259,14 @@ impl PulsarBroker {
                 exited = true;
                 return true;
             }
-            http_status(web, "/admin/v2/brokers/health") == Some(200)
+            let authorization = self.health_token.as_ref().map(|t| format!("Bearer {t}"));
+            crate::http_get_with(
+                &([127, 0, 0, 1], web).into(),
+                "/admin/v2/brokers/health",
+                authorization.as_deref(),
+            )
+            .map(|(status, _)| status)
+                == Some(200)
         });
         if exited {
             self.process.fail("exited during start");

@@ -43,7 +43,7 @@ impl TestCertificates {
         let dir = std::env::temp_dir().join(format!(
             "baton-tls-{label}-{}-{}",
             std::process::id(),
-            crate::free_port()
+            crate::random_u64()
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("certificate folder");

@@ -11,12 +11,14 @@
 //! [`conformance`] suite (feature `conformance`) is the contract every backend runs.
 //! This crate knows the wire codec only through `shared-schemas`; it has no storage.
 
+pub mod chaos;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod consume;
 mod delivery;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod limit;
 #[cfg(feature = "in-memory")]
 pub mod memory;
 pub mod metered;
@@ -29,12 +31,14 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 pub use baton_shared_schemas::EncodedMessage;
+pub use chaos::{Chaos, ChaosConfig, ChaosCounts};
 pub use consume::{ConsumeLoop, Handler, Incoming, Source};
 pub use delivery::{Acknowledger, Delivery, headers};
 #[cfg(any(feature = "pulsar", feature = "kafka"))]
 pub(crate) use delivery::{BrokerAcker, BrokerAcks, DelayedRedeliveries};
 #[cfg(feature = "kafka")]
-pub use kafka::{KafkaConfig, KafkaTransport};
+pub use kafka::{KafkaConfig, KafkaSecurity, KafkaTransport};
+pub use limit::{DEFAULT_MAX_MESSAGE_BYTES, SizeLimit};
 #[cfg(feature = "in-memory")]
 pub use memory::{InMemoryTransport, MemoryConfig};
 pub use metered::Metered;
@@ -71,6 +75,18 @@ pub enum TransportError {
         topic: String,
         /// Why.
         reason: String,
+    },
+    /// A message is larger than the transport's bound (`transport.max_message_bytes`).
+    #[error(
+        "a message of {bytes} bytes for {topic} is larger than the {limit} bytes transport.max_message_bytes allows"
+    )]
+    TooLarge {
+        /// Target topic.
+        topic: String,
+        /// The message's size.
+        bytes: usize,
+        /// The bound.
+        limit: usize,
     },
     /// A setting cannot work.
     #[error("invalid transport configuration: {0}")]

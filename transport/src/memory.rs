@@ -283,7 +283,7 @@ impl Transport for InMemoryTransport {
         }
         self.inner.opened.fetch_add(1, Ordering::SeqCst);
         let topic = self.topic(topic_name);
-        let (sub, backlog) = {
+        let sub = {
             let mut t = lock(&topic);
             let existing = t.subscriptions.iter().find(|s| s.name == name).cloned();
             match existing {
@@ -293,7 +293,7 @@ impl Transport for InMemoryTransport {
                         subscription: name.into(),
                     });
                 }
-                Some(s) => (s, Vec::new()),
+                Some(s) => s,
                 None => {
                     let s = Arc::new(SubscriptionState {
                         topic: topic_name.to_string(),
@@ -303,12 +303,15 @@ impl Transport for InMemoryTransport {
                         ready: Notify::new(),
                     });
                     t.subscriptions.push(s.clone());
-                    let backlog = if t.subscriptions.len() == 1 {
-                        std::mem::take(&mut t.backlog)
-                    } else {
-                        Vec::new()
-                    };
-                    (s, backlog)
+                    // The backlog goes in while the topic is still locked: a publish that sees
+                    // the new subscription lands after it, so one key's messages keep their
+                    // order across the first subscribe.
+                    if t.subscriptions.len() == 1 {
+                        for message in std::mem::take(&mut t.backlog) {
+                            self.enqueue(&s, message, false);
+                        }
+                    }
+                    s
                 }
             }
         };
@@ -326,9 +329,6 @@ impl Transport for InMemoryTransport {
             q.rebalance();
             id
         };
-        for message in backlog {
-            self.enqueue(&sub, message, false);
-        }
         sub.ready.notify_waiters();
         let acker = Arc::new(MemoryAcker {
             transport: self.clone(),

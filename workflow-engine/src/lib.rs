@@ -17,6 +17,7 @@ pub mod state;
 pub mod transition;
 
 pub use error::EngineError;
+pub use handlers::early::{DEFER_ATTEMPTS, DEFER_DELAY};
 pub use runner::{EngineConfig, run};
 pub use state::{CompletedRecord, PendingKind, Record, RunningWorkflow, WorkflowState};
 pub use transition::{Decision, Effect, Next, TransitionContext, apply};

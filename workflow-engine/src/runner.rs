@@ -252,7 +252,9 @@ impl Shard {
             } else {
                 None
             };
-            let decision = apply(state, envelope, &ctx);
+            // The engine subscribes to its workflows' engine topics only, so the name is there.
+            let workflow = Topic::workflow_of(&batch[i].topic).unwrap_or_default();
+            let decision = apply(state, workflow, envelope, &ctx);
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
             let publish = match Cause::of(envelope, now).encode_all(&decision.effects) {
                 Ok(publish) => publish,

@@ -121,6 +121,10 @@ pub struct Decision {
 /// Collects the effects a transition emits.
 pub(crate) struct Out<'a> {
     pub(crate) ctx: &'a TransitionContext,
+    /// The workflow whose topic the message came from.
+    pub(crate) workflow: &'a str,
+    /// The id of the message being handled.
+    pub(crate) message_id: MessageId,
     pub(crate) effects: Vec<Effect>,
 }
 
@@ -149,14 +153,18 @@ impl Out<'_> {
     }
 }
 
-/// Applies one message to an instance's state (`None` when nothing is stored).
+/// Applies one message, read from a topic of `workflow`, to an instance's state (`None` when
+/// nothing is stored).
 pub fn apply(
     state: Option<WorkflowState>,
+    workflow: &str,
     message: &Envelope<WorkflowEngineMessage>,
     ctx: &TransitionContext,
 ) -> Decision {
     let mut out = Out {
         ctx,
+        workflow,
+        message_id: message.message_id,
         effects: Vec::new(),
     };
     let (next, note) = handlers::handle(state, &message.body, &mut out);

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use baton_shared_schemas::messages::*;
 use baton_shared_schemas::*;
-use baton_workflow_engine::{Effect, Next, Record, TransitionContext, WorkflowState, apply};
+use baton_workflow_engine::{
+    DEFER_ATTEMPTS, DEFER_DELAY, Effect, Next, Record, TransitionContext, WorkflowState, apply,
+};
 
 const NAME: &str = "Booking";
 
@@ -74,10 +76,10 @@ impl Harness {
             retention: Duration::from_secs(60),
         };
         let message = Envelope::new(body, self.now);
-        let decision = apply(self.state.clone(), &message, &ctx);
+        let decision = apply(self.state.clone(), NAME, &message, &ctx);
         // The decision is pure: the same message on the same state decides the same, down to
         // the bytes and ids of what it emits.
-        let again = apply(self.state.clone(), &message, &ctx);
+        let again = apply(self.state.clone(), NAME, &message, &ctx);
         assert_eq!(
             decision.effects, again.effects,
             "the same message twice gives the same effects"
@@ -475,15 +477,103 @@ fn await_after_completion_replies_at_once_and_unknown_ids_are_reported() {
     assert!(
         matches!(out.as_slice(), [Emitted::Client(c, ClientMessage::WorkflowResult { outcome: WorkflowOutcome::Completed(p), .. })] if *c == late && p.decode::<i32>().ok() == Some(42))
     );
+    // An unknown id is answered as unknown once the wait has been deferred DEFER_ATTEMPTS
+    // times without the instance appearing.
     let mut unknown = Harness::new();
-    let (_, out) = unknown.send(WorkflowEngineMessage::Await {
+    let mut message = WorkflowEngineMessage::Await {
         workflow_id: unknown.id,
         client: late,
-    });
+    };
+    for attempt in 1..=DEFER_ATTEMPTS {
+        let (_, out) = unknown.send(message);
+        message = deferred(&out, attempt, unknown.now);
+    }
+    let (note, out) = unknown.send(message);
+    assert_eq!(note, "await of an unknown instance");
     assert!(matches!(
         out.as_slice(),
-        [Emitted::Client(_, ClientMessage::WorkflowUnknown { .. })]
+        [Emitted::Client(c, ClientMessage::WorkflowUnknown { workflow_id, request_id: None })] if *c == late && *workflow_id == unknown.id
     ));
+    assert_eq!(unknown.state, None, "nothing is stored for an unknown id");
+}
+
+/// The one effect of a deferral: a timer due `DEFER_DELAY` after `now` that brings the command
+/// back to the workflow's command topic as deferral `attempt`. Returns that message.
+fn deferred(out: &[Emitted], attempt: u32, now: Timestamp) -> WorkflowEngineMessage {
+    let [Emitted::Schedule { due, message, .. }] = out else {
+        panic!("expected one deferral, got {out:?}");
+    };
+    assert_eq!(*due, now.saturating_add(DEFER_DELAY));
+    let Effect::Command { workflow, message } = message.as_ref() else {
+        panic!("a deferral goes back to the command topic: {message:?}");
+    };
+    assert_eq!(workflow, NAME);
+    let WorkflowEngineMessage::Deferred { attempt: got, .. } = message else {
+        panic!("not a deferred command: {message:?}");
+    };
+    assert_eq!(*got, attempt);
+    message.clone()
+}
+
+#[test]
+fn a_wait_that_overtakes_its_start_is_deferred_until_the_start_arrives() {
+    let mut h = Harness::new();
+    let waiter = ClientId::new();
+    let (note, out) = h.send(WorkflowEngineMessage::Await {
+        workflow_id: h.id,
+        client: waiter,
+    });
+    assert_eq!(note, "command for an unknown instance deferred");
+    let again = deferred(&out, 1, h.now);
+    let (note, out) = h.send(again);
+    assert_eq!(note, "deferred command's instance still unknown; deferred again");
+    let again = deferred(&out, 2, h.now);
+
+    h.start();
+    let (note, out) = h.send(again);
+    assert_eq!(note, "client waits");
+    assert!(out.is_empty(), "{out:?}");
+    assert!(
+        h.running().waiting_clients.contains(&waiter),
+        "the waiter gets the result when it ends"
+    );
+}
+
+#[test]
+fn a_signal_that_overtakes_its_start_reaches_the_instance() {
+    let mut h = Harness::new();
+    let (note, out) = h.signal("decision", serde_json::json!("approve"));
+    assert_eq!(note, "command for an unknown instance deferred");
+    let again = deferred(&out, 1, h.now);
+    h.start();
+    let (note, _) = h.send(again);
+    assert_eq!(note, "signal kept in the mailbox");
+    assert_eq!(h.running().mailbox.len(), 1);
+}
+
+#[test]
+fn results_and_status_queries_of_an_unknown_instance_are_not_deferred() {
+    let mut h = Harness::new();
+    let client = ClientId::new();
+    let (_, out) = h.send(WorkflowEngineMessage::GetStatus {
+        workflow_id: h.id,
+        client,
+        request_id: RequestId::new(),
+    });
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Emitted::Client(_, ClientMessage::WorkflowUnknown { .. })]
+        ),
+        "{out:?}"
+    );
+    let (note, out) = h.send(WorkflowEngineMessage::TaskCompleted {
+        workflow_id: h.id,
+        task_id: TaskId::new(),
+        output: Payload::null(),
+    });
+    assert_eq!(note, "result for an unknown instance");
+    assert!(out.is_empty());
 }
 
 #[test]

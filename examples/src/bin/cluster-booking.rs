@@ -1,33 +1,44 @@
-//! Runs the booking saga on a local multi-process cluster and checks that a fault mid-run
-//! loses nothing and duplicates nothing.
+//! Runs the booking saga on a local multi-process cluster, injects faults while it runs and
+//! checks that nothing was lost, nothing was done twice and nothing is left pending.
 //!
-//! It starts Redis and a broker (Apache Pulsar by default, Apache Kafka with `--transport kafka`)
-//! unless their URLs are given. It then
-//! starts two `workflow-engine` replicas, a `tag-engine`, a `timer-service` and two
-//! `booking-worker` processes, and runs N bookings through a client. Mid-run it injects the
-//! fault chosen with `--fault`:
-//! - `kill` (the default): SIGKILL one engine and one worker, then restart them;
-//! - `redis-outage`: SIGKILL Baton's Redis (kept durable with an append-only file), wait
-//!   `--outage-secs`, start it again on the same port and data;
+//! It starts Redis (durable: an append-only file written on every command) and a broker
+//! (Apache Pulsar by default, Apache Kafka with `--transport kafka`) unless their URLs are
+//! given. It then starts two `workflow-engine` replicas, a `tag-engine`, a `timer-service`, two
+//! `booking-worker` processes and `baton-api`, and runs N bookings: most through a client, every
+//! fourth through the HTTP API. Each is tagged with the run's tag.
+//!
+//! Faults (`--fault`, several comma-separated are injected one after another while the run
+//! goes on; `--random-faults` picks them at random every `--fault-every-secs`):
+//! - `kill`: SIGKILL an engine and a worker at once; `kill-engine`, `kill-worker`,
+//!   `kill-timer`, `kill-tag`, `kill-api`: SIGKILL one process of that kind; `kill-all`:
+//!   SIGKILL an engine, a worker, the timer service, the tag engine and the API at once. Each
+//!   is started again after `--down-secs`;
+//! - `stop`: SIGSTOP an engine and a worker for `--stop-secs` (longer than the broker's
+//!   session timeout), then SIGCONT;
+//! - `redis-outage`: SIGKILL Redis, wait `--outage-secs`, start it again on the same data;
 //! - `broker-outage`: the same with the broker.
 //!
-//! During an outage it checks that an engine's `/ready` turns 503; after it, it measures how
-//! long a fresh booking takes to complete (the recovery time). Then it waits for every
-//! workflow, checks the books (kept in a Redis of their own during a Redis outage), tears
-//! everything down and prints one line:
+//! `--chaos RATE` makes every Baton process duplicate published messages, duplicate
+//! deliveries and reorder deliveries, each at that rate (`transport.chaos`). `--hold-ms` makes
+//! each booking wait on a durable timer between charge and flight.
 //!
-//! `cluster-booking: transport=pulsar fault=kill workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 killed=2 not_ready_seen=- ready_ms=- recovery_ms=- elapsed_ms=…`
+//! Then it waits for every booking and checks the books (kept in a Redis of their own), that the
+//! run's tag names no instance any more, that no timer is left and that nothing was
+//! dead-lettered. It prints one line:
+//!
+//! `cluster-booking: transport=pulsar workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 faults=… killed=… stopped=… timers_pending_at_kill=… tagged_left=0 timers_left=0 dead_letters=0 chaos=… chaos_injected=… not_ready_seen=- ready_ms=- recovery_ms=- elapsed_ms=…`
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use baton::{Client, ClientError, WorkflowError};
+use baton::components::schemas::TimerId;
+use baton::{Client, ClientError, WorkflowError, WorkflowId};
 use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBooks, audit_books};
 use baton_server::config::TransportSection;
 use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer, free_port};
@@ -36,7 +47,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// Run booking sagas on a local multi-process cluster, killing components mid-run.
+/// Run booking sagas on a local multi-process cluster, injecting faults mid-run.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "cluster-booking", version, about)]
 struct Args {
@@ -46,7 +57,11 @@ struct Args {
     /// Bookings in flight at once.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..))]
     concurrency: u64,
-    /// Kill an engine and a worker once this share of the bookings has finished (0 disables).
+    /// Spread the bookings' starts over this many minutes (default: as fast as they finish).
+    #[arg(long)]
+    minutes: Option<f64>,
+    /// The first planned fault comes once this share of the bookings has finished; the others
+    /// follow evenly up to 80 % (0 disables planned faults).
     #[arg(long, default_value_t = 0.3)]
     kill_at: f64,
     /// Directory of the Baton binaries (default: this program's directory).
@@ -67,23 +82,65 @@ struct Args {
     /// Give up on a booking after this many seconds (it counts as lost).
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
-    /// What to break once `--kill-at` of the bookings have finished.
-    #[arg(long, value_enum, default_value_t = Fault::Kill)]
-    fault: Fault,
+    /// The faults to inject, in order (comma-separated); with --random-faults, the kinds to
+    /// pick from (default: all).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "kill")]
+    fault: Vec<Fault>,
+    /// Inject faults picked at random every --fault-every-secs (± half) until every booking
+    /// has started, instead of the planned ones.
+    #[arg(long)]
+    random_faults: bool,
+    /// Mean time between random faults, in seconds.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    fault_every_secs: u64,
+    /// Seeds the random faults and the chaos layer.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// How long a Redis or broker outage lasts, in seconds (the broker's own start-up comes on
     /// top).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     outage_secs: u64,
+    /// How long a killed process stays down, in seconds.
+    #[arg(long, default_value_t = 1)]
+    down_secs: u64,
+    /// How long `stop` keeps its processes stopped, in seconds (default: the broker's session
+    /// timeout, 6 s on Kafka, plus 4 s).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    stop_secs: u64,
+    /// Rate of each chaos fault (duplicated publish, duplicated delivery, reordered delivery)
+    /// in every Baton process, in [0, 1].
+    #[arg(long, default_value_t = 0.0)]
+    chaos: f64,
+    /// Each booking holds its fare on a durable timer for this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
+    /// Start every n-th booking through the HTTP API (0: none).
+    #[arg(long, default_value_t = 4)]
+    via_api_every: u64,
 }
 
 /// The faults the run can inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Fault {
-    /// SIGKILL an engine and a worker, then restart them.
+    /// SIGKILL an engine and a worker at once.
     Kill,
-    /// Stop Baton's Redis for `--outage-secs`, then start it again.
+    /// SIGKILL an engine.
+    KillEngine,
+    /// SIGKILL a worker.
+    KillWorker,
+    /// SIGKILL the timer service.
+    KillTimer,
+    /// SIGKILL the tag engine.
+    KillTag,
+    /// SIGKILL the API.
+    KillApi,
+    /// SIGKILL one process of every kind at once.
+    KillAll,
+    /// SIGSTOP an engine and a worker for --stop-secs, then SIGCONT.
+    Stop,
+    /// Stop Redis for --outage-secs, then start it again on its append-only file.
     RedisOutage,
-    /// Stop the broker for `--outage-secs`, then start it again.
+    /// Stop the broker for --outage-secs, then start it again.
     BrokerOutage,
 }
 
@@ -91,47 +148,196 @@ impl Fault {
     fn name(self) -> &'static str {
         match self {
             Self::Kill => "kill",
+            Self::KillEngine => "kill-engine",
+            Self::KillWorker => "kill-worker",
+            Self::KillTimer => "kill-timer",
+            Self::KillTag => "kill-tag",
+            Self::KillApi => "kill-api",
+            Self::KillAll => "kill-all",
+            Self::Stop => "stop",
             Self::RedisOutage => "redis-outage",
             Self::BrokerOutage => "broker-outage",
         }
     }
+
+    /// The processes the fault kills or stops, as name prefixes; the `n`-th fault of a kind
+    /// takes the replica `n` modulo the replicas.
+    fn targets(self) -> &'static [&'static str] {
+        match self {
+            Self::Kill | Self::Stop => &["engine", "worker"],
+            Self::KillEngine => &["engine"],
+            Self::KillWorker => &["worker"],
+            Self::KillTimer => &["timer-service"],
+            Self::KillTag => &["tag-engine"],
+            Self::KillApi => &["api"],
+            Self::KillAll => &["engine", "worker", "timer-service", "tag-engine", "api"],
+            Self::RedisOutage | Self::BrokerOutage => &[],
+        }
+    }
 }
 
-/// A booking's outcome, waiting through outages: a wait that times out asks the engine
-/// afresh (its reply may have been lost with the broker), and a start the broker refused is
-/// sent again under the same id.
-async fn book(
-    client: &Client,
-    n: u64,
-    budget: Duration,
-) -> (Option<baton::WorkflowId>, Option<Result<BookingOutcome, String>>) {
-    let deadline = Instant::now() + budget;
-    let id = baton::WorkflowId::new();
-    let options = baton::StartOptions {
-        id: Some(id),
-        ..baton::StartOptions::default()
-    };
-    let handle = loop {
-        match client
-            .start_with::<Booking>(&booking::request(n), options.clone())
-            .await
-        {
-            Ok(handle) => break handle,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
-            Err(e) => return (Some(id), Some(Err(format!("cannot start: {e}")))),
-        }
-    };
+/// The brokers the cluster can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Broker {
+    /// Apache Pulsar.
+    Pulsar,
+    /// Apache Kafka.
+    Kafka,
+}
+
+/// A number in `[0, 1)` from a seed and a counter (SplitMix64).
+fn roll(seed: u64, n: u64) -> f64 {
+    let mut x = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Waits for a booking's outcome through outages: a wait that times out asks the engine afresh
+/// (its reply may have been lost with the broker).
+async fn outcome(client: &Client, id: WorkflowId, deadline: Instant) -> Option<Result<BookingOutcome, String>> {
+    let handle = client.handle::<Booking>(id);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return (Some(id), None);
+            return None;
         }
         match handle.result_within(left.min(Duration::from_secs(1))).await {
-            Ok(outcome) => return (Some(id), Some(Ok(outcome))),
+            Ok(outcome) => return Some(Ok(outcome)),
             Err(WorkflowError::Client(ClientError::Timeout(_) | ClientError::Transport(_))) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => return (Some(id), Some(Err(e.to_string()))),
+            Err(e) => return Some(Err(e.to_string())),
+        }
+    }
+}
+
+/// How the run starts its bookings.
+struct Starter {
+    client: Client,
+    http: reqwest::Client,
+    api: SocketAddr,
+    tag: String,
+    hold_ms: u64,
+    via_api_every: u64,
+    /// The retention timer of every instance started, which stays stored (by design) until
+    /// the instance's history expires, so it is not pending work.
+    retention_timers: std::sync::Mutex<HashSet<String>>,
+}
+
+impl Starter {
+    fn request(&self, n: u64) -> booking::BookingRequest {
+        booking::BookingRequest {
+            hold_ms: self.hold_ms,
+            ..booking::request(n)
+        }
+    }
+
+    /// Starts booking `n` and waits for its outcome. A start the broker or the API refused is
+    /// sent again under the same id, so it starts once.
+    async fn book(&self, n: u64, budget: Duration) -> (WorkflowId, Option<Result<BookingOutcome, String>>) {
+        let deadline = Instant::now() + budget;
+        let through_api = self.via_api_every > 0 && n % self.via_api_every == self.via_api_every - 1;
+        let id = if through_api {
+            WorkflowId::from_custom_id("Booking", &self.custom_id(n))
+        } else {
+            WorkflowId::new()
+        };
+        if let Ok(mut timers) = self.retention_timers.lock() {
+            timers.insert(TimerId::for_retention(id).to_string());
+        }
+        let started = if through_api {
+            self.start_through_api(n, id, deadline).await
+        } else {
+            self.start_through_client(n, id, deadline).await
+        };
+        match started {
+            Ok(id) => (id, outcome(&self.client, id, deadline).await),
+            Err((id, e)) => (id, Some(Err(e))),
+        }
+    }
+
+    fn custom_id(&self, n: u64) -> String {
+        format!("{}-{n}", self.tag)
+    }
+
+    /// The stored timers other than retention timers: sleeps, retries and timeouts not yet
+    /// fired.
+    async fn work_timers(&self, store: &mut redis::aio::ConnectionManager, prefix: &str) -> Option<u64> {
+        let members: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("{prefix}timers:queue"))
+            .arg(0)
+            .arg(-1)
+            .query_async(store)
+            .await
+            .ok()?;
+        let retention = self.retention_timers.lock().ok()?;
+        Some(members.iter().filter(|m| !retention.contains(m.as_str())).count() as u64)
+    }
+
+    async fn start_through_client(
+        &self,
+        n: u64,
+        id: WorkflowId,
+        deadline: Instant,
+    ) -> Result<WorkflowId, (WorkflowId, String)> {
+        let options = baton::StartOptions {
+            id: Some(id),
+            tags: vec![self.tag.clone()],
+            ..baton::StartOptions::default()
+        };
+        loop {
+            match self
+                .client
+                .start_with::<Booking>(&self.request(n), options.clone())
+                .await
+            {
+                Ok(handle) => return Ok(handle.id()),
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(e) => return Err((id, format!("cannot start: {e}"))),
+            }
+        }
+    }
+
+    /// `POST /api/v1/workflows/Booking/instances` with a custom id, so a retry after the API
+    /// died mid-request attaches to the instance instead of starting another.
+    async fn start_through_api(
+        &self,
+        n: u64,
+        id: WorkflowId,
+        deadline: Instant,
+    ) -> Result<WorkflowId, (WorkflowId, String)> {
+        let custom_id = self.custom_id(n);
+        let url = format!("http://{}/api/v1/workflows/Booking/instances", self.api);
+        let body = serde_json::json!({
+            "input": self.request(n),
+            "customId": custom_id,
+            "tags": [self.tag],
+        });
+        loop {
+            let sent = self
+                .http
+                .post(&url)
+                .json(&body)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            let status = sent.as_ref().map(reqwest::Response::status);
+            match status {
+                Ok(s) if s == reqwest::StatusCode::ACCEPTED => return Ok(id),
+                Ok(s) if s.is_client_error() => {
+                    let text = match sent {
+                        Ok(response) => response.text().await.unwrap_or_default(),
+                        Err(_) => String::new(),
+                    };
+                    return Err((id, format!("the API refused the start ({s}): {text}")));
+                }
+                // The API is down or could not reach the broker: the same start again.
+                _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(300)).await,
+                Ok(s) => return Err((id, format!("the API kept failing the start ({s})"))),
+                Err(e) => return Err((id, format!("the API stayed unreachable: {e}"))),
+            }
         }
     }
 }
@@ -148,31 +354,39 @@ async fn sees_not_ready(address: SocketAddr, within: Duration) -> bool {
     false
 }
 
-/// The brokers the cluster can run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Broker {
-    /// Apache Pulsar.
-    Pulsar,
-    /// Apache Kafka.
-    Kafka,
-}
-
 /// The booking started after an outage to time the recovery (outside the run's numbers).
 const PROBE_BOOKING: u64 = 1_000_000;
 
-/// What the injected fault did.
+/// What the injected faults did.
 #[derive(Default)]
 struct FaultReport {
+    /// Faults injected, by kind.
+    injected: BTreeMap<&'static str, u32>,
     /// Processes SIGKILLed.
     killed: u32,
-    /// Whether an engine reported not ready during the outage (`None`: no outage).
+    /// Processes SIGSTOPped.
+    stopped: u32,
+    /// Most timers waiting in the store when the timer service was killed.
+    timers_pending_at_kill: Option<u64>,
+    /// Whether an engine reported not ready during the last outage (`None`: no outage).
     not_ready_seen: Option<bool>,
-    /// From the dependency's return to every component reporting ready.
+    /// From the last outage's end to every component reporting ready.
     ready_again: Option<Duration>,
-    /// From the dependency's return to the probe booking's completion.
+    /// From the last outage's end to the probe booking's completion.
     recovery: Option<Duration>,
-    /// The probe booking's outcome.
-    probe: Option<Result<BookingOutcome, String>>,
+    /// The probe bookings' outcomes.
+    probes: Vec<(u64, Option<Result<BookingOutcome, String>>)>,
+}
+
+impl FaultReport {
+    fn count(&self) -> u32 {
+        self.injected.values().sum()
+    }
+
+    fn kinds(&self) -> String {
+        let kinds: Vec<String> = self.injected.iter().map(|(k, n)| format!("{k}:{n}")).collect();
+        if kinds.is_empty() { "-".into() } else { kinds.join(",") }
+    }
 }
 
 /// A broker this program started.
@@ -215,9 +429,18 @@ impl Process {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`).
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([format!("-{signal}"), child.id().to_string()])
+                .status();
+        }
+    }
+
     fn terminate(&mut self) {
+        self.signal("TERM");
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
             let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -233,6 +456,8 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        // A stopped process ignores SIGKILL until continued on some systems' tools: continue it.
+        self.signal("CONT");
         self.kill();
     }
 }
@@ -281,9 +506,174 @@ fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Everything a fault acts on.
+struct Faults<'a> {
+    cluster: &'a mut [Process],
+    redis: Option<&'a mut RedisServer>,
+    broker: Option<&'a mut StartedBroker>,
+    /// Baton's Redis, to count pending timers.
+    store: redis::aio::ConnectionManager,
+    prefix: String,
+    args: &'a Args,
+    starter: &'a Starter,
+    report: FaultReport,
+    /// How many faults of each kind so far (to rotate the replicas they hit).
+    rotation: HashMap<&'static str, usize>,
+}
+
+impl Faults<'_> {
+    /// Indices of the processes `fault` hits this time.
+    fn targets(&mut self, fault: Fault) -> Vec<usize> {
+        let round = self.rotation.entry(fault.name()).or_default();
+        let picked = fault
+            .targets()
+            .iter()
+            .filter_map(|prefix| {
+                let replicas: Vec<usize> = (0..self.cluster.len())
+                    .filter(|&i| self.cluster[i].name.starts_with(prefix))
+                    .collect();
+                (!replicas.is_empty()).then(|| replicas[*round % replicas.len()])
+            })
+            .collect();
+        *round += 1;
+        picked
+    }
+
+    async fn inject(&mut self, fault: Fault) -> anyhow::Result<()> {
+        *self.report.injected.entry(fault.name()).or_default() += 1;
+        let targets = self.targets(fault);
+        let names: Vec<&str> = targets.iter().map(|&i| self.cluster[i].name.as_str()).collect();
+        eprintln!("fault: {} ({})", fault.name(), names.join(", "));
+        let injected_at = Instant::now();
+        let outage = Duration::from_secs(self.args.outage_secs);
+        match fault {
+            Fault::Stop => {
+                for &i in &targets {
+                    self.cluster[i].signal("STOP");
+                }
+                self.report.stopped += targets.len() as u32;
+                tokio::time::sleep(Duration::from_secs(self.args.stop_secs)).await;
+                for &i in &targets {
+                    self.cluster[i].signal("CONT");
+                }
+            }
+            Fault::RedisOutage => {
+                let redis = self.redis.as_deref_mut().context("no Redis of this run")?;
+                redis.stop();
+                let seen = sees_not_ready(self.cluster[0].health, outage);
+                let (seen, ()) = tokio::join!(seen, tokio::time::sleep(outage));
+                self.report.not_ready_seen = Some(seen);
+                redis.resume();
+                return self.recovered().await;
+            }
+            Fault::BrokerOutage => {
+                let seen = sees_not_ready(self.cluster[0].health, outage.max(Duration::from_secs(5)));
+                let broker = self.broker.as_deref_mut();
+                let stop_and_wait = async {
+                    match broker {
+                        Some(StartedBroker::Pulsar(b)) => b.stop(),
+                        Some(StartedBroker::Kafka(b)) => b.stop(),
+                        None => {}
+                    }
+                    tokio::time::sleep(outage).await;
+                };
+                let (seen, ()) = tokio::join!(seen, stop_and_wait);
+                self.report.not_ready_seen = Some(seen);
+                // The broker's own start-up (tens of seconds for Pulsar) blocks this thread.
+                tokio::task::block_in_place(|| match self.broker.as_deref_mut() {
+                    Some(StartedBroker::Pulsar(b)) => b.resume(),
+                    Some(StartedBroker::Kafka(b)) => b.resume(),
+                    None => {}
+                });
+                eprintln!(
+                    "fault: the broker is healthy again, {:.1}s after it was stopped",
+                    injected_at.elapsed().as_secs_f64()
+                );
+                return self.recovered().await;
+            }
+            _ => {
+                if fault.targets().contains(&"timer-service") {
+                    let pending = self.starter.work_timers(&mut self.store, &self.prefix).await;
+                    self.report.timers_pending_at_kill = self.report.timers_pending_at_kill.max(pending);
+                }
+                // SIGKILL: no shutdown, no commits, in-flight work abandoned.
+                for &i in &targets {
+                    self.cluster[i].kill();
+                }
+                self.report.killed += targets.len() as u32;
+                tokio::time::sleep(Duration::from_secs(self.args.down_secs)).await;
+                for &i in &targets {
+                    self.cluster[i].start()?;
+                }
+            }
+        }
+        wait_ready(self.cluster, Duration::from_secs(120)).await?;
+        eprintln!(
+            "fault: {} over, every process ready {:.1}s after it began",
+            fault.name(),
+            injected_at.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+
+    /// After an outage: the time until every component is ready again and until a fresh
+    /// booking completes.
+    async fn recovered(&mut self) -> anyhow::Result<()> {
+        let back = Instant::now();
+        wait_ready(self.cluster, Duration::from_secs(120)).await?;
+        self.report.ready_again = Some(back.elapsed());
+        let probe = PROBE_BOOKING + self.report.probes.len() as u64;
+        let (_, outcome) = self.starter.book(probe, Duration::from_secs(120)).await;
+        self.report.recovery = Some(back.elapsed());
+        eprintln!(
+            "fault: every process ready {:.1}s and a new booking ended {:.1}s after the outage",
+            self.report.ready_again.unwrap_or_default().as_secs_f64(),
+            back.elapsed().as_secs_f64()
+        );
+        self.report.probes.push((probe, outcome));
+        Ok(())
+    }
+}
+
+/// Polls `count` until it gives 0 or `within` passes; returns the last count.
+async fn settles_to_zero<F, Fut>(within: Duration, mut count: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<u64>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let n = count().await.unwrap_or(u64::MAX);
+        if n == 0 || Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Interrupted, the run is dropped: that stops every process, server and broker it started.
+    let interrupted = |signal: &str, code: u8| {
+        eprintln!("cluster-booking: {signal}; stopping the cluster");
+        Ok(ExitCode::from(code))
+    };
+    tokio::select! {
+        result = run(args) => result,
+        _ = tokio::signal::ctrl_c() => interrupted("interrupted", 130),
+        _ = terminate.recv() => interrupted("terminated", 143),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&args.chaos) {
+        bail!("--chaos {} must be between 0 and 1", args.chaos);
+    }
+    if args.minutes.is_some_and(|m| !m.is_finite() || m <= 0.0) {
+        bail!("--minutes must be positive");
+    }
     let bin_dir = match &args.bin_dir {
         Some(d) => d.clone(),
         None => std::env::current_exe()?
@@ -291,24 +681,28 @@ async fn main() -> anyhow::Result<ExitCode> {
             .map(Path::to_path_buf)
             .context("no binary directory")?,
     };
-    let programs = ["workflow-engine", "tag-engine", "timer-service", "booking-worker"]
-        .into_iter()
-        .map(|name| binary(&bin_dir, name).map(|p| (name, p)))
-        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    let programs = [
+        "workflow-engine",
+        "tag-engine",
+        "timer-service",
+        "booking-worker",
+        "baton-api",
+    ]
+    .into_iter()
+    .map(|name| binary(&bin_dir, name).map(|p| (name, p)))
+    .collect::<anyhow::Result<HashMap<_, _>>>()?;
 
-    // Servers, and a namespace of this run so earlier runs on the same servers do not interfere.
-    if args.fault == Fault::RedisOutage && args.redis_url.is_some() {
+    let may_fault = |f: Fault| (args.random_faults || args.kill_at > 0.0) && args.fault.contains(&f);
+    if may_fault(Fault::RedisOutage) && args.redis_url.is_some() {
         bail!("--fault redis-outage stops the Redis it started; do not pass --redis-url");
     }
-    if args.fault == Fault::BrokerOutage && args.broker_url.is_some() {
+    if may_fault(Fault::BrokerOutage) && args.broker_url.is_some() {
         bail!("--fault broker-outage stops the broker it started; do not pass --broker-url");
     }
-    let mut redis_server = args.redis_url.is_none().then(|| match args.fault {
-        Fault::RedisOutage => RedisServer::start_durable(),
-        _ => RedisServer::start(),
-    });
-    // The books must stay readable while Baton's Redis is away: their own server then.
-    let books_server = (args.fault == Fault::RedisOutage).then(RedisServer::start);
+    // Durable, so an outage (SIGKILL, then a start on the same files) loses nothing.
+    let mut redis_server = args.redis_url.is_none().then(RedisServer::start_durable);
+    // The books stay readable while Baton's Redis is away: a server of their own.
+    let books_server = RedisServer::start();
     let redis_url = args
         .redis_url
         .clone()
@@ -325,19 +719,26 @@ async fn main() -> anyhow::Result<ExitCode> {
         (None, Some(StartedBroker::Kafka(b))) => (format!("kafka://{}", b.bootstrap), None),
         (None, None) => bail!("no broker"),
     };
-    let run = format!("run{}", baton::WorkflowId::new().as_uuid().simple());
+    // A namespace of this run, so earlier runs on the same servers do not interfere.
+    let run = format!("run{}", WorkflowId::new().as_uuid().simple());
     let logs = std::env::temp_dir().join(format!("baton-cluster-{run}"));
     std::fs::create_dir_all(&logs)?;
+    let prefix = format!("{run}:");
     let mut env = vec![
         ("BATON_TRANSPORT__URL".to_string(), broker_url.clone()),
         ("BATON_STORAGE__URL".to_string(), redis_url.clone()),
-        ("BATON_STORAGE__PREFIX".to_string(), format!("{run}:")),
+        ("BATON_STORAGE__PREFIX".to_string(), prefix.clone()),
         (
             "BATON_PROCESS__LOG".to_string(),
             std::env::var("CLUSTER_BOOKING_LOG").unwrap_or_else(|_| "warn".to_string()),
         ),
         ("BATON_PROCESS__SHUTDOWN_DEADLINE_SECS".to_string(), "10".to_string()),
     ];
+    if args.chaos > 0.0 {
+        for setting in ["DUPLICATE_PUBLISH", "DUPLICATE_DELIVERY", "REORDER"] {
+            env.push((format!("BATON_TRANSPORT__CHAOS__{setting}"), args.chaos.to_string()));
+        }
+    }
     let mut transport_section = TransportSection {
         url: broker_url.clone(),
         ..TransportSection::default()
@@ -353,7 +754,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
         Broker::Kafka => {
             env.push(("BATON_TRANSPORT__KAFKA__NAMESPACE".to_string(), format!("{run}.")));
-            // A killed process's partitions wait this long for a new reader.
+            // A killed or stopped process's partitions wait this long for a new reader.
             env.push((
                 "BATON_TRANSPORT__KAFKA__SESSION_TIMEOUT_MS".to_string(),
                 "6000".to_string(),
@@ -363,19 +764,27 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     }
     let books_prefix = format!("{run}:books:");
-    let process = |name: &str, program: &str, args: Vec<String>| Process {
-        name: name.to_string(),
-        program: programs[program].clone(),
-        args,
-        env: env.clone(),
-        log: logs.join(format!("{name}.log")),
-        health: SocketAddr::from(([127, 0, 0, 1], free_port())),
-        child: None,
+    let seeds = AtomicU64::new(args.seed.wrapping_mul(1_000));
+    let process = |name: &str, program: &str, args: Vec<String>| {
+        let mut env = env.clone();
+        // Each process rolls its own chaos dice.
+        env.push((
+            "BATON_TRANSPORT__CHAOS__SEED".to_string(),
+            seeds.fetch_add(1, Ordering::Relaxed).to_string(),
+        ));
+        Process {
+            name: name.to_string(),
+            program: programs[program].clone(),
+            args,
+            env,
+            log: logs.join(format!("{name}.log")),
+            health: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            child: None,
+        }
     };
-    let books_url = books_server.as_ref().map_or(redis_url.clone(), |b| b.url.clone());
     let worker_args = vec![
         "--ledger-url".to_string(),
-        books_url.clone(),
+        books_server.url.clone(),
         "--ledger-prefix".to_string(),
         books_prefix.clone(),
     ];
@@ -383,6 +792,16 @@ async fn main() -> anyhow::Result<ExitCode> {
     for service in booking::SERVICES {
         tag_args.extend(["--service".to_string(), service.to_string()]);
     }
+    let api_address = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let api_config = logs.join("api.toml");
+    let services: Vec<String> = booking::SERVICES.iter().map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        &api_config,
+        format!(
+            "[api]\nlisten = \"{api_address}\"\nworkflows = [\"Booking\"]\nservices = [{}]\n",
+            services.join(", ")
+        ),
+    )?;
     let mut cluster = vec![
         process(
             "engine-1",
@@ -398,36 +817,73 @@ async fn main() -> anyhow::Result<ExitCode> {
         process("timer-service", "timer-service", vec![]),
         process("worker-1", "booking-worker", worker_args.clone()),
         process("worker-2", "booking-worker", worker_args),
+        process(
+            "api",
+            "baton-api",
+            vec!["--config".into(), api_config.display().to_string()],
+        ),
     ];
     for p in &mut cluster {
         p.start()?;
     }
     wait_ready(&cluster, Duration::from_secs(120)).await?;
+    eprintln!(
+        "cluster-booking: {} processes ready (their logs: {})",
+        cluster.len(),
+        logs.display()
+    );
 
     let transport = baton_server::connect_transport(&transport_section)
         .await
         .context("connecting to the broker")?;
     let client = Client::connect(transport).await.context("connecting the client")?;
+    let starter = Arc::new(Starter {
+        client: client.clone(),
+        http: {
+            // reqwest is built without a TLS provider of its own; Baton's stack uses ring.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        },
+        api: api_address,
+        tag: run.clone(),
+        hold_ms: args.hold_ms,
+        via_api_every: args.via_api_every,
+        retention_timers: std::sync::Mutex::default(),
+    });
+    let store = redis::aio::ConnectionManager::new_with_config(
+        redis::Client::open(redis_url.as_str())?,
+        baton_storage::RedisOptions::default().manager_config(),
+    )
+    .await
+    .context("connecting to Baton's Redis")?;
     let started = Instant::now();
 
     let finished = Arc::new(AtomicU64::new(0));
+    let all_started = Arc::new(AtomicBool::new(false));
     let slots = Arc::new(Semaphore::new(usize::try_from(args.concurrency).unwrap_or(usize::MAX)));
     let mut running = JoinSet::new();
     let timeout = Duration::from_secs(args.timeout_secs);
+    let pace = args
+        .minutes
+        .map(|m| Duration::from_secs_f64(m * 60.0 / args.workflows as f64));
     let submit = {
-        let (client, finished) = (client.clone(), finished.clone());
+        let (starter, finished, all_started) = (starter.clone(), finished.clone(), all_started.clone());
         let workflows = args.workflows;
         async move {
             for n in 0..workflows {
+                if let Some(pace) = pace {
+                    tokio::time::sleep_until((started + pace * n as u32).into()).await;
+                }
                 let permit = slots.clone().acquire_owned().await?;
-                let (client, finished) = (client.clone(), finished.clone());
+                let (starter, finished) = (starter.clone(), finished.clone());
                 running.spawn(async move {
-                    let (id, outcome) = book(&client, n, timeout).await;
+                    let (id, outcome) = starter.book(n, timeout).await;
                     drop(permit);
                     finished.fetch_add(1, Ordering::SeqCst);
                     (n, id, outcome)
                 });
             }
+            all_started.store(true, Ordering::SeqCst);
             let mut outcomes = Vec::new();
             while let Some(joined) = running.join_next().await {
                 outcomes.push(joined?);
@@ -435,68 +891,63 @@ async fn main() -> anyhow::Result<ExitCode> {
             anyhow::Ok(outcomes)
         }
     };
-    let fault = async {
-        let mut report = FaultReport::default();
-        if args.kill_at <= 0.0 {
-            return anyhow::Ok(report);
-        }
-        let threshold = ((args.workflows as f64) * args.kill_at).ceil() as u64;
-        while finished.load(Ordering::SeqCst) < threshold.min(args.workflows.saturating_sub(1)).max(1) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let outage = Duration::from_secs(args.outage_secs);
-        match args.fault {
-            Fault::Kill => {
-                // SIGKILL: no shutdown, no commits, in-flight work abandoned.
-                cluster[0].kill();
-                cluster[4].kill();
-                report.killed = 2;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                cluster[0].start()?;
-                cluster[4].start()?;
-                return Ok(report);
-            }
-            Fault::RedisOutage => {
-                let redis = redis_server.as_mut().context("no Redis of this run")?;
-                redis.stop();
-                let seen = sees_not_ready(cluster[0].health, outage);
-                let (seen, ()) = tokio::join!(seen, tokio::time::sleep(outage));
-                report.not_ready_seen = Some(seen);
-                redis.resume();
-            }
-            Fault::BrokerOutage => {
-                let seen = sees_not_ready(cluster[0].health, outage.max(Duration::from_secs(5)));
-                let stop_and_wait = async {
-                    match started_broker.as_mut() {
-                        Some(StartedBroker::Pulsar(b)) => b.stop(),
-                        Some(StartedBroker::Kafka(b)) => b.stop(),
-                        None => {}
-                    }
-                    tokio::time::sleep(outage).await;
-                };
-                let (seen, ()) = tokio::join!(seen, stop_and_wait);
-                report.not_ready_seen = Some(seen);
-                // The broker's own start-up (tens of seconds for Pulsar) blocks this thread.
-                tokio::task::block_in_place(|| match started_broker.as_mut() {
-                    Some(StartedBroker::Pulsar(b)) => b.resume(),
-                    Some(StartedBroker::Kafka(b)) => b.resume(),
-                    None => {}
-                });
-            }
-        }
-        // Recovery: from the dependency's return to every component ready again, and to a
-        // fresh booking's completion.
-        let back = Instant::now();
-        wait_ready(&cluster, Duration::from_secs(120)).await?;
-        report.ready_again = Some(back.elapsed());
-        let (_, probe) = book(&client, PROBE_BOOKING, Duration::from_secs(120)).await;
-        report.recovery = Some(back.elapsed());
-        report.probe = probe;
-        Ok(report)
+    let mut faults = Faults {
+        cluster: &mut cluster,
+        redis: redis_server.as_mut(),
+        broker: started_broker.as_mut(),
+        store: store.clone(),
+        prefix: prefix.clone(),
+        args: &args,
+        starter: &starter,
+        report: FaultReport::default(),
+        rotation: HashMap::new(),
     };
-    let (outcomes, report) = tokio::join!(submit, fault);
-    let (outcomes, report) = (outcomes?, report?);
+    let inject = async {
+        if args.random_faults {
+            let mut n = 0u64;
+            let mean = args.fault_every_secs as f64;
+            loop {
+                let wait = Duration::from_secs_f64(mean * (0.5 + roll(args.seed, 2 * n)));
+                let deadline = Instant::now() + wait;
+                while Instant::now() < deadline {
+                    if all_started.load(Ordering::SeqCst) {
+                        return anyhow::Ok(());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let pick = (roll(args.seed, 2 * n + 1) * args.fault.len() as f64) as usize;
+                faults.inject(args.fault[pick.min(args.fault.len() - 1)]).await?;
+                n += 1;
+            }
+        }
+        if args.kill_at <= 0.0 {
+            return Ok(());
+        }
+        let planned = args.fault.len();
+        for (i, &fault) in args.fault.iter().enumerate() {
+            let share = if planned == 1 {
+                args.kill_at
+            } else {
+                args.kill_at + (0.8 - args.kill_at).max(0.0) * i as f64 / (planned - 1) as f64
+            };
+            let threshold = ((args.workflows as f64) * share).ceil() as u64;
+            while finished.load(Ordering::SeqCst) < threshold.min(args.workflows.saturating_sub(1)).max(1) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            faults.inject(fault).await?;
+        }
+        Ok(())
+    };
+    let (outcomes, injected) = tokio::join!(submit, inject);
+    let outcomes = outcomes?;
+    injected?;
+    let report = std::mem::take(&mut faults.report);
+    drop(faults);
     let elapsed = started.elapsed();
+    eprintln!(
+        "cluster-booking: every booking ended after {:.1}s; auditing",
+        elapsed.as_secs_f64()
+    );
 
     let (mut completed, mut compensated, mut failed, mut lost) = (0u64, 0u64, 0u64, 0u64);
     let mut by_booking: HashMap<u64, Option<BookingOutcome>> = HashMap::new();
@@ -517,21 +968,26 @@ async fn main() -> anyhow::Result<ExitCode> {
             }
             None => {
                 lost += 1;
-                lost_ids.extend(id);
+                lost_ids.push(id);
                 by_booking.insert(n, None);
             }
         }
     }
-    // The probe booking is audited with the others but not counted among the run's.
-    match &report.probe {
-        Some(Ok(o)) => {
-            by_booking.insert(PROBE_BOOKING, Some(o.clone()));
+    // The probe bookings are audited with the others but not counted among the run's.
+    for (n, probe) in &report.probes {
+        match probe {
+            Some(Ok(o)) => {
+                by_booking.insert(*n, Some(o.clone()));
+            }
+            Some(Err(e)) => {
+                failed += 1;
+                eprintln!("the booking started after an outage failed: {e}");
+            }
+            None => {
+                lost += 1;
+                eprintln!("the booking started after an outage did not finish");
+            }
         }
-        Some(Err(e)) => {
-            failed += 1;
-            eprintln!("the booking started after the outage failed: {e}");
-        }
-        None => {}
     }
     for id in lost_ids.iter().take(5) {
         match client.status("Booking", *id).await {
@@ -542,7 +998,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             Err(e) => eprintln!("lost {id}: status unavailable: {e}"),
         }
     }
-    let books = RedisBooks::connect(&books_url, &books_prefix)
+    let books = RedisBooks::connect(&books_server.url, &books_prefix)
         .await
         .map_err(anyhow::Error::msg)?;
     let audit = audit_books(&books.snapshot().await.map_err(anyhow::Error::msg)?, &by_booking);
@@ -555,6 +1011,26 @@ async fn main() -> anyhow::Result<ExitCode> {
         eprintln!("books: {problem}");
     }
 
+    // Nothing left pending: ended instances leave their tag, fired timers leave the store, and
+    // nothing was dead-lettered (the API collects dead letters into the store).
+    let settle = Duration::from_secs(30);
+    let tagged_left = settles_to_zero(settle, || async {
+        client
+            .ids_by_tag("Booking", &run)
+            .await
+            .ok()
+            .map(|ids| ids.len() as u64)
+    })
+    .await;
+    let timers_left = settles_to_zero(settle, || {
+        let mut store = store.clone();
+        let (starter, prefix) = (&starter, &prefix);
+        async move { starter.work_timers(&mut store, prefix).await }
+    })
+    .await;
+    let dead_letters = dead_letter_count(&starter.http, api_address).await;
+    let chaos_injected = chaos_injected(&starter.http, &cluster).await;
+
     client.close();
     for p in cluster.iter_mut().rev() {
         p.terminate();
@@ -566,29 +1042,84 @@ async fn main() -> anyhow::Result<ExitCode> {
         Broker::Pulsar => "pulsar",
         Broker::Kafka => "kafka",
     };
-    let not_ready_seen = report.not_ready_seen.map_or("-".to_string(), |seen| seen.to_string());
-    let recovery_ms = report.recovery.map_or("-".to_string(), |d| d.as_millis().to_string());
-    let ready_ms = report
-        .ready_again
-        .map_or("-".to_string(), |d| d.as_millis().to_string());
+    let optional = |d: Option<Duration>| d.map_or("-".to_string(), |d| d.as_millis().to_string());
+    let dead_letters_text = dead_letters.map_or("unknown".to_string(), |n| n.to_string());
     println!(
-        "cluster-booking: transport={transport_name} fault={} workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} killed={} not_ready_seen={not_ready_seen} ready_ms={ready_ms} recovery_ms={recovery_ms} elapsed_ms={}",
-        args.fault.name(),
+        "cluster-booking: transport={transport_name} workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} faults={} fault_kinds={} killed={} stopped={} timers_pending_at_kill={} tagged_left={tagged_left} timers_left={timers_left} dead_letters={dead_letters_text} chaos={} chaos_injected={chaos_injected} not_ready_seen={} ready_ms={} recovery_ms={} elapsed_ms={}",
         args.workflows,
         audit.duplicated_effects,
+        report.count(),
+        report.kinds(),
         report.killed,
+        report.stopped,
+        report.timers_pending_at_kill.map_or("-".to_string(), |n| n.to_string()),
+        args.chaos,
+        report.not_ready_seen.map_or("-".to_string(), |seen| seen.to_string()),
+        optional(report.ready_again),
+        optional(report.recovery),
         elapsed.as_millis()
     );
-    let ok = failed == 0
-        && lost == 0
-        && audit.duplicated_effects == 0
-        && wrong.is_empty()
-        && report.not_ready_seen != Some(false);
+    let mut problems = Vec::new();
     if report.not_ready_seen == Some(false) {
-        eprintln!("engine-1 kept reporting ready during the outage");
+        problems.push("engine-1 kept reporting ready during the outage".to_string());
     }
+    if tagged_left != 0 {
+        problems.push(format!("the run's tag still names {tagged_left} instances"));
+    }
+    if timers_left != 0 {
+        problems.push(format!("{timers_left} timers are left in the store"));
+    }
+    if args.chaos > 0.0 && chaos_injected == 0 {
+        problems.push("the chaos layer injected nothing".to_string());
+    }
+    if dead_letters != Some(0) {
+        problems.push(format!("dead letters: {dead_letters_text}"));
+    }
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    let ok = failed == 0 && lost == 0 && audit.duplicated_effects == 0 && wrong.is_empty() && problems.is_empty();
     if !ok {
         eprintln!("logs of the cluster's processes: {}", logs.display());
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Letters held by the store, summed over topics, as the API lists them.
+/// The faults the chaos layer injected, summed over the processes' `/metrics` (since each
+/// one's last start).
+async fn chaos_injected(http: &reqwest::Client, cluster: &[Process]) -> u64 {
+    let mut total = 0.0;
+    for p in cluster {
+        let Ok(response) = http
+            .get(format!("http://{}/metrics", p.health))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let text = response.text().await.unwrap_or_default();
+        total += text
+            .lines()
+            .filter(|l| l.starts_with(baton::telemetry::names::CHAOS_INJECTED))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    total as u64
+}
+
+async fn dead_letter_count(http: &reqwest::Client, api: SocketAddr) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Topic {
+        count: u64,
+    }
+    let response = http
+        .get(format!("http://{api}/api/v1/dead-letters"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .ok()?;
+    let topics: Vec<Topic> = response.error_for_status().ok()?.json().await.ok()?;
+    Some(topics.iter().map(|t| t.count).sum())
 }

@@ -243,6 +243,36 @@ pub enum WorkflowEngineMessage {
         /// The workflow task.
         task_id: WorkflowTaskId,
     },
+    /// A command that reached the engine before the instance it addresses, sent back through
+    /// the timer service to be handled again. Brokers may hand a command to the engine ahead of
+    /// the start it follows while partitions move between engine replicas, so a command for an
+    /// unknown instance is tried again a few times before it is answered as unknown.
+    Deferred {
+        /// The command, as it arrived.
+        command: DeferredCommand,
+        /// How often it was deferred so far (1 the first time).
+        attempt: u32,
+    },
+}
+
+/// The command a [`WorkflowEngineMessage::Deferred`] carries. It never holds another deferred
+/// command: decoding refuses one, so untrusted bytes cannot nest commands without bound.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct DeferredCommand(pub Box<WorkflowEngineMessage>);
+
+impl DeferredCommand {
+    /// Wraps a command; `None` for a deferred one (the engine defers the command inside).
+    pub fn new(command: WorkflowEngineMessage) -> Option<Self> {
+        (!matches!(command, WorkflowEngineMessage::Deferred { .. })).then(|| Self(Box::new(command)))
+    }
+}
+
+impl<'de> Deserialize<'de> for DeferredCommand {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let command = WorkflowEngineMessage::deserialize(deserializer)?;
+        Self::new(command).ok_or_else(|| serde::de::Error::custom("a deferred command holds another deferred command"))
+    }
 }
 
 impl WorkflowEngineMessage {
@@ -268,6 +298,7 @@ impl WorkflowEngineMessage {
             | Self::RetryTasksMatching { workflow_id, .. }
             | Self::WorkflowTaskNeedsHistory { workflow_id, .. } => *workflow_id,
             Self::StartChild { start, .. } => start.workflow_id,
+            Self::Deferred { command, .. } => command.0.workflow_id(),
         }
     }
 
@@ -293,6 +324,7 @@ impl WorkflowEngineMessage {
             Self::CallMethod { .. } => "CallMethod",
             Self::RetryTasksMatching { .. } => "RetryTasksMatching",
             Self::WorkflowTaskNeedsHistory { .. } => "WorkflowTaskNeedsHistory",
+            Self::Deferred { .. } => "Deferred",
         }
     }
 }

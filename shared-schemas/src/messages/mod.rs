@@ -10,7 +10,8 @@ pub mod workflow_task;
 
 pub use client::{ClientMessage, WorkflowOutcome, WorkflowStatus, WorkflowStatusView};
 pub use engine::{
-    ParentRef, RunCompletion, StartWorkflow, TaskFilter, TaskSelector, WorkflowEngineMessage, WorkflowTaskCompleted,
+    DeferredCommand, ParentRef, RunCompletion, StartWorkflow, TaskFilter, TaskSelector, WorkflowEngineMessage,
+    WorkflowTaskCompleted,
 };
 pub use service_task::{ExecuteTask, ServiceTaskMessage};
 pub use tag::{TagEngineMessage, TaggedCommand};

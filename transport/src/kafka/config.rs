@@ -38,6 +38,129 @@ pub struct KafkaConfig {
     pub max_poll_interval: Duration,
     /// Longest delay between two reconnection attempts to a broker (`reconnect.backoff.max.ms`).
     pub max_reconnect_delay: Duration,
+    /// How the clients authenticate and encrypt their connections.
+    pub security: KafkaSecurity,
+}
+
+/// How Kafka clients authenticate and encrypt (`security.protocol`, `sasl.*`, `ssl.*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KafkaSecurity {
+    /// `plaintext` (the default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: String,
+    /// With SASL: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (empty: `PLAIN`).
+    pub sasl_mechanism: String,
+    /// With SASL: the user name.
+    pub sasl_username: String,
+    /// With SASL: the password.
+    pub sasl_password: String,
+    /// With TLS: a PEM file of authorities to trust (empty: the system's).
+    pub tls_ca_file: String,
+    /// With TLS: a client certificate (PEM) for brokers that ask for one, with `tls_key_file`.
+    pub tls_cert_file: String,
+    /// With TLS: the client certificate's PEM private key.
+    pub tls_key_file: String,
+}
+
+impl KafkaSecurity {
+    fn uses_tls(&self) -> bool {
+        matches!(self.protocol(), "ssl" | "sasl_ssl")
+    }
+
+    fn uses_sasl(&self) -> bool {
+        matches!(self.protocol(), "sasl_plaintext" | "sasl_ssl")
+    }
+
+    fn protocol(&self) -> &str {
+        if self.protocol.is_empty() {
+            "plaintext"
+        } else {
+            &self.protocol
+        }
+    }
+
+    /// Checks the settings, naming the one that cannot work.
+    fn validate(&self) -> Result<(), String> {
+        if !matches!(self.protocol(), "plaintext" | "ssl" | "sasl_plaintext" | "sasl_ssl") {
+            return Err(format!(
+                "Kafka security protocol `{}`: use plaintext, ssl, sasl_plaintext or sasl_ssl",
+                self.protocol
+            ));
+        }
+        if self.uses_sasl() {
+            if !matches!(
+                self.sasl_mechanism.as_str(),
+                "" | "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+            ) {
+                return Err(format!(
+                    "Kafka SASL mechanism `{}`: use PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512",
+                    self.sasl_mechanism
+                ));
+            }
+            if self.sasl_username.is_empty() || self.sasl_password.is_empty() {
+                return Err(format!(
+                    "Kafka security protocol {} needs a SASL user name and password",
+                    self.protocol()
+                ));
+            }
+        } else if !(self.sasl_mechanism.is_empty() && self.sasl_username.is_empty() && self.sasl_password.is_empty()) {
+            return Err(format!(
+                "Kafka SASL settings need security protocol sasl_plaintext or sasl_ssl, not {}",
+                self.protocol()
+            ));
+        }
+        let files = [
+            ("CA", &self.tls_ca_file),
+            ("client certificate", &self.tls_cert_file),
+            ("client key", &self.tls_key_file),
+        ];
+        if !self.uses_tls() {
+            if files.iter().any(|(_, f)| !f.is_empty()) {
+                return Err(format!(
+                    "Kafka TLS files need security protocol ssl or sasl_ssl, not {}",
+                    self.protocol()
+                ));
+            }
+            return Ok(());
+        }
+        if self.tls_cert_file.is_empty() != self.tls_key_file.is_empty() {
+            return Err("Kafka TLS client certificate and key go together".into());
+        }
+        for (what, file) in files {
+            if !file.is_empty() {
+                std::fs::metadata(file).map_err(|e| format!("Kafka TLS {what} file {file}: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The librdkafka settings for these choices.
+    pub(crate) fn apply(&self, client: &mut rdkafka::ClientConfig) {
+        client.set("security.protocol", self.protocol());
+        if self.uses_sasl() {
+            let mechanism = if self.sasl_mechanism.is_empty() {
+                "PLAIN"
+            } else {
+                &self.sasl_mechanism
+            };
+            client
+                .set("sasl.mechanisms", mechanism)
+                .set("sasl.username", &self.sasl_username)
+                .set("sasl.password", &self.sasl_password);
+        }
+        if self.uses_tls() {
+            // Brokers are verified by name (or address) as well as by authority.
+            client.set("ssl.endpoint.identification.algorithm", "https");
+            for (key, file) in [
+                ("ssl.ca.location", &self.tls_ca_file),
+                ("ssl.certificate.location", &self.tls_cert_file),
+                ("ssl.key.location", &self.tls_key_file),
+            ] {
+                if !file.is_empty() {
+                    client.set(key, file);
+                }
+            }
+        }
+    }
 }
 
 impl Default for KafkaConfig {
@@ -56,6 +179,7 @@ impl Default for KafkaConfig {
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(60),
             max_reconnect_delay: Duration::from_secs(2),
+            security: KafkaSecurity::default(),
         }
     }
 }
@@ -113,6 +237,7 @@ impl KafkaConfig {
         if self.session_timeout < Duration::from_secs(1) {
             return invalid("Kafka session timeout must be at least 1 s".into());
         }
+        self.security.validate().map_err(TransportError::Config)?;
         if self.max_poll_interval < self.session_timeout {
             return invalid(format!(
                 "Kafka max poll interval ({:?}) must be at least the session timeout ({:?})",

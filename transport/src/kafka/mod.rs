@@ -36,7 +36,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use config::KafkaConfig;
+pub use config::{KafkaConfig, KafkaSecurity};
 
 use crate::{OutgoingMessage, Result, Subscription, SubscriptionKind, Transport, TransportError};
 
@@ -124,6 +124,7 @@ impl KafkaTransport {
                 config.max_reconnect_delay.as_millis().max(1).to_string(),
             )
             .set("log.connection.close", "false");
+        config.security.apply(&mut client);
         let producer = client
             .create_with_context(LogContext)
             .map_err(|e| TransportError::Config(format!("Kafka producer: {e}")))?;
@@ -155,7 +156,9 @@ impl KafkaTransport {
     ) -> Result<StreamConsumer<consumer::GroupContext>> {
         let config = &self.inner.config;
         let session = config.session_timeout.as_millis();
-        ClientConfig::new()
+        let mut client = ClientConfig::new();
+        config.security.apply(&mut client);
+        client
             .set("bootstrap.servers", &config.bootstrap_servers)
             .set("group.id", group)
             .set("enable.auto.commit", "false")

@@ -1,7 +1,8 @@
 //! A subscription: one task owns the Pulsar consumer (of the topic's partitions and of the
 //! subscription's retry topic), hands messages to the application through a bounded buffer and
 //! sends the acks that come back. It keeps serving acks while the buffer is full, and opens the
-//! consumer again if the client gives up on it.
+//! consumer again if the client gives up on it, loses some of its topics, or goes silent on a
+//! connection the broker no longer serves it on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -183,6 +184,28 @@ async fn apply(consumer: &mut RawConsumer, settle: Settle) {
     }
 }
 
+/// How long a consumer may receive nothing before it asks the broker whether it is served.
+const STALL_CHECK_AFTER: Duration = Duration::from_secs(5);
+
+/// How long the broker has to answer a consumer's question about itself.
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the broker's view of an idle consumer (one answer per topic it reads) says the consumer
+/// is not being served, or `None` if it is. The broker answers an error for a consumer it does
+/// not know; one it knows but holds no permits for while the subscription has a backlog is
+/// never sent anything (the client only asks for more after receiving some).
+fn stalled(stats: &[pulsar::proto::CommandConsumerStatsResponse]) -> Option<String> {
+    stats.iter().find_map(|topic| {
+        if let Some(code) = topic.error_code {
+            let message = topic.error_message.as_deref().unwrap_or("");
+            return Some(format!("the broker answered error {code}: {message}"));
+        }
+        let backlog = topic.msg_backlog.unwrap_or(0);
+        (topic.available_permits == Some(0) && backlog > 0)
+            .then(|| format!("the broker holds no permits for it with {backlog} messages in the backlog"))
+    })
+}
+
 /// The consumer's task. Ends when the subscription is dropped.
 pub(crate) async fn run(
     inner: Arc<Inner>,
@@ -199,6 +222,11 @@ pub(crate) async fn run(
     let mut expected_topics = consumer.topics().len();
     let mut watch = tokio::time::interval(Duration::from_millis(500));
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // After a broker restart a per-topic consumer can also stay in place but silent: its
+    // connection is gone without the client noticing, or the broker holds no permits for it.
+    // A consumer idle for a while asks the broker about itself; one the broker does not serve
+    // is reopened.
+    let mut last_activity = tokio::time::Instant::now();
     'consume: loop {
         // Room in the buffer first, so nothing is taken from the broker that cannot be handed on.
         let permit = loop {
@@ -219,25 +247,54 @@ pub(crate) async fn run(
                 Some(settle) = settles.recv() => apply(&mut consumer, settle).await,
                 received = consumer.next() => break Some(received),
                 _ = watch.tick() => {
-                    if consumer.topics().len() < expected_topics
-                        && matches!(tokio::time::timeout(Duration::from_millis(500), inner.probe()).await, Ok(Ok(())))
-                    {
+                    let lost_topics = consumer.topics().len() < expected_topics;
+                    let idle = last_activity.elapsed() >= STALL_CHECK_AFTER;
+                    if !lost_topics && !idle {
+                        continue;
+                    }
+                    let broker_answers = matches!(
+                        tokio::time::timeout(Duration::from_millis(500), inner.probe()).await,
+                        Ok(Ok(()))
+                    );
+                    if !broker_answers {
+                        continue;
+                    }
+                    if lost_topics {
+                        break None;
+                    }
+                    last_activity = tokio::time::Instant::now();
+                    let stats = tokio::time::timeout(STATS_TIMEOUT, consumer.get_stats()).await;
+                    let verdict = match stats {
+                        Ok(Ok(stats)) => stalled(&stats),
+                        Ok(Err(e)) => Some(format!("the broker cannot report on it: {e}")),
+                        Err(_) => Some(format!("its connection did not answer within {STATS_TIMEOUT:?}")),
+                    };
+                    if let Some(reason) = verdict {
+                        tracing::warn!(topic = %state.logical_topic, %reason, "idle consumer is not served by the broker");
                         break None;
                     }
                 }
             }
         };
         match received {
-            Some(Some(Ok(message))) => permit.send(deliver(&state, message)),
+            Some(Some(Ok(message))) => {
+                last_activity = tokio::time::Instant::now();
+                permit.send(deliver(&state, message));
+            }
             Some(Some(Err(e))) => {
                 tracing::warn!(topic = %state.logical_topic, error = %e, "consumer error");
             }
             ended => {
-                // The client gave up on this consumer (reconnections exhausted), or lost some
-                // of its topics while the broker is back: open it again.
+                // The client gave up on this consumer (reconnections exhausted), lost some of
+                // its topics while the broker is back, or is not served by the broker: open
+                // it again. The old one is closed first, so that an exclusive subscription is
+                // free for the new one and a failover one hands its partitions on.
                 let lost = consumer.topics().len();
                 tracing::warn!(topic = %state.logical_topic, ended = ended.is_some(), topics = lost, expected = expected_topics, "consumer lost its broker; opening it again");
                 drop(permit);
+                if ended.is_none() {
+                    let _ = tokio::time::timeout(STATS_TIMEOUT, consumer.close()).await;
+                }
                 let mut delay = Duration::from_millis(100);
                 consumer = loop {
                     tokio::select! {
@@ -253,6 +310,7 @@ pub(crate) async fn run(
                     }
                 };
                 expected_topics = expected_topics.max(consumer.topics().len());
+                last_activity = tokio::time::Instant::now();
             }
         }
     }
@@ -261,4 +319,42 @@ pub(crate) async fn run(
         apply(&mut consumer, settle).await;
     }
     drop(consumer);
+}
+
+#[cfg(test)]
+mod tests {
+    use pulsar::proto::CommandConsumerStatsResponse;
+
+    use super::stalled;
+
+    fn served(permits: u64, backlog: u64) -> CommandConsumerStatsResponse {
+        CommandConsumerStatsResponse {
+            available_permits: Some(permits),
+            msg_backlog: Some(backlog),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_consumer_with_permits_or_without_backlog_is_served() {
+        assert_eq!(stalled(&[served(1000, 0), served(12, 40), served(0, 0)]), None);
+        assert_eq!(stalled(&[]), None);
+    }
+
+    #[test]
+    fn a_consumer_without_permits_over_a_backlog_is_stalled() {
+        let reason = stalled(&[served(1000, 3), served(0, 7)]).expect("stalled");
+        assert!(reason.contains("no permits") && reason.contains('7'), "{reason}");
+    }
+
+    #[test]
+    fn a_consumer_the_broker_does_not_know_is_stalled() {
+        let unknown = CommandConsumerStatsResponse {
+            error_code: Some(pulsar::proto::ServerError::ConsumerNotFound as i32),
+            error_message: Some("Consumer 4 not found".into()),
+            ..Default::default()
+        };
+        let reason = stalled(&[served(1000, 0), unknown]).expect("stalled");
+        assert!(reason.contains("Consumer 4 not found"), "{reason}");
+    }
 }

@@ -199,9 +199,21 @@ async fn connect_client(config: &PulsarConfig) -> Result<Pulsar<TokioExecutor>> 
             .collect();
         builder = builder.with_certificate_chain(chain);
     }
-    builder.build().await.map_err(|e| TransportError::Broker {
-        topic: "(connect)".into(),
-        reason: format!("cannot connect to {}: {e}", config.service_url),
+    builder.build().await.map_err(|e| {
+        let reason = e.to_string();
+        // The client gives up at once, without saying why, on what waiting cannot fix: a
+        // certificate it does not trust, or credentials the broker refuses.
+        if reason.contains("fatal error when connecting") {
+            return TransportError::Config(format!(
+                "{} refused the connection for good (not an outage): check transport.pulsar.token or token_file, \
+                 and for pulsar+ssl:// transport.pulsar.tls_trust_certs ({reason})",
+                config.service_url
+            ));
+        }
+        TransportError::Broker {
+            topic: "(connect)".into(),
+            reason: format!("cannot connect to {}: {reason}", config.service_url),
+        }
     })
 }
 

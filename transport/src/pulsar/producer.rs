@@ -24,6 +24,12 @@ const QUEUED_REQUESTS: usize = 256;
 /// message is 5 MiB.
 const BATCH_BYTES: usize = 1024 * 1024;
 
+/// How long a producer may take to be created, or a group of messages to be confirmed, before
+/// the attempt fails as a broker error (which callers wait out and retry). Without a bound, a
+/// producer whose connection the client lost track of across a broker restart keeps its
+/// callers waiting forever; Pulsar's own clients bound a send the same way.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A message to publish.
 pub(crate) struct Outgoing {
     pub key: String,
@@ -84,10 +90,12 @@ impl Producers {
             // it would wait on forever.
             let client = self.client.clone();
             let name = topic.to_string();
-            let built =
-                tokio::spawn(async move { client.producer().with_topic(name).with_options(options).build().await })
-                    .await
-                    .map_err(|e| send_error(topic, format!("cannot create a producer: {e}")))?;
+            let build =
+                tokio::spawn(async move { client.producer().with_topic(name).with_options(options).build().await });
+            let built = tokio::time::timeout(SEND_TIMEOUT, build)
+                .await
+                .map_err(|_| send_error(topic, format!("no producer within {SEND_TIMEOUT:?}")))?
+                .map_err(|e| send_error(topic, format!("cannot create a producer: {e}")))?;
             let producer = built.map_err(|e| send_error(topic, format!("cannot create a producer: {e}")))?;
             let (tx, rx) = mpsc::channel(QUEUED_REQUESTS);
             let owner = Owner {
@@ -154,7 +162,10 @@ async fn publish_groups(
             group.push(more);
         }
         let messages: usize = group.iter().map(|r| r.messages.len()).sum();
-        match publish_group(&mut producer, batching, &mut group).await {
+        let published = tokio::time::timeout(SEND_TIMEOUT, publish_group(&mut producer, batching, &mut group))
+            .await
+            .unwrap_or_else(|_| Err(format!("the broker did not confirm within {SEND_TIMEOUT:?}")));
+        match published {
             Ok(()) => {
                 tracing::trace!(topic = %owner.topic, requests = group.len(), messages, "group published");
                 for request in group {
@@ -178,7 +189,8 @@ async fn publish_groups(
             let _ = request.done.send(Err(reason.clone()));
         }
     }
-    let _ = producer.close().await;
+    // Closing waits for the broker; a producer that timed out may never get an answer.
+    let _ = tokio::time::timeout(SEND_TIMEOUT, producer.close()).await;
 }
 
 /// Enqueues a group's messages, flushes them and waits for every receipt.

@@ -1,6 +1,7 @@
 //! One handler per incoming message kind, and the state changes they share.
 
 mod cancel;
+pub(crate) mod early;
 mod methods;
 mod queries;
 mod repair;
@@ -12,8 +13,8 @@ mod workflow_task;
 use std::collections::BTreeSet;
 
 use baton_shared_schemas::messages::{
-    ClientMessage, ExecuteWorkflowTask, TagEngineMessage, TaskControlMessage, WorkflowEngineMessage, WorkflowOutcome,
-    WorkflowTaskMessage,
+    ClientMessage, DeferredCommand, ExecuteWorkflowTask, TagEngineMessage, TaskControlMessage, WorkflowEngineMessage,
+    WorkflowOutcome, WorkflowTaskMessage,
 };
 use baton_shared_schemas::{
     ClientId, CommandId, HistoryEvent, MethodRunId, Outcome, Payload, TimerId, WorkflowId, WorkflowTaskId,
@@ -33,10 +34,31 @@ pub(crate) fn write(state: WorkflowState, note: &'static str) -> Step {
     (Next::Write(Box::new(state)), note)
 }
 
-/// Routes a message to its handler.
+/// Routes a message to its handler; a command for an instance not stored yet is deferred
+/// (see [`early`]).
 pub(crate) fn handle(state: Option<WorkflowState>, message: &WorkflowEngineMessage, out: &mut Out<'_>) -> Step {
+    match message {
+        WorkflowEngineMessage::Deferred { command, attempt } => {
+            if state.is_none() && *attempt < early::DEFER_ATTEMPTS {
+                early::defer(command.clone(), attempt + 1, out)
+            } else {
+                route(state, &command.0, out)
+            }
+        }
+        // `needs_its_instance` holds for no deferred command, so this one can be wrapped.
+        command if state.is_none() && early::needs_its_instance(command) => {
+            early::defer(DeferredCommand(Box::new(command.clone())), 1, out)
+        }
+        message => route(state, message, out),
+    }
+}
+
+/// Hands a message to the handler of its kind.
+fn route(state: Option<WorkflowState>, message: &WorkflowEngineMessage, out: &mut Out<'_>) -> Step {
     use WorkflowEngineMessage as M;
     match message {
+        // Decoding refuses a deferred command inside another, so this is never reached.
+        M::Deferred { .. } => keep(state, "deferred command inside a deferred command"),
         M::Start(m) => start::start(state, m, None, out),
         M::StartChild { start, parent } => start::start(state, start, Some(parent.clone()), out),
         M::Await { workflow_id, client } => queries::await_result(state, *workflow_id, *client, out),
