@@ -367,6 +367,64 @@ async fn cancel_by_tag_ends_every_tagged_instance() {
     baton.shutdown().await;
 }
 
+/// An engine frozen between saving an instance's start and publishing its outbox sends the
+/// `AddTag` late, after the instance ended and its tag was removed. The tag engine must not
+/// list the ended instance again, and must keep nothing for it once its record expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_tag_addition_after_the_end_is_ignored_until_the_record_expires() {
+    use baton::components::schemas::messages::TagEngineMessage;
+    use baton::components::schemas::{Timestamp, Topic};
+    use baton::components::tag_engine::TagIndex;
+    use baton::components::transport::Publisher;
+
+    let baton = Embedded::builder()
+        .service(OpsService::new(Arc::default()))
+        .workflow::<Jobs>()
+        .retention(Duration::from_secs(1))
+        .start()
+        .await
+        .expect("start");
+    let client = baton.client();
+    let tagged = StartOptions {
+        tags: vec!["receipts".into()],
+        ..StartOptions::default()
+    };
+    let handle = client.start_with::<Jobs>(&Job::Meta, tagged).await.expect("start");
+    let id = handle.id();
+    handle.result().await.expect("result");
+    let index = TagIndex::new(baton.stores().key_sets.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !index.was_removed("Jobs", "receipts", id).await.expect("read") {
+        assert!(Instant::now() < deadline, "the end never removed the tag");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stale = || TagEngineMessage::AddTag {
+        workflow_name: "Jobs".into(),
+        tag: "receipts".into(),
+        workflow_id: id,
+    };
+    let publisher = Publisher::new(baton.transport().clone());
+    let topic = Topic::workflow_tag("Jobs");
+    publisher.publish(&topic, stale(), Timestamp(0)).await.expect("publish");
+    // The lookup shares the tag's key, so it is handled after the stale addition.
+    assert_eq!(
+        client.ids_by_tag("Jobs", "receipts").await.expect("ids"),
+        vec![],
+        "an ended instance is not listed again"
+    );
+    // Once the record expires the removal is forgotten: nothing is kept for the instance.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while index.was_removed("Jobs", "receipts", id).await.expect("read") {
+        assert!(Instant::now() < deadline, "the expiry never reached the tag engine");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(
+        client.status("Jobs", id).await,
+        Err(baton::ClientError::UnknownWorkflow(_))
+    ));
+    baton.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_tags_and_meta_reach_the_service() {
     let baton = start(Arc::default()).await;

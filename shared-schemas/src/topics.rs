@@ -75,6 +75,7 @@ impl TopicMessage for TagEngineMessage {
         match self {
             TagEngineMessage::AddTag { tag, .. }
             | TagEngineMessage::RemoveTag { tag, .. }
+            | TagEngineMessage::ForgetTag { tag, .. }
             | TagEngineMessage::GetIds { tag, .. } => tag.clone(),
             // Continuation pages are keyed by their cursor so that fanning out over a popular
             // tag spreads across consumers instead of queueing behind one key.

@@ -599,6 +599,14 @@ fn tag_messages() -> Vec<(&'static str, TagEngineMessage)> {
             },
         ),
         (
+            "tag_forget",
+            TagEngineMessage::ForgetTag {
+                workflow_name: "Booking".into(),
+                tag: "vip".into(),
+                workflow_id: wf,
+            },
+        ),
+        (
             "tag_get_ids",
             TagEngineMessage::GetIds {
                 workflow_name: "Booking".into(),

@@ -31,6 +31,15 @@ pub type TaskResult = Result<Payload, String>;
 pub enum Read {
     /// Nothing.
     Nothing,
+    /// Whether an instance's final removal from a tag is remembered.
+    Removed {
+        /// The workflow name.
+        workflow: String,
+        /// The tag.
+        tag: String,
+        /// The instance.
+        workflow_id: WorkflowId,
+    },
     /// A page of the ids carrying a tag.
     Ids {
         /// The workflow name.
@@ -53,6 +62,8 @@ pub enum Read {
 pub enum Loaded {
     /// Nothing was needed.
     Nothing,
+    /// Whether the instance's final removal from the tag is remembered.
+    Removed(bool),
     /// The page of ids.
     Ids(IdPage),
     /// The registration, if any.
@@ -75,6 +86,25 @@ pub enum Write {
     },
     /// `workflow_id` no longer carries `tag`.
     RemoveId {
+        /// The workflow name.
+        workflow: String,
+        /// The tag.
+        tag: String,
+        /// The instance.
+        workflow_id: WorkflowId,
+    },
+    /// Remembers that `workflow_id` was removed from `tag` for good, so a stale `AddTag`
+    /// cannot bring it back.
+    RememberRemoval {
+        /// The workflow name.
+        workflow: String,
+        /// The tag.
+        tag: String,
+        /// The instance.
+        workflow_id: WorkflowId,
+    },
+    /// Forgets a remembered removal (the instance's record expired).
+    ForgetRemoval {
         /// The workflow name.
         workflow: String,
         /// The tag.
@@ -151,7 +181,19 @@ pub fn read_for(message: &TagEngineMessage, page_size: usize) -> Result<Read, Ta
         })
     };
     match message {
-        TagEngineMessage::AddTag { tag, .. } | TagEngineMessage::RemoveTag { tag, .. } => {
+        TagEngineMessage::AddTag {
+            workflow_name,
+            tag,
+            workflow_id,
+        } => {
+            check(tag)?;
+            Ok(Read::Removed {
+                workflow: workflow_name.clone(),
+                tag: tag.clone(),
+                workflow_id: *workflow_id,
+            })
+        }
+        TagEngineMessage::RemoveTag { tag, .. } | TagEngineMessage::ForgetTag { tag, .. } => {
             check(tag)?;
             Ok(Read::Nothing)
         }
@@ -182,13 +224,16 @@ pub fn read_for(message: &TagEngineMessage, page_size: usize) -> Result<Read, Ta
 pub fn decide(cause: MessageId, message: &TagEngineMessage, loaded: Loaded) -> Decision {
     let mut decision = Decision::default();
     match (message, loaded) {
+        // An instance removed from the tag for good is not added again: this add is a stale
+        // copy (an engine frozen between saving and publishing sends its outbox late).
+        (TagEngineMessage::AddTag { .. }, Loaded::Removed(true)) => {}
         (
             TagEngineMessage::AddTag {
                 workflow_name,
                 tag,
                 workflow_id,
             },
-            _,
+            Loaded::Removed(false),
         ) => decision.writes.push(Write::AddId {
             workflow: workflow_name.clone(),
             tag: tag.clone(),
@@ -201,11 +246,40 @@ pub fn decide(cause: MessageId, message: &TagEngineMessage, loaded: Loaded) -> D
                 workflow_id,
             },
             _,
-        ) => decision.writes.push(Write::RemoveId {
-            workflow: workflow_name.clone(),
-            tag: tag.clone(),
-            workflow_id: *workflow_id,
-        }),
+        ) => {
+            let (workflow, tag, workflow_id) = (workflow_name.clone(), tag.clone(), *workflow_id);
+            // Remembered first: an add handled between the two writes then finds it.
+            decision.writes.push(Write::RememberRemoval {
+                workflow: workflow.clone(),
+                tag: tag.clone(),
+                workflow_id,
+            });
+            decision.writes.push(Write::RemoveId {
+                workflow,
+                tag,
+                workflow_id,
+            });
+        }
+        (
+            TagEngineMessage::ForgetTag {
+                workflow_name,
+                tag,
+                workflow_id,
+            },
+            _,
+        ) => {
+            let (workflow, tag, workflow_id) = (workflow_name.clone(), tag.clone(), *workflow_id);
+            decision.writes.push(Write::RemoveId {
+                workflow: workflow.clone(),
+                tag: tag.clone(),
+                workflow_id,
+            });
+            decision.writes.push(Write::ForgetRemoval {
+                workflow,
+                tag,
+                workflow_id,
+            });
+        }
         (TagEngineMessage::GetIds { client, request_id, .. }, Loaded::Ids(page)) => {
             decision.effects.push(Effect::Client {
                 client: *client,
@@ -489,6 +563,92 @@ mod tests {
         assert_eq!(late.writes, vec![Write::DropEarlyResult(task, result)]);
     }
 
+    fn tag_message(kind: fn(String, String, WorkflowId) -> TagEngineMessage, id: WorkflowId) -> TagEngineMessage {
+        kind("Booking".into(), "customer:7".into(), id)
+    }
+
+    fn add(workflow_name: String, tag: String, workflow_id: WorkflowId) -> TagEngineMessage {
+        TagEngineMessage::AddTag {
+            workflow_name,
+            tag,
+            workflow_id,
+        }
+    }
+
+    fn remove(workflow_name: String, tag: String, workflow_id: WorkflowId) -> TagEngineMessage {
+        TagEngineMessage::RemoveTag {
+            workflow_name,
+            tag,
+            workflow_id,
+        }
+    }
+
+    fn forget(workflow_name: String, tag: String, workflow_id: WorkflowId) -> TagEngineMessage {
+        TagEngineMessage::ForgetTag {
+            workflow_name,
+            tag,
+            workflow_id,
+        }
+    }
+
+    #[test]
+    fn a_removal_is_final_until_the_record_expires() {
+        let id = WorkflowId::new();
+        let cause = MessageId::new();
+        let (workflow, tag) = ("Booking".to_string(), "customer:7".to_string());
+        let added = tag_message(add, id);
+        assert_eq!(
+            read_for(&added, 10).expect("valid"),
+            Read::Removed {
+                workflow: workflow.clone(),
+                tag: tag.clone(),
+                workflow_id: id
+            }
+        );
+        let add_id = Write::AddId {
+            workflow: workflow.clone(),
+            tag: tag.clone(),
+            workflow_id: id,
+        };
+        let remove_id = Write::RemoveId {
+            workflow: workflow.clone(),
+            tag: tag.clone(),
+            workflow_id: id,
+        };
+        assert_eq!(decide(cause, &added, Loaded::Removed(false)).writes, vec![add_id]);
+        let removed = tag_message(remove, id);
+        assert_eq!(read_for(&removed, 10).expect("valid"), Read::Nothing);
+        assert_eq!(
+            decide(cause, &removed, Loaded::Nothing).writes,
+            vec![
+                Write::RememberRemoval {
+                    workflow: workflow.clone(),
+                    tag: tag.clone(),
+                    workflow_id: id
+                },
+                remove_id.clone()
+            ]
+        );
+        assert_eq!(
+            decide(cause, &added, Loaded::Removed(true)),
+            Decision::default(),
+            "a stale add after the final removal changes nothing"
+        );
+        let forgotten = tag_message(forget, id);
+        assert_eq!(read_for(&forgotten, 10).expect("valid"), Read::Nothing);
+        assert_eq!(
+            decide(cause, &forgotten, Loaded::Nothing).writes,
+            vec![
+                remove_id,
+                Write::ForgetRemoval {
+                    workflow,
+                    tag,
+                    workflow_id: id
+                }
+            ]
+        );
+    }
+
     #[test]
     fn invalid_tags_are_refused_before_anything_is_read() {
         let bad = TagEngineMessage::AddTag {
@@ -497,6 +657,12 @@ mod tests {
             workflow_id: WorkflowId::new(),
         };
         assert!(matches!(read_for(&bad, 10), Err(TagError::InvalidTag(_))));
+        let bad_forget = TagEngineMessage::ForgetTag {
+            workflow_name: "Booking".into(),
+            tag: String::new(),
+            workflow_id: WorkflowId::new(),
+        };
+        assert!(matches!(read_for(&bad_forget, 10), Err(TagError::InvalidTag(_))));
         let signal = TagEngineMessage::ByTag {
             workflow_name: "Booking".into(),
             tag: String::new(),

@@ -78,6 +78,9 @@ pub struct IdPage {
     pub next_cursor: Option<String>,
 }
 
+/// The one member of a removal's key.
+const REMOVED: &str = "removed";
+
 /// Tag → workflow-id sets, per workflow name, over a key-set store.
 #[derive(Clone)]
 pub struct TagIndex {
@@ -96,8 +99,40 @@ impl TagIndex {
         format!("workflow-tag:{}:{workflow}|{tag}", workflow.len())
     }
 
+    /// The storage key that remembers `id`'s final removal from `tag`, until its record
+    /// expires. Lengths delimit the parts, as in [`key`](Self::key).
+    pub fn removal_key(workflow: &str, tag: &str, id: WorkflowId) -> String {
+        format!(
+            "workflow-tag-removed:{}:{}:{workflow}|{tag}|{id}",
+            workflow.len(),
+            tag.len()
+        )
+    }
+
     fn check(tag: &str) -> Result<(), TagError> {
         baton_shared_schemas::validate_tag(tag).map_err(|e| TagError::InvalidTag(e.tag))
+    }
+
+    /// Remembers that `id` was removed from `tag` for good (idempotent).
+    pub async fn remember_removal(&self, workflow: &str, tag: &str, id: WorkflowId) -> Result<(), TagError> {
+        Self::check(tag)?;
+        Ok(self.store.add(&Self::removal_key(workflow, tag, id), REMOVED).await?)
+    }
+
+    /// Forgets a remembered removal (idempotent).
+    pub async fn forget_removal(&self, workflow: &str, tag: &str, id: WorkflowId) -> Result<(), TagError> {
+        Self::check(tag)?;
+        Ok(self
+            .store
+            .remove(&Self::removal_key(workflow, tag, id), REMOVED)
+            .await?)
+    }
+
+    /// Whether `id`'s final removal from `tag` is remembered.
+    pub async fn was_removed(&self, workflow: &str, tag: &str, id: WorkflowId) -> Result<bool, TagError> {
+        Self::check(tag)?;
+        let page = self.store.page(&Self::removal_key(workflow, tag, id), None, 1).await?;
+        Ok(!page.members.is_empty())
     }
 
     /// Records that `id` carries `tag` (idempotent).

@@ -75,6 +75,11 @@ impl Engine {
         let envelope = &incoming.envelope;
         let loaded = match decision::read_for(&envelope.body, self.page_size)? {
             Read::Nothing => Loaded::Nothing,
+            Read::Removed {
+                workflow,
+                tag,
+                workflow_id,
+            } => Loaded::Removed(self.index.was_removed(&workflow, &tag, workflow_id).await?),
             Read::Ids {
                 workflow,
                 tag,
@@ -107,6 +112,16 @@ impl Engine {
                 tag,
                 workflow_id,
             } => self.index.remove(&workflow, &tag, workflow_id).await,
+            Write::RememberRemoval {
+                workflow,
+                tag,
+                workflow_id,
+            } => self.index.remember_removal(&workflow, &tag, workflow_id).await,
+            Write::ForgetRemoval {
+                workflow,
+                tag,
+                workflow_id,
+            } => self.index.forget_removal(&workflow, &tag, workflow_id).await,
             Write::Register(task, delegation) => {
                 Ok(self.store.add(&delegation_key(task), &member(&delegation)?).await?)
             }

@@ -619,13 +619,23 @@ fn expiry_removes_only_completed_records_whose_retention_ended() {
     let t1 = h.start();
     let (note, _) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
     assert_eq!(note, "not expired");
-    h.task_done(&t1, vec![], vec![], Some(RunCompletion::Completed(Payload::null())));
+    let (_, ended) = h.task_done(&t1, vec![], vec![], Some(RunCompletion::Completed(Payload::null())));
+    assert!(
+        ended.iter().any(|e| matches!(e,
+            Emitted::Tag(TagEngineMessage::RemoveTag { tag, workflow_id, .. }) if tag == "customer:7" && *workflow_id == h.id)),
+        "an ended instance leaves its tags for good: {ended:?}"
+    );
     let (note, _) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
     assert_eq!(note, "not expired");
     h.now = Timestamp(h.now.0 + 61_000);
-    let (note, _) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
+    let (note, expired) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
     assert_eq!(note, "expired");
     assert!(h.state.is_none());
+    assert!(
+        matches!(expired.as_slice(),
+            [Emitted::Tag(TagEngineMessage::ForgetTag { tag, workflow_id, .. })] if tag == "customer:7" && *workflow_id == h.id),
+        "the tag engine forgets the expired instance: {expired:?}"
+    );
 }
 
 #[test]

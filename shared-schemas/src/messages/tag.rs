@@ -58,7 +58,9 @@ pub enum TagEngineMessage {
         /// The instance.
         workflow_id: WorkflowId,
     },
-    /// `workflow_id` no longer carries `tag`.
+    /// `workflow_id` has ended and no longer carries `tag`. The removal is final: an `AddTag`
+    /// for the same instance and tag that arrives later (a stale copy from an engine that was
+    /// frozen, or one reordered on the way) is ignored until a [`ForgetTag`](Self::ForgetTag).
     RemoveTag {
         /// Workflow name.
         workflow_name: String,
@@ -108,5 +110,16 @@ pub enum TagEngineMessage {
         task_id: TaskId,
         /// `Ok(value)` completes it, `Err(message)` fails it.
         result: Result<Payload, String>,
+    },
+    /// `workflow_id`'s record has expired: it no longer carries `tag`, and the tag engine
+    /// forgets what the final [`RemoveTag`](Self::RemoveTag) remembered, so nothing is kept
+    /// for an instance that no longer exists.
+    ForgetTag {
+        /// Workflow name.
+        workflow_name: String,
+        /// The tag.
+        tag: String,
+        /// The instance.
+        workflow_id: WorkflowId,
     },
 }

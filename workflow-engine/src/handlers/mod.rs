@@ -258,27 +258,40 @@ pub(crate) fn cancel_owned_work(id: WorkflowId, r: &RunningWorkflow, out: &mut O
     }
 }
 
+/// What becomes of an instance's tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TagChange {
+    /// It carries them (it started, or runs again).
+    Add,
+    /// It ended and no longer carries them, for good.
+    Remove,
+    /// Its record expired: the tag engine keeps nothing for it.
+    Forget,
+}
+
 /// Publishes tag maintenance for an instance's tags.
-pub(crate) fn tag_messages(workflow_name: &str, tags: &[String], id: WorkflowId, add: bool, out: &mut Out<'_>) {
+pub(crate) fn tag_messages(workflow_name: &str, tags: &[String], id: WorkflowId, change: TagChange, out: &mut Out<'_>) {
     for tag in tags {
-        let (name, tag) = (workflow_name.to_string(), tag.clone());
-        let message = if add {
-            TagEngineMessage::AddTag {
-                workflow_name: name,
+        let workflow = workflow_name.to_string();
+        let (workflow_name, tag, workflow_id) = (workflow.clone(), tag.clone(), id);
+        let message = match change {
+            TagChange::Add => TagEngineMessage::AddTag {
+                workflow_name,
                 tag,
-                workflow_id: id,
-            }
-        } else {
-            TagEngineMessage::RemoveTag {
-                workflow_name: name,
+                workflow_id,
+            },
+            TagChange::Remove => TagEngineMessage::RemoveTag {
+                workflow_name,
                 tag,
-                workflow_id: id,
-            }
+                workflow_id,
+            },
+            TagChange::Forget => TagEngineMessage::ForgetTag {
+                workflow_name,
+                tag,
+                workflow_id,
+            },
         };
-        out.emit(Effect::Tag {
-            workflow: workflow_name.to_string(),
-            message,
-        });
+        out.emit(Effect::Tag { workflow, message });
     }
 }
 
@@ -309,7 +322,7 @@ pub(crate) fn finish(state: &mut WorkflowState, outcome: WorkflowOutcome, out: &
     methods::answer_unanswered(id, r, "the instance ended before answering", out);
     let failed = matches!(outcome, WorkflowOutcome::Failed(_));
     if !failed {
-        tag_messages(&r.workflow_name, &r.tags, id, false, out);
+        tag_messages(&r.workflow_name, &r.tags, id, TagChange::Remove, out);
     }
     out.schedule(
         TimerId::for_retention(id),

@@ -50,10 +50,9 @@ pub(crate) fn status(
 pub(crate) fn expire(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
     match state.as_ref().map(|s| (s.id, &s.head.record)) {
         Some((id, Record::Completed(c))) if c.expires_at <= out.ctx.now => {
-            if c.resumable.is_some() {
-                // A failed run kept its tags so it could be found and retried by tag.
-                super::tag_messages(&c.workflow_name, &c.tags, id, false, out);
-            }
+            // A failed run kept its tags so it could be found and retried by tag; an ended one
+            // had them removed, and the tag engine remembered that until now.
+            super::tag_messages(&c.workflow_name, &c.tags, id, super::TagChange::Forget, out);
             (Next::Delete, "expired")
         }
         Some(_) => keep(state, "not expired"),

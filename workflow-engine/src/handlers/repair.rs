@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use baton_shared_schemas::messages::{ExecuteTask, ServiceTaskMessage, TaskFilter};
 use baton_shared_schemas::{CommandId, HistoryEvent, Outcome, Payload, TaskId};
 
-use super::{Step, keep, tag_messages, write};
+use super::{Step, TagChange, keep, tag_messages, write};
 use crate::state::{PendingCommand, PendingKind, Record, WorkflowState};
 use crate::transition::{Effect, Out};
 
@@ -144,7 +144,7 @@ pub(crate) fn retry_tasks(state: Option<WorkflowState>, filter: &TaskFilter, out
         .copied()
         .chain(r.receives.iter().map(|rc| rc.command_id.nth(rc.received)))
         .collect();
-    tag_messages(&r.workflow_name, &r.tags, id, true, out);
+    tag_messages(&r.workflow_name, &r.tags, id, TagChange::Add, out);
     state.head.record = Record::Running(r);
     state.history = new_history;
     state.replace_history = true;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use baton_shared_schemas::messages::{ParentRef, StartWorkflow};
 
-use super::{Step, begin_workflow_task, keep, reply_outcome, tag_messages, write};
+use super::{Step, TagChange, begin_workflow_task, keep, reply_outcome, tag_messages, write};
 use crate::state::{Record, RunningWorkflow, WorkflowState};
 use crate::transition::Out;
 
@@ -41,7 +41,7 @@ pub(crate) fn start(
             method_calls: BTreeMap::new(),
         };
         let mut history = Vec::new();
-        tag_messages(&m.workflow_name, &m.tags, m.workflow_id, true, out);
+        tag_messages(&m.workflow_name, &m.tags, m.workflow_id, TagChange::Add, out);
         begin_workflow_task(m.workflow_id, &mut running, &mut history, out);
         let mut state = WorkflowState::new(m.workflow_id, running);
         state.history = history;
