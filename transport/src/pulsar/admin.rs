@@ -197,6 +197,42 @@ impl Admin {
         )
     }
 
+    /// Unloads each of `topics` (full names of partitions) whose subscription `subscription`
+    /// lists `consumer` more than once, and returns how many it unloaded. A process opens one
+    /// consumer per partition and subscription under its name, so an extra entry is one the
+    /// client does not know it has: a subscribe the broker completed after the client gave up
+    /// waiting for it. The client never gives it permits or closes it, and a Failover
+    /// subscription may make it the partition's active consumer, which stalls the partition.
+    /// Unloading drops every consumer of the partition; clients reconnect the ones they know.
+    pub(crate) async fn clear_unknown_consumers(
+        &self,
+        topics: &[String],
+        subscription: &str,
+        consumer: &str,
+    ) -> Result<usize, TransportError> {
+        let mut unloaded = 0;
+        for topic in topics {
+            let path = self.topic_path(topic);
+            let (status, text) = self.call(Method::GET, &format!("{path}/stats"), None).await?;
+            if !status.is_success() {
+                return Err(admin_error(&format!("statistics of {topic}"), status));
+            }
+            let stats: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| admin_error(&format!("statistics of {topic}"), e))?;
+            if entries_named(&stats, subscription, consumer) > 1 {
+                self.expect(Method::PUT, &format!("{path}/unload"), None, &[]).await?;
+                tracing::warn!(
+                    topic,
+                    subscription,
+                    consumer,
+                    "unloaded a partition held by a consumer this client does not know"
+                );
+                unloaded += 1;
+            }
+        }
+        Ok(unloaded)
+    }
+
     /// Creates `topic` (a full Pulsar name) unless it exists: a partitioned topic with
     /// `partitions` partitions, or a non-partitioned one for `None` (a topic Pulsar can delete
     /// entirely once it is inactive). A dead-letter topic also gets [`DEAD_LETTER_SUBSCRIPTION`].
@@ -269,4 +305,43 @@ fn encode_segment(segment: &str) -> String {
         }
     }
     out
+}
+
+/// How many consumers named `consumer` a topic's statistics (the admin API's `stats`) list in
+/// `subscription`.
+fn entries_named(stats: &serde_json::Value, subscription: &str, consumer: &str) -> usize {
+    stats["subscriptions"][subscription]["consumers"]
+        .as_array()
+        .map_or(0, |consumers| {
+            consumers
+                .iter()
+                .filter(|c| c["consumerName"].as_str() == Some(consumer))
+                .count()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::entries_named;
+
+    #[test]
+    fn consumers_are_counted_by_name_in_their_subscription() {
+        let stats = serde_json::json!({
+            "subscriptions": {
+                "workflow-engine": {
+                    "consumers": [
+                        { "consumerName": "p-0", "availablePermits": 256 },
+                        { "consumerName": "p-0", "availablePermits": 0 },
+                        { "consumerName": "q-0", "availablePermits": 256 }
+                    ]
+                },
+                "other": { "consumers": [ { "consumerName": "p-0" } ] }
+            }
+        });
+        assert_eq!(entries_named(&stats, "workflow-engine", "p-0"), 2);
+        assert_eq!(entries_named(&stats, "workflow-engine", "q-0"), 1);
+        assert_eq!(entries_named(&stats, "other", "p-0"), 1);
+        assert_eq!(entries_named(&stats, "missing", "p-0"), 0);
+        assert_eq!(entries_named(&serde_json::json!({}), "workflow-engine", "p-0"), 0);
+    }
 }

@@ -264,14 +264,31 @@ pub(crate) async fn run(
                     }
                     last_activity = tokio::time::Instant::now();
                     let stats = tokio::time::timeout(STATS_TIMEOUT, consumer.get_stats()).await;
-                    let verdict = match stats {
-                        Ok(Ok(stats)) => stalled(&stats),
+                    let verdict = match &stats {
+                        Ok(Ok(stats)) => stalled(stats),
                         Ok(Err(e)) => Some(format!("the broker cannot report on it: {e}")),
                         Err(_) => Some(format!("its connection did not answer within {STATS_TIMEOUT:?}")),
                     };
                     if let Some(reason) = verdict {
                         tracing::warn!(topic = %state.logical_topic, %reason, "idle consumer is not served by the broker");
                         break None;
+                    }
+                    // Served by the broker's account, idle, and yet a backlog: a Failover
+                    // partition may be held by a consumer of ours the client does not know.
+                    let backlog = matches!(&stats, Ok(Ok(stats)) if stats.iter().any(|t| t.msg_backlog.unwrap_or(0) > 0));
+                    if backlog && spec.kind == SubscriptionKind::Keyed {
+                        let topics = consumer.topics();
+                        let cleared = tokio::time::timeout(
+                            STATS_TIMEOUT,
+                            inner.admin.clear_unknown_consumers(&topics, &spec.subscription, &spec.name),
+                        )
+                        .await;
+                        match cleared {
+                            Ok(Ok(0)) => {}
+                            Ok(Ok(_)) => break None,
+                            Ok(Err(e)) => tracing::debug!(topic = %state.logical_topic, error = %e, "cannot check the subscription's consumers"),
+                            Err(_) => tracing::debug!(topic = %state.logical_topic, "the admin API did not answer about the subscription's consumers"),
+                        }
                     }
                 }
             }
