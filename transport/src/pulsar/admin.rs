@@ -197,13 +197,14 @@ impl Admin {
         )
     }
 
-    /// Unloads each of `topics` (full names of partitions) whose subscription `subscription`
-    /// lists `consumer` more than once, and returns how many it unloaded. A process opens one
-    /// consumer per partition and subscription under its name, so an extra entry is one the
-    /// client does not know it has: a subscribe the broker completed after the client gave up
-    /// waiting for it. The client never gives it permits or closes it, and a Failover
-    /// subscription may make it the partition's active consumer, which stalls the partition.
-    /// Unloading drops every consumer of the partition; clients reconnect the ones they know.
+    /// Unloads each partition of `topics` (full names, partitioned or not) whose subscription
+    /// `subscription` lists `consumer` more than once, and returns how many it unloaded. A
+    /// process opens one consumer per partition and subscription under its name, so an extra
+    /// entry is one the client does not know it has: a subscribe the broker completed after the
+    /// client gave up waiting for it. The client never gives it permits or closes it, and a
+    /// Failover subscription may make it the partition's active consumer, which stalls the
+    /// partition. Unloading drops every consumer of the partition; clients reconnect the ones
+    /// they know. One statistics request per topic, whatever its number of partitions.
     pub(crate) async fn clear_unknown_consumers(
         &self,
         topics: &[String],
@@ -212,17 +213,12 @@ impl Admin {
     ) -> Result<usize, TransportError> {
         let mut unloaded = 0;
         for topic in topics {
-            let path = self.topic_path(topic);
-            let (status, text) = self.call(Method::GET, &format!("{path}/stats"), None).await?;
-            if !status.is_success() {
-                return Err(admin_error(&format!("statistics of {topic}"), status));
-            }
-            let stats: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| admin_error(&format!("statistics of {topic}"), e))?;
-            if entries_named(&stats, subscription, consumer) > 1 {
+            let stats = self.stats_by_partition(topic).await?;
+            for partition in partitions_listing_twice(&stats, subscription, consumer) {
+                let path = self.topic_path(&partition);
                 self.expect(Method::PUT, &format!("{path}/unload"), None, &[]).await?;
                 tracing::warn!(
-                    topic,
+                    topic = partition,
                     subscription,
                     consumer,
                     "unloaded a partition held by a consumer this client does not know"
@@ -231,6 +227,31 @@ impl Admin {
             }
         }
         Ok(unloaded)
+    }
+
+    /// The admin API's statistics of each partition of `topic`, by the partition's full name
+    /// (a topic without partitions is its own single partition).
+    async fn stats_by_partition(&self, topic: &str) -> Result<Vec<(String, serde_json::Value)>, TransportError> {
+        let path = self.topic_path(topic);
+        let get = |url: String| async move {
+            let (status, text) = self.call(Method::GET, &url, None).await?;
+            if !status.is_success() {
+                return Ok(None);
+            }
+            serde_json::from_str::<serde_json::Value>(&text)
+                .map(Some)
+                .map_err(|e| admin_error(&format!("statistics of {topic}"), e))
+        };
+        if let Some(stats) = get(format!("{path}/partitioned-stats?perPartition=true")).await? {
+            let partitions = per_partition(&stats);
+            if !partitions.is_empty() {
+                return Ok(partitions);
+            }
+        }
+        match get(format!("{path}/stats")).await? {
+            Some(stats) => Ok(vec![(topic.to_string(), stats)]),
+            None => Err(admin_error(&format!("statistics of {topic}"), "the broker has none")),
+        }
     }
 
     /// Creates `topic` (a full Pulsar name) unless it exists: a partitioned topic with
@@ -320,9 +341,29 @@ fn entries_named(stats: &serde_json::Value, subscription: &str, consumer: &str) 
         })
 }
 
+/// The statistics of each partition in a partitioned topic's statistics (the admin API's
+/// `partitioned-stats?perPartition=true`), by the partition's full name.
+fn per_partition(stats: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    stats["partitions"].as_object().map_or_else(Vec::new, |partitions| {
+        partitions
+            .iter()
+            .map(|(name, stats)| (name.clone(), stats.clone()))
+            .collect()
+    })
+}
+
+/// The partitions whose subscription `subscription` lists `consumer` more than once.
+fn partitions_listing_twice(stats: &[(String, serde_json::Value)], subscription: &str, consumer: &str) -> Vec<String> {
+    stats
+        .iter()
+        .filter(|(_, stats)| entries_named(stats, subscription, consumer) > 1)
+        .map(|(partition, _)| partition.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::entries_named;
+    use super::{entries_named, partitions_listing_twice, per_partition};
 
     #[test]
     fn consumers_are_counted_by_name_in_their_subscription() {
@@ -343,5 +384,34 @@ mod tests {
         assert_eq!(entries_named(&stats, "other", "p-0"), 1);
         assert_eq!(entries_named(&stats, "missing", "p-0"), 0);
         assert_eq!(entries_named(&serde_json::json!({}), "workflow-engine", "p-0"), 0);
+    }
+
+    #[test]
+    fn only_the_partitions_listing_a_consumer_twice_are_picked() {
+        let stats = serde_json::json!({
+            "msgBacklog": 1000,
+            "partitions": {
+                "persistent://baton/run/workflow-cmd:Booking-partition-0": {
+                    "subscriptions": { "workflow-engine": { "consumers": [
+                        { "consumerName": "p-3", "availablePermits": 256 }
+                    ] } }
+                },
+                "persistent://baton/run/workflow-cmd:Booking-partition-1": {
+                    "subscriptions": { "workflow-engine": { "consumers": [
+                        { "consumerName": "p-3", "availablePermits": 256 },
+                        { "consumerName": "q-1", "availablePermits": 256 },
+                        { "consumerName": "p-3", "availablePermits": 0 }
+                    ] } }
+                }
+            }
+        });
+        let partitions = per_partition(&stats);
+        assert_eq!(partitions.len(), 2);
+        assert_eq!(
+            partitions_listing_twice(&partitions, "workflow-engine", "p-3"),
+            vec!["persistent://baton/run/workflow-cmd:Booking-partition-1".to_string()]
+        );
+        assert!(partitions_listing_twice(&partitions, "workflow-engine", "q-1").is_empty());
+        assert!(per_partition(&serde_json::json!({ "msgBacklog": 0 })).is_empty());
     }
 }

@@ -206,6 +206,55 @@ fn stalled(stats: &[pulsar::proto::CommandConsumerStatsResponse]) -> Option<Stri
     })
 }
 
+/// How often a keyed subscription's partitions are checked for consumers the client does not
+/// know. One statistics request per topic the consumer reads.
+const AUDIT_EVERY: Duration = Duration::from_secs(5);
+
+/// Checks a keyed subscription's partitions every [`AUDIT_EVERY`] for a consumer of this
+/// process the client does not know it has (a subscribe the broker completed after the client
+/// retried it, typically after a slow broker restart). Such a consumer never gets permits; if
+/// the Failover subscription makes it a partition's active consumer, that partition stalls
+/// while the process's other partitions keep flowing, so no idleness check would notice. The
+/// admin API unloads such a partition and the consumer task is asked to reopen. It runs apart
+/// from the consumer's task so that deliveries never wait on the admin API, and ends with it.
+async fn audit(inner: Arc<Inner>, spec: ConsumerSpec, logical_topic: String, reopen: mpsc::Sender<()>) {
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + AUDIT_EVERY, AUDIT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    loop {
+        tokio::select! {
+            _ = reopen.closed() => return,
+            _ = every.tick() => {}
+        }
+        let cleared = tokio::time::timeout(
+            STATS_TIMEOUT,
+            inner
+                .admin
+                .clear_unknown_consumers(&spec.topics, &spec.subscription, &spec.name),
+        )
+        .await;
+        match cleared {
+            Ok(Ok(0)) => {}
+            Ok(Ok(_)) => {
+                // A full channel already holds a request to reopen.
+                let _ = reopen.try_send(());
+            }
+            // Said once as a warning: a role without the permission to read statistics or
+            // unload a topic (a tenant admin's) turns the audit off for good.
+            Ok(Err(e)) if !warned => {
+                warned = true;
+                tracing::warn!(topic = %logical_topic, error = %e, "cannot check the subscription's consumers through the admin API");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(topic = %logical_topic, error = %e, "cannot check the subscription's consumers")
+            }
+            Err(_) => {
+                tracing::debug!(topic = %logical_topic, "the admin API did not answer about the subscription's consumers")
+            }
+        }
+    }
+}
+
 /// The consumer's task. Ends when the subscription is dropped.
 pub(crate) async fn run(
     inner: Arc<Inner>,
@@ -227,6 +276,18 @@ pub(crate) async fn run(
     // A consumer idle for a while asks the broker about itself; one the broker does not serve
     // is reopened.
     let mut last_activity = tokio::time::Instant::now();
+    // A keyed subscription's partitions are audited for consumers the client does not know
+    // (see `audit`); the audit asks for a reopening through this channel. The sender kept here
+    // keeps `recv` pending when there is no audit.
+    let (reopen_tx, mut reopen) = mpsc::channel(1);
+    if spec.kind == SubscriptionKind::Keyed {
+        tokio::spawn(audit(
+            inner.clone(),
+            spec.clone(),
+            state.logical_topic.clone(),
+            reopen_tx.clone(),
+        ));
+    }
     'consume: loop {
         // Room in the buffer first, so nothing is taken from the broker that cannot be handed on.
         let permit = loop {
@@ -246,6 +307,7 @@ pub(crate) async fn run(
                 _ = &mut closing => break 'consume,
                 Some(settle) = settles.recv() => apply(&mut consumer, settle).await,
                 received = consumer.next() => break Some(received),
+                Some(()) = reopen.recv() => break None,
                 _ = watch.tick() => {
                     let lost_topics = consumer.topics().len() < expected_topics;
                     let idle = last_activity.elapsed() >= STALL_CHECK_AFTER;
@@ -272,23 +334,6 @@ pub(crate) async fn run(
                     if let Some(reason) = verdict {
                         tracing::warn!(topic = %state.logical_topic, %reason, "idle consumer is not served by the broker");
                         break None;
-                    }
-                    // Served by the broker's account, idle, and yet a backlog: a Failover
-                    // partition may be held by a consumer of ours the client does not know.
-                    let backlog = matches!(&stats, Ok(Ok(stats)) if stats.iter().any(|t| t.msg_backlog.unwrap_or(0) > 0));
-                    if backlog && spec.kind == SubscriptionKind::Keyed {
-                        let topics = consumer.topics();
-                        let cleared = tokio::time::timeout(
-                            STATS_TIMEOUT,
-                            inner.admin.clear_unknown_consumers(&topics, &spec.subscription, &spec.name),
-                        )
-                        .await;
-                        match cleared {
-                            Ok(Ok(0)) => {}
-                            Ok(Ok(_)) => break None,
-                            Ok(Err(e)) => tracing::debug!(topic = %state.logical_topic, error = %e, "cannot check the subscription's consumers"),
-                            Err(_) => tracing::debug!(topic = %state.logical_topic, "the admin API did not answer about the subscription's consumers"),
-                        }
                     }
                 }
             }
