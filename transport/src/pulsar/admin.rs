@@ -210,13 +210,23 @@ impl Admin {
         topics: &[String],
         subscription: &str,
         consumer: &str,
-    ) -> Result<usize, TransportError> {
+    ) -> Result<usize, AuditFailure> {
         let mut unloaded = 0;
         for topic in topics {
             let stats = self.stats_by_partition(topic).await?;
             for partition in partitions_listing_twice(&stats, subscription, consumer) {
-                let path = self.topic_path(&partition);
-                self.expect(Method::PUT, &format!("{path}/unload"), None, &[]).await?;
+                let path = format!("{}/unload", self.topic_path(&partition));
+                let (status, text) = self
+                    .call(Method::PUT, &path, None)
+                    .await
+                    .map_err(AuditFailure::Unavailable)?;
+                if !status.is_success() {
+                    return Err(AuditFailure::of_status(
+                        status,
+                        &format!("unloading {partition}"),
+                        &text,
+                    ));
+                }
                 tracing::warn!(
                     topic = partition,
                     subscription,
@@ -231,27 +241,31 @@ impl Admin {
 
     /// The admin API's statistics of each partition of `topic`, by the partition's full name
     /// (a topic without partitions is its own single partition).
-    async fn stats_by_partition(&self, topic: &str) -> Result<Vec<(String, serde_json::Value)>, TransportError> {
+    async fn stats_by_partition(&self, topic: &str) -> Result<Vec<(String, serde_json::Value)>, AuditFailure> {
         let path = self.topic_path(topic);
-        let get = |url: String| async move {
-            let (status, text) = self.call(Method::GET, &url, None).await?;
-            if !status.is_success() {
-                return Ok(None);
+        let what = format!("statistics of {topic}");
+        let get = |url: String| {
+            let what = what.clone();
+            async move {
+                let (status, text) = self
+                    .call(Method::GET, &url, None)
+                    .await
+                    .map_err(AuditFailure::Unavailable)?;
+                if !status.is_success() {
+                    return Err(AuditFailure::of_status(status, &what, &text));
+                }
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| AuditFailure::Unavailable(admin_error(&what, e)))
             }
-            serde_json::from_str::<serde_json::Value>(&text)
-                .map(Some)
-                .map_err(|e| admin_error(&format!("statistics of {topic}"), e))
         };
-        if let Some(stats) = get(format!("{path}/partitioned-stats?perPartition=true")).await? {
-            let partitions = per_partition(&stats);
-            if !partitions.is_empty() {
-                return Ok(partitions);
-            }
+        // A topic without partitions answers `partitioned-stats` with no partitions or an error.
+        match get(format!("{path}/partitioned-stats?perPartition=true")).await {
+            Ok(stats) if !per_partition(&stats).is_empty() => return Ok(per_partition(&stats)),
+            Err(refused @ AuditFailure::Refused(_)) => return Err(refused),
+            _ => {}
         }
-        match get(format!("{path}/stats")).await? {
-            Some(stats) => Ok(vec![(topic.to_string(), stats)]),
-            None => Err(admin_error(&format!("statistics of {topic}"), "the broker has none")),
-        }
+        let stats = get(format!("{path}/stats")).await?;
+        Ok(vec![(topic.to_string(), stats)])
     }
 
     /// Creates `topic` (a full Pulsar name) unless it exists: a partitioned topic with
@@ -341,6 +355,26 @@ fn entries_named(stats: &serde_json::Value, subscription: &str, consumer: &str) 
         })
 }
 
+/// Why the audit of a subscription's consumers could not run.
+#[derive(Debug)]
+pub(crate) enum AuditFailure {
+    /// The admin API refused the token's role (401 or 403): the audit cannot work until the
+    /// role may read statistics and unload topics.
+    Refused(TransportError),
+    /// The admin API did not answer or failed otherwise (an outage, a restart).
+    Unavailable(TransportError),
+}
+
+impl AuditFailure {
+    fn of_status(status: StatusCode, what: &str, body: &str) -> Self {
+        let error = admin_error(&format!("{what}: the admin API answered {status}"), reason_of(body));
+        match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Self::Refused(error),
+            _ => Self::Unavailable(error),
+        }
+    }
+}
+
 /// The statistics of each partition in a partitioned topic's statistics (the admin API's
 /// `partitioned-stats?perPartition=true`), by the partition's full name.
 fn per_partition(stats: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
@@ -363,7 +397,8 @@ fn partitions_listing_twice(stats: &[(String, serde_json::Value)], subscription:
 
 #[cfg(test)]
 mod tests {
-    use super::{entries_named, partitions_listing_twice, per_partition};
+    use super::{AuditFailure, entries_named, partitions_listing_twice, per_partition};
+    use reqwest::StatusCode;
 
     #[test]
     fn consumers_are_counted_by_name_in_their_subscription() {
@@ -413,5 +448,21 @@ mod tests {
         );
         assert!(partitions_listing_twice(&partitions, "workflow-engine", "q-1").is_empty());
         assert!(per_partition(&serde_json::json!({ "msgBacklog": 0 })).is_empty());
+    }
+
+    #[test]
+    fn a_refused_role_is_told_apart_from_an_unavailable_admin_api() {
+        for status in [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN] {
+            let failure = AuditFailure::of_status(status, "statistics of t", r#"{"reason":"not authorized"}"#);
+            assert!(matches!(failure, AuditFailure::Refused(ref e) if e.to_string().contains("not authorized")));
+        }
+        for status in [
+            StatusCode::NOT_FOUND,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            let failure = AuditFailure::of_status(status, "statistics of t", "");
+            assert!(matches!(failure, AuditFailure::Unavailable(_)));
+        }
     }
 }

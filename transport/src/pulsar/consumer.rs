@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
 use super::ack::{AckState, BatchPosition, InFlight, REDELIVERIES, Settle};
+use super::admin::AuditFailure;
 use crate::{Delivery, Result, Subscription, SubscriptionKind, TransportError, locked};
 
 type RawConsumer = Consumer<Vec<u8>, TokioExecutor>;
@@ -241,11 +242,11 @@ async fn audit(inner: Arc<Inner>, spec: ConsumerSpec, logical_topic: String, reo
             }
             // Said once as a warning: a role without the permission to read statistics or
             // unload a topic (a tenant admin's) turns the audit off for good.
-            Ok(Err(e)) if !warned => {
+            Ok(Err(AuditFailure::Refused(e))) if !warned => {
                 warned = true;
                 tracing::warn!(topic = %logical_topic, error = %e, "cannot check the subscription's consumers through the admin API");
             }
-            Ok(Err(e)) => {
+            Ok(Err(AuditFailure::Refused(e) | AuditFailure::Unavailable(e))) => {
                 tracing::debug!(topic = %logical_topic, error = %e, "cannot check the subscription's consumers")
             }
             Err(_) => {
