@@ -243,29 +243,35 @@ impl Admin {
     /// (a topic without partitions is its own single partition).
     async fn stats_by_partition(&self, topic: &str) -> Result<Vec<(String, serde_json::Value)>, AuditFailure> {
         let path = self.topic_path(topic);
-        let what = format!("statistics of {topic}");
-        let get = |url: String| {
-            let what = what.clone();
-            async move {
-                let (status, text) = self
-                    .call(Method::GET, &url, None)
-                    .await
-                    .map_err(AuditFailure::Unavailable)?;
-                if !status.is_success() {
-                    return Err(AuditFailure::of_status(status, &what, &text));
-                }
-                serde_json::from_str::<serde_json::Value>(&text)
-                    .map_err(|e| AuditFailure::Unavailable(admin_error(&what, e)))
-            }
-        };
         // A topic without partitions answers `partitioned-stats` with no partitions or an error.
-        match get(format!("{path}/partitioned-stats?perPartition=true")).await {
-            Ok(stats) if !per_partition(&stats).is_empty() => return Ok(per_partition(&stats)),
+        match self
+            .stats_at(&format!("{path}/partitioned-stats?perPartition=true"), topic)
+            .await
+        {
+            Ok(stats) => {
+                let partitions = per_partition(&stats);
+                if !partitions.is_empty() {
+                    return Ok(partitions);
+                }
+            }
             Err(refused @ AuditFailure::Refused(_)) => return Err(refused),
-            _ => {}
+            Err(AuditFailure::Unavailable(_)) => {}
         }
-        let stats = get(format!("{path}/stats")).await?;
+        let stats = self.stats_at(&format!("{path}/stats"), topic).await?;
         Ok(vec![(topic.to_string(), stats)])
+    }
+
+    /// One statistics document of `topic` from the admin API.
+    async fn stats_at(&self, path: &str, topic: &str) -> Result<serde_json::Value, AuditFailure> {
+        let what = format!("statistics of {topic}");
+        let (status, text) = self
+            .call(Method::GET, path, None)
+            .await
+            .map_err(AuditFailure::Unavailable)?;
+        if !status.is_success() {
+            return Err(AuditFailure::of_status(status, &what, &text));
+        }
+        serde_json::from_str(&text).map_err(|e| AuditFailure::Unavailable(admin_error(&what, e)))
     }
 
     /// Creates `topic` (a full Pulsar name) unless it exists: a partitioned topic with

@@ -1,8 +1,9 @@
 //! A subscription: one task owns the Pulsar consumer (of the topic's partitions and of the
 //! subscription's retry topic), hands messages to the application through a bounded buffer and
 //! sends the acks that come back. It keeps serving acks while the buffer is full, and opens the
-//! consumer again if the client gives up on it, loses some of its topics, or goes silent on a
-//! connection the broker no longer serves it on.
+//! consumer again if the client gives up on it, loses some of its topics, goes silent on a
+//! connection the broker no longer serves it on, or (keyed) finds a partition held by a
+//! consumer of its name the client does not know.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -327,8 +328,8 @@ pub(crate) async fn run(
                     }
                     last_activity = tokio::time::Instant::now();
                     let stats = tokio::time::timeout(STATS_TIMEOUT, consumer.get_stats()).await;
-                    let verdict = match &stats {
-                        Ok(Ok(stats)) => stalled(stats),
+                    let verdict = match stats {
+                        Ok(Ok(stats)) => stalled(&stats),
                         Ok(Err(e)) => Some(format!("the broker cannot report on it: {e}")),
                         Err(_) => Some(format!("its connection did not answer within {STATS_TIMEOUT:?}")),
                     };
