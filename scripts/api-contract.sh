@@ -4,6 +4,9 @@
 # tokens, and checks every answer against the document (status codes, content types,
 # schemas, authentication). The API is the booking demo's, served with a reader and an
 # operator token. Needs the debug `booking` binary (scripts/test.sh builds it).
+#
+#   scripts/api-contract.sh             runs it
+#   scripts/api-contract.sh --install   only installs schemathesis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,11 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+case "${1:-}" in
+  "") ;;
+  --install) exit 0 ;;
+  *) echo "api-contract.sh: unknown argument '$1' (use --install, or nothing)" >&2; exit 2 ;;
+esac
 
 booking="${CARGO_TARGET_DIR:-target}/debug/booking"
 [ -x "$booking" ] || cargo build --quiet --locked -p baton-examples --bin booking

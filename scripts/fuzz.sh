@@ -7,25 +7,26 @@
 #
 #   scripts/fuzz.sh                   each target for 20 s (what ./scripts/test.sh runs)
 #   scripts/fuzz.sh --seconds 600     longer runs; the corpus in fuzz/corpus/ is kept between runs
+#   scripts/fuzz.sh --build           only builds the targets
 #
 # Runs on stable Rust: RUSTC_BOOTSTRAP=1 lets it take the sanitizer flags cargo fuzz passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=20
+build_only=false
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="${2:?--seconds needs a number}"; shift 2 ;;
-    *) echo "fuzz.sh: unknown argument $1 (use --seconds N)" >&2; exit 2 ;;
+    --build) build_only=true; shift ;;
+    *) echo "fuzz.sh: unknown argument $1 (use --seconds N or --build)" >&2; exit 2 ;;
   esac
 done
 case "$seconds" in ''|*[!0-9]*) echo "fuzz.sh: --seconds takes a whole number, not $seconds" >&2; exit 2 ;; esac
 
-CARGO_FUZZ_VERSION="0.13.2"
-if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
-  printf '\n== installing cargo-fuzz %s\n' "$CARGO_FUZZ_VERSION"
-  cargo install --locked "cargo-fuzz@$CARGO_FUZZ_VERSION"
-fi
+# shellcheck source=scripts/tools.sh
+source scripts/tools.sh
+use_cargo_tool fuzz 0.13.2
 export RUSTC_BOOTSTRAP=1
 
 # Seeds: each golden fixture, with the byte that picks its message enum for `envelope`
@@ -48,6 +49,7 @@ done
 
 cd fuzz
 cargo fuzz build -O
+if [ "$build_only" = true ]; then exit 0; fi
 status=0
 for target in envelope stored_workflow stored_record; do
   mkdir -p "corpus/$target" "artifacts/$target" "regressions/$target"

@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/servers.sh
 source scripts/servers.sh
+install_servers
 
 step "building the binaries (release)"
 cargo build --release --workspace --bins --features baton-examples/cluster --locked

@@ -39,14 +39,18 @@ pub fn without_package_env(build: &mut Command) {
 }
 
 /// Builds every binary of the workspace, the cluster programs included (nothing to do when
-/// they are current, as in `scripts/test.sh`, which builds them first), once per process, so a
-/// test never runs stale ones. Returns their directory.
+/// they are current, as in `scripts/test.sh`, which builds them first with the same selection),
+/// once per process, so a test never runs stale ones. Returns their directory.
 pub fn built_binaries() -> &'static Path {
+    crate::refuse_in_quick_tier("the workspace's binaries");
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--workspace", "--bins", "--features", "baton-examples/cluster"]);
+        // The selection of scripts/test.sh's build step: with any other, cargo would resolve
+        // the dependencies' features differently (dev-dependencies count only when test targets
+        // are selected) and compile the workspace again.
+        build.args(["build", "--workspace", "--all-features", "--bins", "--tests"]);
         without_package_env(&mut build);
         let dir = binary_dir();
         if dir.ends_with("release") {

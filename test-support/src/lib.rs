@@ -28,6 +28,29 @@ pub use pulsar::{PulsarBroker, PulsarSecurity, token_signed_with};
 pub use redis::RedisServer;
 pub use tls::TestCertificates;
 
+/// The environment variable `scripts/test.sh --quick` sets to `quick`: the tier of tests that
+/// run in one process, with no server, broker, browser or binary of the workspace.
+pub const TIER_VARIABLE: &str = "TEST_TIER";
+
+/// Refuses, with a panic saying what to do, to start `what` (a server or a binary) in the quick
+/// tier, so that a test needing one cannot slip into that tier unnoticed: the `quick` profile of
+/// `.config/nextest.toml` must exclude it.
+pub fn refuse_in_quick_tier(what: &str) {
+    if let Some(refusal) = quick_tier_refusal(std::env::var(TIER_VARIABLE).ok().as_deref(), what) {
+        panic!("{refusal}");
+    }
+}
+
+/// Why starting `what` is refused under tier `tier` ([`TIER_VARIABLE`]'s value), if it is.
+fn quick_tier_refusal(tier: Option<&str>, what: &str) -> Option<String> {
+    (tier == Some("quick")).then(|| {
+        format!(
+            "this test starts {what}, which the quick tier (scripts/test.sh --quick) runs without: \
+             exclude it in the `quick` profile's default-filter in .config/nextest.toml"
+        )
+    })
+}
+
 /// The ports [`free_port`] picks from: below Linux's default ephemeral range (32768–60999).
 /// A port the kernel hands out for `:0` is also the kind it hands any outgoing connection, so
 /// a broker whose JVM takes seconds to bind one could find it taken by a client in between.
@@ -99,4 +122,20 @@ pub fn http_get_with(address: &std::net::SocketAddr, path: &str, authorization: 
     let status = response.get(9..12)?.parse().ok()?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string())?;
     Some((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quick_tier_refusal;
+
+    #[test]
+    fn servers_are_refused_only_in_the_quick_tier() {
+        let refusal = quick_tier_refusal(Some("quick"), "a redis server").expect("refused");
+        assert!(
+            refusal.contains("a redis server") && refusal.contains(".config/nextest.toml"),
+            "{refusal}"
+        );
+        assert_eq!(quick_tier_refusal(None, "a redis server"), None);
+        assert_eq!(quick_tier_refusal(Some("full"), "a redis server"), None);
+    }
 }

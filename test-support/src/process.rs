@@ -72,6 +72,7 @@ impl ServerProcess {
 
     /// (Re)starts the process; the log is appended to.
     pub fn start(&mut self, command: &mut Command, install_hint: &str) {
+        crate::refuse_in_quick_tier(&format!("a {} server", self.kind));
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
