@@ -8,7 +8,7 @@
 #                               contract
 #   ./scripts/test.sh --quick   the edit loop: formatting, lints and the tests that run in one
 #                               process (unit, embedded, replay, decision tests); no server,
-#                               broker, browser or installation
+#                               broker or browser, and nothing installed but cargo-nextest
 #
 # Everything is compiled once, in one profile and with one feature selection: the binaries, the
 # test binaries and the doc tests share their artifacts, and a test that builds the binaries

@@ -365,9 +365,7 @@ pub async fn history(
 }
 
 fn start_options(request: &StartRequest) -> Result<StartOptions, Problem> {
-    for tag in &request.tags {
-        baton_shared_schemas::validate_tag(tag).map_err(|e| Problem::bad_request(format!("tag: {e}")))?;
-    }
+    baton_shared_schemas::validate_tags(&request.tags).map_err(|e| Problem::bad_request(format!("tags: {e}")))?;
     if request.custom_id.as_deref().is_some_and(str::is_empty) {
         return Err(Problem::bad_request("customId must not be empty"));
     }

@@ -358,9 +358,10 @@ pub struct StartRequest {
     /// A business key naming the instance: a second start with it attaches to the first.
     #[schema(min_length = 1)]
     pub custom_id: Option<String>,
-    /// Tags of the instance (each 1 to 1024 bytes, without control characters).
+    /// Tags of the instance: at most 100, of at most 16384 bytes together, each 1 to 1024 bytes
+    /// without control characters.
     #[serde(default)]
-    #[schema(value_type = Vec<Tag>)]
+    #[schema(value_type = Vec<Tag>, max_items = 100)]
     pub tags: Vec<String>,
     /// Metadata of the instance.
     #[serde(default)]

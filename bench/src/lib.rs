@@ -8,4 +8,5 @@ pub mod hop;
 pub mod procstat;
 pub mod report;
 pub mod serve;
+pub mod tags;
 pub mod workload;

@@ -164,6 +164,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "quick")]
         broker_jvm: BrokerJvm,
     },
+    /// Save time, on Redis, of an instance with the most tags it may have (100 tags of 163
+    /// bytes): the heaviest save one request can cause.
+    Tags {
+        /// Instances measured (each is saved twice).
+        #[arg(short = 'n', long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+        n: u64,
+        /// Durability.
+        #[arg(long, value_enum, default_value = "durable")]
+        mode: Mode,
+    },
     /// K strictly sequential trivial steps per workflow, for several K: the cost per step.
     Sweep {
         /// The values of K, comma separated.
@@ -752,6 +762,28 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 figures.publish_p50_ms,
                 figures.hop_p50_ms,
                 figures.hop_p99_ms
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Tags { n, mode } => {
+            use baton::components::storage::RedisStore;
+            let redis = if mode == Mode::Durable {
+                RedisServer::start_durable()
+            } else {
+                RedisServer::start()
+            };
+            let store = RedisStore::connect(&redis.url, STORAGE_PREFIX).await?;
+            let figures = baton_bench::tags::measure(&store, usize::try_from(n)?).await?;
+            println!(
+                "tags-redis-{}: tags={} tag_bytes={} instances={} saves={} save_p50={:.3}ms save_p99={:.3}ms save_max={:.3}ms",
+                value_name(mode),
+                baton::components::schemas::tags::MAX_TAGS_PER_INSTANCE,
+                baton_bench::tags::TAG_BYTES,
+                figures.instances,
+                figures.instances * 2,
+                figures.p50_ms,
+                figures.p99_ms,
+                figures.max_ms
             );
             Ok(std::process::ExitCode::SUCCESS)
         }

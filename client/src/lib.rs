@@ -283,9 +283,7 @@ impl Client {
         input: Payload,
         options: StartOptions,
     ) -> Result<WorkflowId, ClientError> {
-        for tag in &options.tags {
-            check_tag(tag)?;
-        }
+        baton_shared_schemas::validate_tags(&options.tags).map_err(|e| ClientError::InvalidInput(e.to_string()))?;
         if options.custom_id.as_deref().is_some_and(str::is_empty) {
             return Err(ClientError::InvalidInput("a custom id must not be empty".into()));
         }

@@ -360,7 +360,7 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
             input, tags, custom_id, ..
         } => {
             drop(json(input, "the input")?);
-            tags.iter().try_for_each(|t| tag(t))?;
+            baton_shared_schemas::validate_tags(tags).map_err(|e| Exit(2, e.to_string()))?;
             if custom_id.as_deref().is_some_and(str::is_empty) {
                 return Err(Exit(2, "--custom-id must not be empty".into()));
             }
@@ -402,10 +402,15 @@ async fn execute(cli: Cli) -> Result<(), Exit> {
         .map_err(|e| Exit(4, e.to_string()))?;
     // A Kafka client connects lazily: ask the broker once, so an unreachable one is named as
     // such rather than as a component that did not answer.
-    transport
-        .check(timeout)
-        .await
-        .map_err(|e| Exit(4, format!("the broker at {} is unreachable: {e}", config.transport.url)))?;
+    transport.check(timeout).await.map_err(|e| {
+        Exit(
+            4,
+            format!(
+                "the broker at {} is unreachable: {e}",
+                baton_server::config::redact_url(&config.transport.url)
+            ),
+        )
+    })?;
     let client = tokio::time::timeout(
         timeout,
         Client::connect_with(transport, std::sync::Arc::new(SystemClock), timeout),

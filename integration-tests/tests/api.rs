@@ -603,6 +603,13 @@ async fn bad_input_gets_a_precise_problem() {
         (
             reqwest::Method::POST,
             "/api/v1/workflows/Checkout/instances".into(),
+            Some(json!({"input": 1, "tags": (0..10_000).map(|i| format!("t{i}")).collect::<Vec<_>>()})),
+            StatusCode::BAD_REQUEST,
+            "at most 100 tags, not 10000",
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/v1/workflows/Checkout/instances".into(),
             Some(json!({"input": 1, "customId": ""})),
             StatusCode::BAD_REQUEST,
             "customId",

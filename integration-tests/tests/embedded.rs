@@ -527,3 +527,53 @@ async fn a_message_for_an_unreadable_stored_state_is_dead_lettered_at_once() {
     );
     baton.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_with_more_tags_than_an_instance_may_have_is_dead_lettered_and_nothing_is_stored() {
+    use baton::components::schemas::messages::{StartWorkflow, WorkflowEngineMessage};
+    use baton::components::schemas::{EncodedMessage, Envelope, Payload, Timestamp, Topic};
+
+    let baton = start(Arc::default()).await;
+    let transport = baton.transport().clone();
+    let mut dlq = transport
+        .subscribe("dlq:workflow-cmd:Scenarios", "ops", SubscriptionKind::Shared)
+        .await
+        .expect("dlq");
+    // Baton's client refuses this before sending; another producer might not.
+    let id = WorkflowId::new();
+    let flood = Envelope::new(
+        WorkflowEngineMessage::Start(StartWorkflow {
+            workflow_id: id,
+            workflow_name: "Scenarios".into(),
+            input: Payload::null(),
+            tags: (0..10_000).map(|i| format!("t{i}")).collect(),
+            meta: Default::default(),
+            reply_to: None,
+        }),
+        Timestamp::now_system(),
+    );
+    let (topic, message) = baton::components::transport::outgoing(
+        EncodedMessage::encode(&Topic::workflow_cmd("Scenarios"), &flood).expect("encode"),
+    );
+    transport.publish(&topic, message).await.expect("publish");
+    let dead = tokio::time::timeout(Duration::from_secs(10), dlq.next())
+        .await
+        .expect("dead-lettered in time")
+        .expect("delivery");
+    let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
+    assert!(
+        reason.contains(&format!("start of {id} refused")) && reason.contains("at most 100 tags, not 10000"),
+        "{reason}"
+    );
+    dead.ack().await;
+    assert_eq!(
+        baton.stores().workflows.load(id).await.expect("load").map(|_| ()),
+        None,
+        "nothing stored"
+    );
+    assert_eq!(
+        run(&baton, Scenario::Echo("still alive".into())).await.expect("result"),
+        "still alive"
+    );
+    baton.shutdown().await;
+}

@@ -268,3 +268,69 @@ fn a_component_reaches_redis_over_mutual_tls_and_refuses_an_untrusted_one_at_onc
         assert!(log.contains(needle), "{case}: expected `{needle}` in:\n{log}");
     }
 }
+
+#[test]
+fn no_password_in_a_url_reaches_print_config_or_an_error() {
+    let secret = "url-s3cret-9c41";
+    // Redis and the OTLP endpoint take credentials in their URLs: printed redacted.
+    let env = vec![
+        ("BATON_TRANSPORT__URL", "memory://".to_string()),
+        ("BATON_ENGINE__WORKFLOWS", "[Booking]".to_string()),
+        ("BATON_API__WORKFLOWS", "[Booking]".to_string()),
+        ("BATON_TAG_ENGINE__WORKFLOWS", "[Booking]".to_string()),
+        ("BATON_STORAGE__URL", format!("redis://:{secret}@127.0.0.1:6379/0")),
+        (
+            "BATON_TELEMETRY__OTLP_ENDPOINT",
+            format!("http://otel:{secret}@127.0.0.1:4318/?token={secret}"),
+        ),
+    ];
+    for binary in ["workflow-engine", "timer-service", "tag-engine", "baton-api"] {
+        let output = print_config(binary, &env, &[]);
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{binary}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!printed.contains(secret), "{binary} printed the password:\n{printed}");
+        assert!(
+            printed.contains("redis://:<redacted>@127.0.0.1:6379/0")
+                && printed.contains("http://otel:<redacted>@127.0.0.1:4318/?token=<redacted>"),
+            "{binary}:\n{printed}"
+        );
+    }
+    // Pulsar and Kafka take none there: refused (exit 2), without echoing it.
+    for (transport, hint) in [
+        (
+            format!("pulsar://app:{secret}@127.0.0.1:6650"),
+            "transport.pulsar.token",
+        ),
+        (
+            format!("kafka://app:{secret}@127.0.0.1:9092"),
+            "transport.kafka.sasl_username",
+        ),
+    ] {
+        let env = vec![
+            ("BATON_TRANSPORT__URL", transport.clone()),
+            ("BATON_ENGINE__WORKFLOWS", "[Booking]".to_string()),
+            ("BATON_STORAGE__URL", "memory://".to_string()),
+        ];
+        let output = print_config("workflow-engine", &env, &[]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.status.code(), Some(2), "{transport}: {all}");
+        assert!(!all.contains(secret) && all.contains(hint), "{transport}: {all}");
+    }
+    // A URL with an unknown scheme is named in the error, redacted.
+    let env = vec![("BATON_STORAGE__URL", format!("postgres://app:{secret}@db/baton"))];
+    let output = print_config("timer-service", &env, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        !stderr.contains(secret) && stderr.contains("postgres://app:<redacted>@db/baton"),
+        "{stderr}"
+    );
+}

@@ -9,7 +9,7 @@ use baton_transport::{
     Transport,
 };
 
-use crate::config::{StorageSection, TransportSection};
+use crate::config::{StorageSection, TransportSection, redact_url};
 
 /// A backend could not be reached or configured.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,20 @@ fn non_empty(s: &str) -> Option<String> {
 
 /// The Pulsar transport's settings from the `[transport]` section (reading `token_file`).
 pub fn pulsar_config(section: &TransportSection) -> Result<PulsarConfig, String> {
+    // The Pulsar client takes its credentials from the token settings only; refused without
+    // echoing them, rather than printed in every connection error.
+    for (setting, url) in [
+        ("transport.url", &section.url),
+        ("transport.pulsar.admin_url", &section.pulsar.admin_url),
+    ] {
+        if url.split_once("://").is_some_and(|(_, rest)| rest.contains('@')) {
+            return Err(format!(
+                "{setting} `{}` holds credentials, which Pulsar does not take in the URL: set \
+                 transport.pulsar.token or token_file",
+                redact_url(url)
+            ));
+        }
+    }
     let p = &section.pulsar;
     let token = match (non_empty(&p.token), non_empty(&p.token_file)) {
         (Some(_), Some(_)) => return Err("set transport.pulsar.token or transport.pulsar.token_file, not both".into()),
@@ -111,6 +125,14 @@ pub fn pulsar_config(section: &TransportSection) -> Result<PulsarConfig, String>
 pub fn kafka_config(section: &TransportSection) -> Result<KafkaConfig, String> {
     let k = &section.kafka;
     let servers = section.url.split_once("://").map(|(_, rest)| rest).unwrap_or_default();
+    // librdkafka takes no credentials in its bootstrap list; refused without echoing them.
+    if servers.contains('@') {
+        return Err(format!(
+            "transport.url `{}` holds credentials, which Kafka does not take in the URL: set \
+             transport.kafka.sasl_username and sasl_password (or sasl_password_file)",
+            redact_url(&section.url)
+        ));
+    }
     let sasl_password = match (non_empty(&k.sasl_password), non_empty(&k.sasl_password_file)) {
         (Some(_), Some(_)) => {
             return Err("set transport.kafka.sasl_password or transport.kafka.sasl_password_file, not both".into());
@@ -169,7 +191,7 @@ pub async fn connect_transport(section: &TransportSection) -> Result<Arc<dyn Tra
 async fn connect_broker(section: &TransportSection) -> Result<Arc<dyn Transport>, BackendError> {
     let (scheme, _) = section.url.split_once("://").unwrap_or(("", ""));
     let failed = |source| BackendError::Transport {
-        url: section.url.clone(),
+        url: redact_url(&section.url),
         source,
     };
     match scheme {
@@ -189,7 +211,7 @@ async fn connect_broker(section: &TransportSection) -> Result<Arc<dyn Transport>
         }))),
         other => Err(BackendError::Unsupported(format!(
             "unknown transport scheme `{other}` in {}",
-            section.url
+            redact_url(&section.url)
         ))),
     }
 }
@@ -256,7 +278,7 @@ pub async fn connect_stores(section: &StorageSection) -> Result<Stores, BackendE
             let store = RedisStore::connect_as(&section.url, &access, &section.prefix, redis_options(section))
                 .await
                 .map_err(|source| BackendError::Storage {
-                    url: section.url.clone(),
+                    url: redact_url(&section.url),
                     source,
                 })?;
             Ok(Stores::all(store))
@@ -264,7 +286,7 @@ pub async fn connect_stores(section: &StorageSection) -> Result<Stores, BackendE
         "memory" => Ok(Stores::all(InMemoryStore::new())),
         other => Err(BackendError::Unsupported(format!(
             "unknown storage scheme `{other}` in {}",
-            section.url
+            redact_url(&section.url)
         ))),
     }
 }

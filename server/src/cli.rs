@@ -109,7 +109,7 @@ where
     let _traces = match &config.telemetry.otlp_endpoint {
         Some(endpoint) => match baton_telemetry::otlp::install(name, endpoint, config.telemetry.sample_ratio) {
             Ok(guard) => {
-                tracing::info!(%endpoint, "exporting traces over OTLP");
+                tracing::info!(endpoint = %crate::config::redact_url(endpoint), "exporting traces over OTLP");
                 Some(guard)
             }
             Err(e) => {

@@ -27,6 +27,6 @@ pub use ids::{
     ClientId, CommandId, MessageId, MethodRunId, RequestId, SignalId, TaskId, TimerId, WorkflowId, WorkflowTaskId,
 };
 pub use payload::{Payload, PayloadCodec, PayloadError};
-pub use tags::{InvalidTag, validate_tag};
+pub use tags::{InvalidTag, InvalidTags, validate_tag, validate_tags};
 pub use time::Timestamp;
 pub use topics::{Topic, TopicMessage};

@@ -475,6 +475,50 @@ pub async fn index_follows_saves<S: WorkflowStore + InstanceIndex>(store: &S) {
     assert_eq!(across, vec![ids[4], ids[0]], "a tag is searchable without the workflow");
 }
 
+/// An instance with as many tags as one may have
+/// ([`baton_shared_schemas::tags::MAX_TAGS_PER_INSTANCE`]) is found under each of them; a save
+/// with fewer tags takes it out of the others, and a delete out of all.
+pub async fn index_holds_an_instance_with_the_most_tags<S: WorkflowStore + InstanceIndex>(store: &S) {
+    let workflow = format!("Tags{}", WorkflowId::new().0.simple());
+    let run = WorkflowId::new().0.simple().to_string();
+    let tags: Vec<String> = (0..baton_shared_schemas::tags::MAX_TAGS_PER_INSTANCE)
+        .map(|i| format!("tag-{run}-{i}"))
+        .collect();
+    let all: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let id = WorkflowId::new();
+    let by_tag = |tag: &str| InstanceQuery {
+        tag: Some(tag.to_string()),
+        limit: 10,
+        ..InstanceQuery::default()
+    };
+    let write = WorkflowWrite::new(id, Expected::Absent, b"h".to_vec(), HistoryWrite::Append(vec![])).indexed(indexed(
+        &workflow,
+        InstanceStatus::Running,
+        1_000,
+        &all,
+    ));
+    let version = store.save(write).await.expect("create");
+    for tag in [all[0], all[all.len() / 2], all[all.len() - 1]] {
+        assert_eq!(ids_of(store, by_tag(tag)).await, vec![id], "{tag}");
+    }
+    assert_eq!(
+        store.entry(id).await.expect("entry").map(|e| e.tags.len()),
+        Some(all.len())
+    );
+    let fewer = WorkflowWrite::new(
+        id,
+        Expected::Version(version),
+        b"h2".to_vec(),
+        HistoryWrite::Append(vec![]),
+    )
+    .indexed(indexed(&workflow, InstanceStatus::Running, 1_000, &all[..1]));
+    let version = store.save(fewer).await.expect("fewer tags");
+    assert_eq!(ids_of(store, by_tag(all[0])).await, vec![id]);
+    assert!(ids_of(store, by_tag(all[all.len() - 1])).await.is_empty());
+    store.delete(id, version).await.expect("delete");
+    assert!(ids_of(store, by_tag(all[0])).await.is_empty());
+}
+
 /// Dead letters are held once per id, paged oldest first, and removed one by one.
 pub async fn dead_letters_are_held_until_removed(store: &dyn DeadLetterStore) {
     let topic = format!("service-task:Conformance{}", WorkflowId::new().0.simple());
@@ -530,6 +574,7 @@ macro_rules! storage_conformance_tests {
             timers_claim_with_lease,
             timers_report_next_due,
             index_follows_saves,
+            index_holds_an_instance_with_the_most_tags,
             dead_letters_are_held_until_removed,
         );
     };

@@ -43,12 +43,14 @@ if ARGV[at] then
       if old_member then redis.call('ZREM', line, old_member) else old_member = line end
     end
   end
-  local record = member
+  -- Built as a table and joined once: concatenating in the loop copies the record each time,
+  -- quadratic in the number of index sets (tags).
+  local record = { member }
   for i = at + 7, #ARGV do
     redis.call('ZADD', ARGV[i], 0, member)
-    record = record .. '\n' .. ARGV[i]
+    record[#record + 1] = ARGV[i]
   end
-  redis.call('HSET', of, id, record)
+  redis.call('HSET', of, id, table.concat(record, '\n'))
   redis.call('HSET', ARGV[at + 1], id, ARGV[at + 5])
   redis.call('SADD', ARGV[at + 2], ARGV[at + 6])
 end

@@ -23,6 +23,9 @@ pub enum EngineError {
     /// A message or state could not be encoded.
     #[error("cannot encode: {0}")]
     Encode(#[source] CodecError),
+    /// The message breaks a bound it can never meet ([`crate::transition::refusal`]).
+    #[error("{0}")]
+    Refused(String),
     /// Another writer kept winning the compare-and-set.
     #[error("workflow {0} kept changing concurrently; giving up for now")]
     Contended(WorkflowId),
@@ -36,7 +39,9 @@ impl baton_runtime::Transient for EngineError {
         match self {
             Self::Storage(e) => e.is_transient(),
             Self::Transport(e) => e.is_transient(),
-            Self::CorruptState { .. } | Self::Encode(_) | Self::Contended(_) | Self::Task(_) => false,
+            Self::CorruptState { .. } | Self::Encode(_) | Self::Refused(_) | Self::Contended(_) | Self::Task(_) => {
+                false
+            }
         }
     }
 }
@@ -47,7 +52,7 @@ impl baton_runtime::Classify for EngineError {
         match self {
             // What is stored cannot be read, or what was decided cannot be written: handling
             // the message again gives the same result.
-            Self::CorruptState { .. } | Self::Encode(_) => ErrorClass::Poison,
+            Self::CorruptState { .. } | Self::Encode(_) | Self::Refused(_) => ErrorClass::Poison,
             Self::Contended(_) | Self::Task(_) => ErrorClass::Retryable,
             Self::Storage(e) if e.is_transient() => ErrorClass::Transient,
             Self::Transport(e) if e.is_transient() => ErrorClass::Transient,

@@ -32,7 +32,7 @@ pub use baton_config::EngineConfig;
 
 use crate::EngineError;
 use crate::state::{OutboxMessage, WorkflowState};
-use crate::transition::{Next, TransitionContext, apply};
+use crate::transition::{Next, TransitionContext, apply, refusal};
 
 /// Subscription name the engine consumes with.
 pub const SUBSCRIPTION: &str = "workflow-engine";
@@ -213,6 +213,10 @@ impl Shard {
             }
             let id = id_of(i);
             let envelope = &batch[i].envelope;
+            if let Some(reason) = refusal(&envelope.body) {
+                outcomes[i] = Some(Err(EngineError::Refused(reason)));
+                continue;
+            }
             let (mut cached, is_fresh) = match fresh.remove(&id) {
                 Some(loaded) => (loaded, true),
                 None => (self.cache.remove(&id), false),

@@ -153,6 +153,20 @@ impl Out<'_> {
     }
 }
 
+/// Why `message` can never be applied, if it cannot: a start whose tags break the bounds of
+/// [`baton_shared_schemas::validate_tags`] (only a producer other than Baton's client can send
+/// one). Such a message is dead-lettered with this reason, before any state is read or written.
+pub fn refusal(message: &WorkflowEngineMessage) -> Option<String> {
+    match message {
+        WorkflowEngineMessage::Start(start) | WorkflowEngineMessage::StartChild { start, .. } => {
+            baton_shared_schemas::validate_tags(&start.tags)
+                .err()
+                .map(|e| format!("start of {} refused: {e}", start.workflow_id))
+        }
+        _ => None,
+    }
+}
+
 /// Applies one message, read from a topic of `workflow`, to an instance's state (`None` when
 /// nothing is stored).
 pub fn apply(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use baton_shared_schemas::messages::*;
 use baton_shared_schemas::*;
 use baton_workflow_engine::{
-    DEFER_ATTEMPTS, DEFER_DELAY, Effect, Next, Record, TransitionContext, WorkflowState, apply,
+    DEFER_ATTEMPTS, DEFER_DELAY, Effect, Next, Record, TransitionContext, WorkflowState, apply, refusal,
 };
 
 const NAME: &str = "Booking";
@@ -184,6 +184,32 @@ fn start_creates_the_instance_and_dispatches_the_first_workflow_task() {
     );
     assert_eq!(h.running().running_task, Some(t1.task_id));
     assert_eq!(h.running().waiting_clients, vec![h.client]);
+}
+
+#[test]
+fn a_start_with_more_tags_than_an_instance_may_have_is_refused_before_any_state() {
+    let start = |tags: Vec<String>| StartWorkflow {
+        workflow_id: WorkflowId::new(),
+        workflow_name: NAME.into(),
+        input: Payload::null(),
+        tags,
+        meta: Default::default(),
+        reply_to: None,
+    };
+    let most: Vec<String> = (0..tags::MAX_TAGS_PER_INSTANCE).map(|i| format!("t{i}")).collect();
+    assert_eq!(refusal(&WorkflowEngineMessage::Start(start(most))), None);
+    let flood: Vec<String> = (0..10_000).map(|i| format!("t{i}")).collect();
+    let reason = refusal(&WorkflowEngineMessage::Start(start(flood))).expect("refused");
+    assert!(reason.contains("at most 100 tags, not 10000"), "{reason}");
+    let bad_child = WorkflowEngineMessage::StartChild {
+        start: start(vec!["a\nb".into()]),
+        parent: ParentRef {
+            workflow_id: WorkflowId::new(),
+            workflow_name: NAME.into(),
+            command_id: TimerId::new().into(),
+        },
+    };
+    assert!(refusal(&bad_child).is_some_and(|r| r.contains("control characters")));
 }
 
 #[test]
