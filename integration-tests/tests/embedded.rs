@@ -473,18 +473,40 @@ async fn malformed_messages_go_to_dead_letter_topics_and_components_carry_on() {
     baton.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_for_an_unreadable_stored_state_is_dead_lettered_at_once() {
-    use baton::components::schemas::messages::WorkflowEngineMessage;
+/// Publishes `message` on the Scenarios command topic as a foreign producer would, and returns
+/// the reason it was dead-lettered with (asserting it was not redelivered first).
+async fn dead_letter_reason_of(
+    baton: &Embedded,
+    message: baton::components::schemas::messages::WorkflowEngineMessage,
+) -> String {
     use baton::components::schemas::{EncodedMessage, Envelope, Timestamp, Topic};
-    use baton::components::storage::{Expected, HistoryWrite, WorkflowWrite};
 
-    let baton = start(Arc::default()).await;
     let transport = baton.transport().clone();
     let mut dlq = transport
         .subscribe("dlq:workflow-cmd:Scenarios", "ops", SubscriptionKind::Shared)
         .await
         .expect("dlq");
+    let envelope = Envelope::new(message, Timestamp::now_system());
+    let (topic, message) = baton::components::transport::outgoing(
+        EncodedMessage::encode(&Topic::workflow_cmd("Scenarios"), &envelope).expect("encode"),
+    );
+    transport.publish(&topic, message).await.expect("publish");
+    let dead = tokio::time::timeout(Duration::from_secs(10), dlq.next())
+        .await
+        .expect("dead-lettered in time")
+        .expect("delivery");
+    assert_eq!(dead.redeliveries, 0, "poison is not redelivered first");
+    let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
+    dead.ack().await;
+    reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_for_an_unreadable_stored_state_is_dead_lettered_at_once() {
+    use baton::components::schemas::messages::WorkflowEngineMessage;
+    use baton::components::storage::{Expected, HistoryWrite, WorkflowWrite};
+
+    let baton = start(Arc::default()).await;
     // A record no engine wrote: its head is not a head.
     let id = WorkflowId::new();
     baton
@@ -498,29 +520,16 @@ async fn a_message_for_an_unreadable_stored_state_is_dead_lettered_at_once() {
         ))
         .await
         .expect("store the corrupt record");
-    let cancel = Envelope::new(
-        WorkflowEngineMessage::Cancel {
-            workflow_id: id,
-            reason: "operator".into(),
-            client: None,
-        },
-        Timestamp::now_system(),
-    );
-    let (topic, message) = baton::components::transport::outgoing(
-        EncodedMessage::encode(&Topic::workflow_cmd("Scenarios"), &cancel).expect("encode"),
-    );
-    transport.publish(&topic, message).await.expect("publish");
-    let dead = tokio::time::timeout(Duration::from_secs(10), dlq.next())
-        .await
-        .expect("dead-lettered in time")
-        .expect("delivery");
-    let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
+    let cancel = WorkflowEngineMessage::Cancel {
+        workflow_id: id,
+        reason: "operator".into(),
+        client: None,
+    };
+    let reason = dead_letter_reason_of(&baton, cancel).await;
     assert!(
         reason.contains(&format!("stored state of workflow {id} is unreadable")),
         "{reason}"
     );
-    assert_eq!(dead.redeliveries, 0, "poison is not redelivered first");
-    dead.ack().await;
     assert_eq!(
         run(&baton, Scenario::Echo("still alive".into())).await.expect("result"),
         "still alive"
@@ -530,42 +539,25 @@ async fn a_message_for_an_unreadable_stored_state_is_dead_lettered_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_with_more_tags_than_an_instance_may_have_is_dead_lettered_and_nothing_is_stored() {
+    use baton::components::schemas::Payload;
     use baton::components::schemas::messages::{StartWorkflow, WorkflowEngineMessage};
-    use baton::components::schemas::{EncodedMessage, Envelope, Payload, Timestamp, Topic};
 
     let baton = start(Arc::default()).await;
-    let transport = baton.transport().clone();
-    let mut dlq = transport
-        .subscribe("dlq:workflow-cmd:Scenarios", "ops", SubscriptionKind::Shared)
-        .await
-        .expect("dlq");
     // Baton's client refuses this before sending; another producer might not.
     let id = WorkflowId::new();
-    let flood = Envelope::new(
-        WorkflowEngineMessage::Start(StartWorkflow {
-            workflow_id: id,
-            workflow_name: "Scenarios".into(),
-            input: Payload::null(),
-            tags: (0..10_000).map(|i| format!("t{i}")).collect(),
-            meta: Default::default(),
-            reply_to: None,
-        }),
-        Timestamp::now_system(),
-    );
-    let (topic, message) = baton::components::transport::outgoing(
-        EncodedMessage::encode(&Topic::workflow_cmd("Scenarios"), &flood).expect("encode"),
-    );
-    transport.publish(&topic, message).await.expect("publish");
-    let dead = tokio::time::timeout(Duration::from_secs(10), dlq.next())
-        .await
-        .expect("dead-lettered in time")
-        .expect("delivery");
-    let reason = dead.header(headers::DEAD_LETTER_REASON).unwrap_or_default().to_string();
+    let flood = WorkflowEngineMessage::Start(StartWorkflow {
+        workflow_id: id,
+        workflow_name: "Scenarios".into(),
+        input: Payload::null(),
+        tags: (0..10_000).map(|i| format!("t{i}")).collect(),
+        meta: Default::default(),
+        reply_to: None,
+    });
+    let reason = dead_letter_reason_of(&baton, flood).await;
     assert!(
         reason.contains(&format!("start of {id} refused")) && reason.contains("at most 100 tags, not 10000"),
         "{reason}"
     );
-    dead.ack().await;
     assert_eq!(
         baton.stores().workflows.load(id).await.expect("load").map(|_| ()),
         None,
