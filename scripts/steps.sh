@@ -45,17 +45,14 @@ step_failed() { STEPS_CURRENT_RESULT="FAILED"; }
 # Ends the current step without starting another (before a deliberate exit).
 steps_end() { steps_end_current "$STEPS_CURRENT_RESULT"; }
 
-# A stable file name for a job's name.
-steps_job_file() {
-  [ -n "$STEPS_BG_DIR" ] || STEPS_BG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/baton-steps.XXXXXX")"
-  printf '%s/%s' "$STEPS_BG_DIR" "$(printf '%s' "$1" | tr -c 'A-Za-z0-9' '_')"
-}
+# A stable file name for a job's name, in the folder `background` made.
+steps_job_file() { printf '%s/%s' "$STEPS_BG_DIR" "$(printf '%s' "$1" | tr -c 'A-Za-z0-9' '_')"; }
 
 background() {
   local name="$1"
   shift
+  [ -n "$STEPS_BG_DIR" ] || STEPS_BG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/baton-steps.XXXXXX")"
   local file
-  steps_job_file "$name" >/dev/null # creates the folder in this shell, not in a subshell
   file="$(steps_job_file "$name")"
   printf '\n== started in the background: %s\n' "$name"
   (

@@ -31,12 +31,10 @@ case "${1:-}" in
 esac
 [ $# -le 1 ] || { echo "test.sh: one argument at most (--quick)" >&2; exit 2; }
 
-# shellcheck source=scripts/steps.sh
-source scripts/steps.sh
 # shellcheck source=scripts/tools.sh
 source scripts/tools.sh
 # shellcheck source=scripts/servers.sh
-source scripts/servers.sh
+source scripts/servers.sh # and with it scripts/steps.sh
 trap 'code=$?; [ -z "${BATON_TEST_SWEEP:-}" ] || "$BATON_TEST_SWEEP" sweep >/dev/null 2>&1 || true; timing_summary "$code"' EXIT
 
 # Incremental compilation helps edit-compile loops, not one full run, and doubles the disk a
@@ -99,9 +97,8 @@ step "Kubernetes packaging (hadolint, helm lint, helm template, Kubernetes schem
 await "Helm, hadolint, kubernetes-validate" && ./scripts/k8s-check.sh || { status=$?; step_failed; }
 
 step "test servers ready"
-await "broker jars (Maven Central)" || status=$?
-# Caches the brokers' classpaths, so no test runs Maven.
-"$sweeper" resolve || { status=$?; step_failed; }
+# The jars are in ~/.m2 now: the first test to start a broker only writes its classpath.
+await "broker jars (Maven Central)" || { status=$?; step_failed; }
 await "Playwright (npm)" || { status=$?; step_failed; }
 
 step "tests"

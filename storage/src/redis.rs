@@ -191,20 +191,6 @@ impl std::fmt::Debug for RedisAccess {
     }
 }
 
-/// `url` with any password replaced, for messages.
-fn without_password(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-                format!("{scheme}://{user}:<redacted>@{host}")
-            }
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
 /// Every store on one Redis server.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -239,7 +225,7 @@ impl RedisStore {
     /// password win over those written in `url`).
     pub async fn connect_as(url: &str, access: &RedisAccess, prefix: &str, options: RedisOptions) -> Result<Self> {
         options.validate()?;
-        let shown = without_password(url);
+        let shown = baton_runtime::redact_url(url);
         let mut info = url
             .into_connection_info()
             .map_err(|e| StorageError::Config(format!("redis url {shown}: {e}")))?;
@@ -903,7 +889,7 @@ impl crate::StoreHealth for RedisStore {
 
 #[cfg(test)]
 mod tests {
-    use super::without_password;
+    use baton_runtime::redact_url as without_password;
 
     #[test]
     fn messages_never_show_a_password_from_the_url() {
