@@ -14,10 +14,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use baton_runtime::{CancellationToken, Clock};
+use baton_shared_schemas::Topic;
 use baton_shared_schemas::messages::{
     ServiceTaskMessage, TagEngineMessage, TaskControlMessage, TimerMessage, WorkflowEngineMessage, WorkflowTaskMessage,
 };
-use baton_shared_schemas::{Envelope, Topic, codec};
 use baton_storage::{DeadLetter, DeadLetterStore, InstanceIndex};
 use baton_transport::{Delivery, OutgoingMessage, SubscriptionKind, Transport, headers};
 use serde::Serialize;
@@ -49,7 +49,7 @@ pub fn dead_letter_sources(workflows: &BTreeSet<String>, services: &BTreeSet<Str
 }
 
 fn view_of<M: serde::de::DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<(String, Value), String> {
-    codec::decode::<Envelope<M>>(bytes)
+    baton_shared_schemas::decode_envelope::<M>(bytes)
         .map(|e| (e.message_id.to_string(), readable(&e)))
         .map_err(|e| e.to_string())
 }

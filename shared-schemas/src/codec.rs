@@ -43,6 +43,14 @@ pub enum CodecError {
     /// The value could not be encoded.
     #[error("cannot encode: {0}")]
     Encode(String),
+    /// The envelope was written by a newer build whose layouts this one may misread.
+    #[error("written by schema version {written}, this reader knows ≤ {known}")]
+    NewerSchema {
+        /// The version the writer put in the envelope.
+        written: u16,
+        /// The newest version this build reads.
+        known: u16,
+    },
 }
 
 /// Encodes a value for the wire.
@@ -54,20 +62,32 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes a value from the wire, rejecting unknown codecs, malformed and trailing bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let type_name = std::any::type_name::<T>();
-    let (&codec, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if codec != CODEC_BINCODE2 {
-        return Err(CodecError::UnknownCodec(codec));
-    }
-    let (value, read) = bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Malformed {
-        type_name,
-        reason: e.to_string(),
-    })?;
+    let (value, read, body) = decode_start::<T>(bytes)?;
     if read != body.len() {
+        let type_name = std::any::type_name::<T>();
         return Err(CodecError::TrailingBytes {
             type_name,
             extra: body.len() - read,
         });
     }
     Ok(value)
+}
+
+/// Decodes the value the wire bytes start with, ignoring what follows it (the first fields of
+/// a message, read before deciding how to read the rest).
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_start::<T>(bytes).map(|(value, _, _)| value)
+}
+
+/// The value at the start of the body, how many body bytes it took, and the body.
+fn decode_start<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize, &[u8]), CodecError> {
+    let (&codec, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if codec != CODEC_BINCODE2 {
+        return Err(CodecError::UnknownCodec(codec));
+    }
+    let (value, read) = bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Malformed {
+        type_name: std::any::type_name::<T>(),
+        reason: e.to_string(),
+    })?;
+    Ok((value, read, body))
 }

@@ -4,9 +4,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CodecError, MessageId, Timestamp, Topic, TopicMessage, codec};
 
-/// Version of the envelope and message layouts written by this build. Readers accept every
-/// earlier version (fields and variants are only appended).
+/// Version of the envelope and message layouts written by this build. It is raised when a
+/// layout changes in a way an older build would misread (a variant or field added). Readers
+/// accept every earlier version and refuse a later one ([`decode_envelope`]): bincode is not
+/// self-describing, so bytes of a newer layout could otherwise decode as something else.
 pub const SCHEMA_VERSION: u16 = 1;
+
+/// Decodes an envelope after reading the version its writer put first: one written by a newer
+/// build is refused with [`CodecError::NewerSchema`] before its body is read.
+pub fn decode_envelope<B: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<B>, CodecError> {
+    let written: u16 = codec::decode_prefix(bytes)?;
+    if written > SCHEMA_VERSION {
+        return Err(CodecError::NewerSchema {
+            written,
+            known: SCHEMA_VERSION,
+        });
+    }
+    codec::decode(bytes)
+}
 
 /// W3C trace context, carried so a trace spans client → engine → worker → engine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,7 +35,8 @@ pub struct TraceContext {
 /// A message with its header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope<B> {
-    /// Layout version the sender wrote.
+    /// Layout version the sender wrote. It stays the first field: readers read it before the
+    /// rest.
     pub schema_version: u16,
     /// Unique id of this publish.
     pub message_id: MessageId,

@@ -20,7 +20,7 @@ pub mod time;
 pub mod topics;
 
 pub use codec::{CodecError, decode, encode};
-pub use envelope::{Cause, Emitted, EncodedMessage, Envelope, SCHEMA_VERSION, TraceContext};
+pub use envelope::{Cause, Emitted, EncodedMessage, Envelope, SCHEMA_VERSION, TraceContext, decode_envelope};
 pub use failure::{AttemptFailure, Failure, FailureKind};
 pub use history::{CommandSpec, HistoryEvent, Outcome, RecordedCommand, SignalFilter, TaskCall};
 pub use ids::{

@@ -793,3 +793,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_envelope_of_a_newer_schema_version_is_refused_before_its_body_is_read() {
+    use baton_shared_schemas::{SCHEMA_VERSION, decode_envelope};
+
+    let message = timer_messages().remove(1).1;
+    let current = envelope(message.clone());
+    let bytes = encode(&current).expect("encodes");
+    assert_eq!(decode_envelope::<TimerMessage>(&bytes).expect("this version"), current);
+    let older = Envelope {
+        schema_version: SCHEMA_VERSION - 1,
+        ..current.clone()
+    };
+    let bytes = encode(&older).expect("encodes");
+    assert_eq!(
+        decode_envelope::<TimerMessage>(&bytes).expect("an older version"),
+        older
+    );
+    for newer in [SCHEMA_VERSION + 1, 99, u16::MAX] {
+        let mut bytes = encode(&Envelope {
+            schema_version: newer,
+            ..current.clone()
+        })
+        .expect("encodes");
+        // A newer layout: the body may be anything this build cannot read.
+        bytes.extend_from_slice(b"\xffa field this build does not know");
+        let refused = decode_envelope::<TimerMessage>(&bytes).expect_err("newer refused");
+        assert!(
+            matches!(refused, CodecError::NewerSchema { written, known } if written == newer && known == SCHEMA_VERSION),
+            "{refused}"
+        );
+        assert_eq!(
+            refused.to_string(),
+            format!("written by schema version {newer}, this reader knows ≤ {SCHEMA_VERSION}")
+        );
+    }
+    assert!(matches!(decode_envelope::<TimerMessage>(&[]), Err(CodecError::Empty)));
+}

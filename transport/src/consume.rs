@@ -1,7 +1,8 @@
 //! The one consume loop every component runs.
 //!
 //! A [`ConsumeLoop`] takes up to a batch of deliveries that are ready at once from a
-//! [`Source`], decodes each (one that does not decode is dead-lettered with the reason), hands
+//! [`Source`], decodes each (one that does not decode is dead-lettered with the reason; one
+//! written by a newer schema version is nacked, so it waits for an upgraded replica), hands
 //! the decoded messages to the component's [`Handler`] and settles each by its result:
 //! acknowledged when handled; by the error's [`ErrorClass`] otherwise — a transient error
 //! (a dependency is unreachable) is waited out and the message handled again in place, a
@@ -19,7 +20,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use baton_runtime::{Backoff, CancellationToken, Classify, ErrorClass, Outage};
-use baton_shared_schemas::{CodecError, Envelope, TopicMessage, codec};
+use baton_shared_schemas::{CodecError, Envelope, TopicMessage};
 use futures::FutureExt;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -222,7 +223,7 @@ impl ConsumeLoop {
         if delivery.redeliveries > 0 {
             metrics::counter!(names::REDELIVERED, "topic" => topic).increment(1);
         }
-        let envelope = codec::decode::<Envelope<M>>(&delivery.payload)?;
+        let envelope = baton_shared_schemas::decode_envelope::<M>(&delivery.payload)?;
         Ok(Incoming {
             envelope,
             topic: delivery.topic.clone(),
@@ -249,6 +250,16 @@ impl ConsumeLoop {
     }
 
     async fn dead_letter_undecodable(&self, delivery: Delivery, error: CodecError) {
+        if let CodecError::NewerSchema { .. } = error {
+            // Written by a newer build during a rolling upgrade: left for a replica that reads
+            // it (redelivery may reach one), dead-lettered with this reason once redeliveries
+            // are spent, to be redriven after the upgrade. Never misread as this version.
+            let reason = format!("{} {error}", self.what);
+            tracing::warn!(topic = %delivery.topic, key = %delivery.key, %reason, "leaving a message of a newer schema for an upgraded replica");
+            metrics::counter!(names::NACKED, "topic" => crate::metered::topic_label(&delivery.topic)).increment(1);
+            delivery.nack(&reason).await;
+            return;
+        }
         let reason = format!("undecodable {}: {error}", self.what);
         tracing::warn!(topic = %delivery.topic, key = %delivery.key, %reason, "dead-lettering");
         metrics::counter!(names::DEAD_LETTERED, "topic" => crate::metered::topic_label(&delivery.topic), "why" => "undecodable")

@@ -102,5 +102,5 @@ impl Publisher {
 
 /// Decodes a delivery's envelope as topic message `M`.
 pub fn decode_delivery<M: TopicMessage>(delivery: &Delivery) -> std::result::Result<Envelope<M>, codec::CodecError> {
-    codec::decode(&delivery.payload)
+    baton_shared_schemas::decode_envelope(&delivery.payload)
 }
