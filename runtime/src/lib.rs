@@ -10,7 +10,7 @@ mod redact;
 mod retry;
 mod supervisor;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{CLOCK_LEAD, CLOCK_LEAD_WARNING, Clock, ClockLead, ManualClock, OffsetClock, SystemClock};
 pub use redact::{REDACTED, redact_url};
 pub use retry::{Backoff, Classify, ErrorClass, Outage, Transient, retry_transient};
 pub use supervisor::{Supervisor, TaskFailed};

@@ -11,6 +11,21 @@ use axum::routing::get;
 use baton_runtime::CancellationToken;
 use tokio::net::TcpListener;
 
+/// What `/ready` warns of without turning not ready: one line each.
+fn warnings() -> String {
+    let lead = baton_runtime::CLOCK_LEAD.recent();
+    if lead > baton_runtime::CLOCK_LEAD_WARNING {
+        format!(
+            "warning: clock skew: messages consumed in the last minute were emitted up to {:.1} s ahead of this \
+             process's clock; another component's clock (or the timer service's) runs ahead of this one. Timers are \
+             held until due by this clock; synchronise the clocks (NTP)\n",
+            lead.as_secs_f64()
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// The readiness of a component, shared with its health server: ready, or not ready and why.
 #[derive(Clone)]
 pub struct Health {
@@ -65,8 +80,11 @@ impl Health {
                 "/ready",
                 get(|State(health): State<Health>| async move {
                     match health.reason() {
-                        None => (StatusCode::OK, "ready\n".to_string()),
-                        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
+                        None => (StatusCode::OK, format!("ready\n{}", warnings())),
+                        Some(reason) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("not ready: {reason}\n{}", warnings()),
+                        ),
                     }
                 }),
             )
@@ -86,5 +104,50 @@ impl Health {
                 .await;
         });
         Ok((address, task))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn get(address: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: health\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response
+    }
+
+    #[tokio::test]
+    async fn readiness_warns_of_clock_skew_without_turning_not_ready() {
+        use baton_shared_schemas::Timestamp;
+
+        let health = Health::default();
+        health.set_ready();
+        let shutdown = CancellationToken::new();
+        let (address, task) = health
+            .serve("127.0.0.1:0".parse().expect("address"), shutdown.clone())
+            .await
+            .expect("serve");
+        let quiet = get(address, "/ready").await;
+        assert!(
+            quiet.starts_with("HTTP/1.1 200") && !quiet.contains("warning"),
+            "{quiet}"
+        );
+        // A message emitted an hour ahead of this process's clock.
+        let now = Timestamp::now_system();
+        baton_runtime::CLOCK_LEAD.observe(Timestamp(now.0 + 3_600_000), now);
+        let warned = get(address, "/ready").await;
+        assert!(warned.starts_with("HTTP/1.1 200"), "still ready: {warned}");
+        assert!(
+            warned.contains("warning: clock skew") && warned.contains("3600.0 s ahead"),
+            "{warned}"
+        );
+        shutdown.cancel();
+        task.await.expect("server");
     }
 }

@@ -8,8 +8,11 @@ use baton_shared_schemas::messages::{
     ExecuteTask, ExecuteWorkflowTask, ServiceTaskMessage, TagEngineMessage, TimerMessage, WorkflowEngineMessage,
     WorkflowTaskCompleted,
 };
+use std::time::Duration;
+
 use baton_shared_schemas::{
-    AttemptFailure, Cause, CodecError, Emitted, EncodedMessage, Failure, Payload, TimerId, Timestamp, Topic,
+    AttemptFailure, Cause, CodecError, Emitted, EncodedMessage, Failure, MessageId, Payload, TimerId, Timestamp, Topic,
+    on_firing_clock,
 };
 
 use crate::retry::{RetryDecision, RetryPolicy};
@@ -44,8 +47,11 @@ pub enum Report {
     RetryLater {
         /// The timer that holds it.
         timer_id: TimerId,
-        /// When it runs.
+        /// When the timer service fires it, by its clock.
         due: Timestamp,
+        /// When it may run, by the clock of the worker that takes it: the held message's
+        /// `emitted_at`. Equal to `due` but for an attempt fired early and held again.
+        not_before: Timestamp,
         /// The next attempt.
         task: Box<ExecuteTask>,
     },
@@ -99,9 +105,11 @@ pub fn attempt_ended(task: &ExecuteTask, end: AttemptEnd, policy: &RetryPolicy, 
                 previous_failures,
                 ..task.clone()
             };
+            let due = now.saturating_add(delay);
             Report::RetryLater {
                 timer_id: TimerId::for_retry(task.task_id, next.attempt),
-                due: now.saturating_add(delay),
+                due,
+                not_before: due,
                 task: Box::new(next),
             }
         }
@@ -135,6 +143,33 @@ pub fn replayed(task: &ExecuteWorkflowTask, result: Result<WorkflowTaskCompleted
     }
 }
 
+/// How long before the time it may run a retry (an attempt after the first, which only a
+/// worker's retry timer sends) arrived, by the worker's clock `now`; `None` when it is due.
+/// The attempt carries that time as its `emitted_at`: a timer service whose clock runs ahead
+/// fires it early.
+pub fn retry_early_by(task: &ExecuteTask, emitted_at: Timestamp, now: Timestamp) -> Option<Duration> {
+    (task.attempt > 1 && emitted_at > now).then(|| emitted_at.saturating_duration_since(now))
+}
+
+/// The report that holds a retry that arrived early (see [`retry_early_by`]) until it may
+/// run: again through the timer service, due at that time read on the service's clock
+/// ([`on_firing_clock`], from when it fired the retry by its clock, `fired_at`, and the
+/// worker's clock reading `now`), under a timer derived from the message that brought it.
+pub fn hold_retry(
+    task: &ExecuteTask,
+    message_id: MessageId,
+    emitted_at: Timestamp,
+    now: Timestamp,
+    fired_at: Option<Timestamp>,
+) -> Report {
+    Report::RetryLater {
+        timer_id: TimerId::for_rescheduling(message_id),
+        due: on_firing_clock(emitted_at, now, fired_at),
+        not_before: emitted_at,
+        task: Box::new(task.clone()),
+    }
+}
+
 /// The report of a workflow task whose events do not continue a run this worker keeps: the
 /// engine sends it again with the whole history.
 pub fn needs_history(task: &ExecuteWorkflowTask) -> Report {
@@ -155,12 +190,22 @@ impl Emitted for Report {
         match self {
             Report::Engine { workflow, message } => cause.emit(&Topic::workflow_engine(workflow), message.clone(), id),
             Report::Delegated { service, message } => cause.emit(&Topic::service_tag(service), message.clone(), id),
-            Report::RetryLater { timer_id, due, task } => {
+            Report::RetryLater {
+                timer_id,
+                due,
+                not_before,
+                task,
+            } => {
                 let next = ServiceTaskMessage::Execute((**task).clone());
+                // The held attempt is emitted, as far as its worker can tell, when it may run.
+                let held = Cause {
+                    now: *not_before,
+                    ..*cause
+                };
                 let schedule = TimerMessage::Schedule {
                     timer_id: *timer_id,
                     due: *due,
-                    message: cause.emit(&Topic::service_task(&task.service), next, id.continuation())?,
+                    message: held.emit(&Topic::service_task(&task.service), next, id.continuation())?,
                 };
                 cause.emit(&Topic::timers(), schedule, id)
             }
@@ -225,6 +270,7 @@ mod tests {
         let Report::RetryLater {
             timer_id,
             due,
+            not_before,
             task: next,
         } = attempt_ended(&first, AttemptEnd::Returned(Err(failure())), &policy(), now)
         else {
@@ -232,6 +278,7 @@ mod tests {
         };
         assert_eq!(timer_id, TimerId::for_retry(first.task_id, 2));
         assert!(due > now);
+        assert_eq!(not_before, due, "it may run once due");
         assert_eq!(next.attempt, 2);
         assert_eq!(next.previous_failures.len(), 1);
         assert_eq!(next.previous_failures[0].message, "card declined");
@@ -250,6 +297,59 @@ mod tests {
             ),
             other => panic!("the last attempt's failure fails the task: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_retry_fired_before_its_due_time_by_the_workers_clock_is_held_until_then() {
+        let now = Timestamp(10_000);
+        let retry = task(2);
+        assert_eq!(retry_early_by(&retry, Timestamp(9_000), now), None, "due: it runs");
+        assert_eq!(
+            retry_early_by(&task(1), Timestamp(15_000), now),
+            None,
+            "a first attempt is sent by the engine, never by a timer: never held"
+        );
+        let early = retry_early_by(&retry, Timestamp(15_000), now).expect("early");
+        assert_eq!(early.as_millis(), 5_000);
+        // Fired by a timer service whose clock reads an hour ahead.
+        let message = MessageId::new();
+        let fired_at = Timestamp(now.0 + 3_600_000);
+        let Report::RetryLater {
+            timer_id,
+            due,
+            not_before,
+            task: held,
+        } = hold_retry(&retry, message, Timestamp(15_000), now, Some(fired_at))
+        else {
+            panic!("held through the timer service")
+        };
+        assert_eq!(timer_id, TimerId::for_rescheduling(message));
+        assert_eq!(not_before, Timestamp(15_000), "it still may run at its due time");
+        assert_eq!(
+            due,
+            Timestamp(15_000 + 3_600_000),
+            "due then, on the timer service's clock"
+        );
+        assert_eq!(*held, retry, "the same attempt");
+        // The attempt it holds says when it may run.
+        let trace = TraceContext::default();
+        let cause = Cause {
+            message_id: message,
+            trace: &trace,
+            now,
+        };
+        let schedule: Envelope<TimerMessage> = baton_shared_schemas::decode(
+            &hold_retry(&retry, message, Timestamp(15_000), now, Some(fired_at))
+                .encode(&cause, 0)
+                .expect("encode")
+                .bytes,
+        )
+        .expect("decode");
+        let TimerMessage::Schedule { message: attempt, .. } = schedule.body else {
+            panic!("a schedule")
+        };
+        let attempt: Envelope<ServiceTaskMessage> = baton_shared_schemas::decode(&attempt.bytes).expect("decode");
+        assert_eq!(attempt.emitted_at, Timestamp(15_000));
     }
 
     #[test]

@@ -198,7 +198,7 @@ impl Worker {
         .await?;
         let mut supervisor = Supervisor::new(shutdown.clone());
         for (topic, control) in control_topics.iter().zip(controls) {
-            let consume = ConsumeLoop::new("task control message", shutdown.clone());
+            let consume = ConsumeLoop::new("task control message", shutdown.clone()).clock(shared.clock.clone());
             let mut handler = Controls(shared.clone());
             supervisor.spawn(format!("worker consumer of {}", topic.name()), async move {
                 consume.run(control, &mut handler).await
@@ -209,7 +209,7 @@ impl Worker {
             let Some((handler, options)) = services.remove(name) else {
                 continue;
             };
-            let consume = ConsumeLoop::new("service task message", shutdown.clone());
+            let consume = ConsumeLoop::new("service task message", shutdown.clone()).clock(shared.clock.clone());
             let handler = ServiceTasks {
                 shared: shared.clone(),
                 handler,
@@ -221,7 +221,7 @@ impl Worker {
             });
         }
         for (topic, subscription) in workflow_topics.iter().zip(workflow_subscriptions) {
-            let consume = ConsumeLoop::new("workflow task message", shutdown.clone());
+            let consume = ConsumeLoop::new("workflow task message", shutdown.clone()).clock(shared.clock.clone());
             let (handler, slots) = (WorkflowTasks(shared.clone()), workflow_slots.clone());
             supervisor.spawn(format!("worker consumer of {}", topic.name()), async move {
                 consume.run_each(subscription, slots, handler).await
@@ -415,6 +415,13 @@ impl Handler<ServiceTaskMessage> for ServiceTasks {
         if self.shared.was_cancelled(task.task_id) {
             // Its workflow was cancelled or ended, e.g. while this attempt waited for its retry.
             return Ok(());
+        }
+        let (emitted_at, now) = (message.envelope.emitted_at, self.shared.clock.now());
+        if let Some(early) = decision::retry_early_by(task, emitted_at, now) {
+            metrics::counter!(names::TIMERS_EARLY, "consumer" => "worker").increment(1);
+            tracing::warn!(workflow = %task.workflow_id, task = %task.task_id, attempt = task.attempt, early_ms = early.as_millis() as u64, "a retry fired before its due time by this worker's clock (the timer service's clock runs ahead); held until then");
+            let held = decision::hold_retry(task, message.envelope.message_id, emitted_at, now, message.fired_at);
+            return self.shared.report(&held, &message.envelope).await;
         }
         let service = task.service.clone();
         metrics::counter!(names::TASK_ATTEMPTS, "service" => service.clone()).increment(1);

@@ -165,9 +165,21 @@ impl TimerId {
         Self(Uuid::new_v5(&message.0, b"deferral"))
     }
 
-    /// The timer that removes a completed workflow's record when its retention ends.
-    pub fn for_retention(workflow: WorkflowId) -> Self {
-        Self(Uuid::new_v5(&workflow.0, b"retention"))
+    /// The timer that removes a completed workflow's record when its retention ends, scheduled
+    /// by handling message `ended_by`. Each end of an instance (a failed one retried ends
+    /// again) gets a timer of its own: one id for all would make the timer store keep the
+    /// first and drop the later ones.
+    pub fn for_retention(workflow: WorkflowId, ended_by: MessageId) -> Self {
+        let name = [b"retention".as_slice(), ended_by.0.as_bytes()].concat();
+        Self(Uuid::new_v5(&workflow.0, &name))
+    }
+
+    /// The timer that holds message `message` again: it arrived before the time it takes
+    /// effect (a timer service whose clock runs ahead), or what it does is not due yet (a
+    /// retention extended since). Derived from the message, so handling it again schedules
+    /// the same timer.
+    pub fn for_rescheduling(message: MessageId) -> Self {
+        Self(Uuid::new_v5(&message.0, b"rescheduled"))
     }
 }
 

@@ -28,5 +28,5 @@ pub use ids::{
 };
 pub use payload::{Payload, PayloadCodec, PayloadError};
 pub use tags::{InvalidTag, InvalidTags, validate_tag, validate_tags};
-pub use time::Timestamp;
+pub use time::{Timestamp, on_firing_clock};
 pub use topics::{Topic, TopicMessage};

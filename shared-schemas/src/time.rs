@@ -38,6 +38,20 @@ impl Timestamp {
     }
 }
 
+/// Instant `at` of a receiver's clock, read on the clock of the timer service that fired the
+/// message the receiver is handling: the service's reading `fired_at` when it fired and the
+/// receiver's reading `now` when it got the message give the offset between the two clocks.
+/// So a timer due at the result fires when the receiver's clock reads `at`. Without
+/// `fired_at` (a timer service that does not say), the service is taken to lead by at least
+/// `at - now`, the amount the message came early.
+pub fn on_firing_clock(at: Timestamp, now: Timestamp, fired_at: Option<Timestamp>) -> Timestamp {
+    match fired_at {
+        Some(fired_at) if fired_at >= now => Timestamp(at.0.saturating_add(fired_at.0 - now.0)),
+        Some(fired_at) => Timestamp(at.0.saturating_sub(now.0 - fired_at.0)),
+        None => Timestamp(at.0.saturating_add(at.0.saturating_sub(now.0))),
+    }
+}
+
 impl fmt::Debug for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}ms", self.0)

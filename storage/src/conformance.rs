@@ -243,6 +243,39 @@ pub async fn timers_report_next_due(store: &dyn TimerStore) {
     store.cancel(t.id).await.expect("cancel");
 }
 
+/// `pending` lists stored timers, the next claimable first, with their due time and payload;
+/// a completed one is not listed.
+pub async fn timers_are_listed_while_pending(store: &dyn TimerStore) {
+    let first = StoredTimer {
+        id: TimerId::new(),
+        due: Timestamp(10),
+        payload: b"first".to_vec(),
+    };
+    let second = StoredTimer {
+        id: TimerId::new(),
+        due: Timestamp(20),
+        payload: b"second".to_vec(),
+    };
+    store.add(second.clone()).await.expect("add");
+    store.add(first.clone()).await.expect("add");
+    let mine = |listed: Vec<StoredTimer>| -> Vec<StoredTimer> {
+        listed
+            .into_iter()
+            .filter(|t| t.id == first.id || t.id == second.id)
+            .collect()
+    };
+    let listed = mine(store.pending(usize::MAX).await.expect("pending"));
+    assert_eq!(listed, vec![first.clone(), second.clone()]);
+    assert!(store.pending(0).await.expect("none").is_empty());
+    store.complete(first.id).await.expect("complete");
+    assert_eq!(
+        mine(store.pending(usize::MAX).await.expect("pending")),
+        vec![second.clone()]
+    );
+    store.cancel(second.id).await.expect("cancel");
+    assert!(mine(store.pending(usize::MAX).await.expect("pending")).is_empty());
+}
+
 /// A batch of saves keeps each record's compare-and-set: a conflict fails only its own write,
 /// and a batch load answers each record in order.
 pub async fn workflow_batches_keep_each_compare_and_set(store: &dyn WorkflowStore) {
@@ -573,6 +606,7 @@ macro_rules! storage_conformance_tests {
             key_sets_page_through_members,
             timers_claim_with_lease,
             timers_report_next_due,
+            timers_are_listed_while_pending,
             index_follows_saves,
             index_holds_an_instance_with_the_most_tags,
             dead_letters_are_held_until_removed,

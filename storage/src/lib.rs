@@ -235,6 +235,10 @@ pub trait TimerStore: Send + Sync + 'static {
 
     /// The earliest instant at which some timer becomes claimable.
     async fn next_due(&self) -> Result<Option<Timestamp>>;
+
+    /// Up to `limit` stored timers, the next claimable first (for operators and checks: what
+    /// is pending, e.g. that every ended instance has its expiry).
+    async fn pending(&self, limit: usize) -> Result<Vec<StoredTimer>>;
 }
 
 /// Whether the store can be reached, for readiness reports.

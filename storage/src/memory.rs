@@ -381,6 +381,17 @@ impl TimerStore for InMemoryStore {
     async fn next_due(&self) -> Result<Option<Timestamp>> {
         Ok(self.lock().timers.queue.first().map(|(at, _)| *at))
     }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<StoredTimer>> {
+        let data = self.lock();
+        Ok(data
+            .timers
+            .queue
+            .iter()
+            .take(limit)
+            .filter_map(|(_, id)| data.timers.timers.get(id).map(|(timer, _)| timer.clone()))
+            .collect())
+    }
 }
 
 /// Convenience: the maps of a store for tests and tools.

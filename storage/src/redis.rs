@@ -876,6 +876,47 @@ impl TimerStore for RedisStore {
             .map_err(backend)?;
         Ok(first.first().map(|(_, score)| Timestamp(*score as u64)))
     }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<StoredTimer>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let [queue, payloads, dues] = self.timer_keys();
+        let mut con = self.connection.clone();
+        let ids: Vec<String> = con
+            .zrange(&queue, 0, isize::try_from(limit - 1).unwrap_or(isize::MAX))
+            .await
+            .map_err(backend)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (payloads, dues): (Vec<Option<Vec<u8>>>, Vec<Option<u64>>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(&payloads)
+            .arg(&ids)
+            .cmd("HMGET")
+            .arg(&dues)
+            .arg(&ids)
+            .query_async(&mut con)
+            .await
+            .map_err(backend)?;
+        let mut timers = Vec::with_capacity(ids.len());
+        for ((id, payload), due) in ids.iter().zip(payloads).zip(dues) {
+            // One removed between the two reads is not pending any more.
+            let (Some(payload), Some(due)) = (payload, due) else {
+                continue;
+            };
+            let id = id
+                .parse::<TimerId>()
+                .map_err(|e| StorageError::Backend(format!("corrupt timer id: {e}")))?;
+            timers.push(StoredTimer {
+                id,
+                due: Timestamp(due),
+                payload,
+            });
+        }
+        Ok(timers)
+    }
 }
 
 #[async_trait::async_trait]

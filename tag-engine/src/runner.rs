@@ -160,7 +160,9 @@ pub async fn run(
         .chain(config.services.iter().map(|s| Topic::service_tag(s)))
         .collect();
     let subscriptions = subscribe_all(transport.as_ref(), &topics, SUBSCRIPTION, SubscriptionKind::Keyed).await?;
-    let consume = ConsumeLoop::new("tag engine message", shutdown.clone()).batch(config.batch);
+    let consume = ConsumeLoop::new("tag engine message", shutdown.clone())
+        .batch(config.batch)
+        .clock(engine.clock.clone());
     let mut supervisor = Supervisor::new(shutdown);
     for (topic, subscription) in topics.iter().zip(subscriptions) {
         let (consume, mut engine) = (consume.clone(), engine.clone());

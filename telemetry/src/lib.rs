@@ -90,6 +90,12 @@ pub mod names {
     pub const IN_FLIGHT: &str = "baton_worker_in_flight";
     /// Timers fired.
     pub const TIMERS_FIRED: &str = "baton_timers_fired_total";
+    /// Messages a timer held that arrived before the time they take effect by the receiver's
+    /// clock, and were held again until then (label `consumer`: `engine`, `worker`).
+    pub const TIMERS_EARLY: &str = "baton_timers_early_total";
+    /// How far ahead of this process's clock the messages it consumed in the last minute were
+    /// emitted, at most (0 when none was): a sender's clock, or a timer service's, runs ahead.
+    pub const CLOCK_LEAD: &str = "baton_clock_lead_seconds";
     /// Faults injected by the chaos transport layer (label `kind`: `duplicate_publish`,
     /// `duplicate_delivery`, `reorder`); only present when `transport.chaos` is on.
     pub const CHAOS_INJECTED: &str = "baton_chaos_injected_total";
@@ -121,5 +127,14 @@ fn describe() {
     describe_counter!(names::CACHE_MISSES, "Instance states loaded from the store");
     describe_gauge!(names::IN_FLIGHT, "Task attempts a worker is running now");
     describe_counter!(names::TIMERS_FIRED, "Timers fired");
+    describe_counter!(
+        names::TIMERS_EARLY,
+        "Timer-held messages that arrived before their due time and were held again"
+    );
+    describe_gauge!(
+        names::CLOCK_LEAD,
+        Unit::Seconds,
+        "Largest lead of a consumed message's emission time over this process's clock in the last minute"
+    );
     describe_counter!(names::CHAOS_INJECTED, "Faults injected by the chaos transport layer");
 }

@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use baton_runtime::{Backoff, CancellationToken, Clock, Supervisor, retry_transient};
-use baton_shared_schemas::messages::{ScheduledMessage, TimerMessage};
-use baton_shared_schemas::{CodecError, TimerId, Topic, codec};
+use baton_shared_schemas::messages::{ScheduledMessage, TimerMessage, WorkflowEngineMessage};
+use baton_shared_schemas::{CodecError, TimerId, Topic, WorkflowId, codec, decode_envelope};
 use baton_storage::{StoredTimer, TimerStore};
-use baton_transport::{ConsumeLoop, Handler, Incoming, OutgoingMessage, SubscriptionKind, Transport};
+use baton_transport::{ConsumeLoop, Handler, Incoming, OutgoingMessage, SubscriptionKind, Transport, headers};
 use tokio::sync::Notify;
 
 pub use baton_config::TimerConfig;
@@ -95,6 +95,17 @@ pub fn due_message(timer: &StoredTimer) -> Result<ScheduledMessage, CodecError> 
     codec::decode::<ScheduledMessage>(&timer.payload)
 }
 
+/// The instance whose record a stored timer removes when its retention ends (`None` for
+/// every other timer): for checks that every ended instance has its expiry pending.
+pub fn expiry_of(timer: &StoredTimer) -> Option<WorkflowId> {
+    let scheduled = due_message(timer).ok()?;
+    Topic::workflow_of(&scheduled.topic)?;
+    match decode_envelope::<WorkflowEngineMessage>(&scheduled.bytes).ok()?.body {
+        WorkflowEngineMessage::Expire { workflow_id } => Some(workflow_id),
+        _ => None,
+    }
+}
+
 #[derive(Clone)]
 struct Service {
     config: TimerConfig,
@@ -123,18 +134,20 @@ impl Handler<TimerMessage> for Service {
 impl Service {
     /// Claims and fires due timers; returns how many were claimed.
     async fn fire_due(&self) -> Result<usize, TimerError> {
-        let claimed = self
-            .store
-            .claim_due(self.clock.now(), self.config.lease, self.config.batch)
-            .await?;
+        let now = self.clock.now();
+        let claimed = self.store.claim_due(now, self.config.lease, self.config.batch).await?;
+        let fired_at = now.as_millis().to_string();
         for timer in &claimed {
             match due_message(timer) {
                 // Claimed timers are waited through a broker or store outage here rather than
                 // left to come back after their lease (tens of seconds).
                 Ok(m) => {
                     retry_transient("fire timer", Backoff::DEPENDENCY, &self.shutdown, || {
-                        self.transport
-                            .publish(&m.topic, OutgoingMessage::new(m.key.clone(), m.bytes.clone()))
+                        let mut message = OutgoingMessage::new(m.key.clone(), m.bytes.clone());
+                        message
+                            .headers
+                            .push((headers::TIMER_FIRED_AT.to_string(), fired_at.clone()));
+                        self.transport.publish(&m.topic, message)
                     })
                     .await?;
                     metrics::counter!(baton_telemetry::names::TIMERS_FIRED).increment(1);
@@ -190,7 +203,9 @@ pub async fn run(
     let subscription = transport
         .subscribe(Topic::timers().name(), SUBSCRIPTION, SubscriptionKind::Keyed)
         .await?;
-    let consume = ConsumeLoop::new("timer message", shutdown.clone()).batch(config.batch);
+    let consume = ConsumeLoop::new("timer message", shutdown.clone())
+        .batch(config.batch)
+        .clock(clock.clone());
     let mut service = Service {
         config,
         shutdown: shutdown.clone(),

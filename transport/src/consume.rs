@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::fmt::Display;
 use std::sync::Arc;
 
-use baton_runtime::{Backoff, CancellationToken, Classify, ErrorClass, Outage};
+use baton_runtime::{Backoff, CLOCK_LEAD, CancellationToken, Classify, Clock, ErrorClass, Outage};
 use baton_shared_schemas::{CodecError, Envelope, TopicMessage};
 use futures::FutureExt;
 use tokio::sync::{Semaphore, mpsc};
@@ -39,6 +39,9 @@ pub struct Incoming<M> {
     pub key: String,
     /// How often it was delivered before.
     pub redeliveries: u32,
+    /// When a timer service fired it, by that service's clock (the
+    /// [`headers::TIMER_FIRED_AT`](crate::headers::TIMER_FIRED_AT) header), if a timer held it.
+    pub fired_at: Option<baton_shared_schemas::Timestamp>,
 }
 
 /// What a component does with its messages.
@@ -103,11 +106,21 @@ impl Source for mpsc::Receiver<Delivery> {
 }
 
 /// The consume loop of one component's messages of one kind.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ConsumeLoop {
     what: Arc<str>,
     batch: usize,
     shutdown: CancellationToken,
+    clock: Option<Arc<dyn Clock>>,
+}
+
+impl std::fmt::Debug for ConsumeLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumeLoop")
+            .field("what", &self.what)
+            .field("batch", &self.batch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConsumeLoop {
@@ -118,7 +131,15 @@ impl ConsumeLoop {
             what: what.into(),
             batch: 1,
             shutdown,
+            clock: None,
         }
+    }
+
+    /// Compares each message's emission time with the component's `clock`, feeding
+    /// [`baton_runtime::CLOCK_LEAD`] (readiness warns of skew) and its gauge.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Takes up to `batch` ready deliveries at a time (at least one).
@@ -224,11 +245,19 @@ impl ConsumeLoop {
             metrics::counter!(names::REDELIVERED, "topic" => topic).increment(1);
         }
         let envelope = baton_shared_schemas::decode_envelope::<M>(&delivery.payload)?;
+        if let Some(clock) = &self.clock {
+            CLOCK_LEAD.observe(envelope.emitted_at, clock.now());
+            metrics::gauge!(names::CLOCK_LEAD).set(CLOCK_LEAD.recent().as_secs_f64());
+        }
         Ok(Incoming {
             envelope,
             topic: delivery.topic.clone(),
             key: delivery.key.clone(),
             redeliveries: delivery.redeliveries,
+            fired_at: delivery
+                .header(crate::headers::TIMER_FIRED_AT)
+                .and_then(|at| at.parse().ok())
+                .map(baton_shared_schemas::Timestamp),
         })
     }
 

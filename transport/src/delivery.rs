@@ -10,6 +10,10 @@ pub mod headers {
     pub const ORIGINAL_TOPIC: &str = "baton-original-topic";
     /// How often it had been redelivered.
     pub const REDELIVERIES: &str = "baton-redeliveries";
+    /// When the timer service fired a message a timer held, in milliseconds since the epoch by
+    /// its clock: the receiver compares it with its own to hold a message fired early until
+    /// its due time, making up for the timer service's lead exactly.
+    pub const TIMER_FIRED_AT: &str = "baton-timer-fired-at";
 }
 
 /// Settles deliveries for one backend.

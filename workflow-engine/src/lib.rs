@@ -20,4 +20,4 @@ pub use error::EngineError;
 pub use handlers::early::{DEFER_ATTEMPTS, DEFER_DELAY};
 pub use runner::{EngineConfig, run};
 pub use state::{CompletedRecord, PendingKind, Record, RunningWorkflow, WorkflowState};
-pub use transition::{Decision, Effect, Next, TransitionContext, apply, refusal};
+pub use transition::{Decision, Effect, Next, TransitionContext, apply, early_by, refusal};

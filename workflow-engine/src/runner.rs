@@ -32,7 +32,7 @@ pub use baton_config::EngineConfig;
 
 use crate::EngineError;
 use crate::state::{OutboxMessage, WorkflowState};
-use crate::transition::{Next, TransitionContext, apply, refusal};
+use crate::transition::{Next, TransitionContext, apply, early_by, refusal};
 
 /// Subscription name the engine consumes with.
 pub const SUBSCRIPTION: &str = "workflow-engine";
@@ -202,9 +202,10 @@ impl Shard {
             }
         }
         let now = self.clock.now();
-        let ctx = TransitionContext {
+        let mut ctx = TransitionContext {
             now,
             retention: self.retention,
+            fired_at: None,
         };
         let mut saves: Vec<PendingSave> = Vec::new();
         for &i in round {
@@ -258,6 +259,11 @@ impl Shard {
             };
             // The engine subscribes to its workflows' engine topics only, so the name is there.
             let workflow = Topic::workflow_of(&batch[i].topic).unwrap_or_default();
+            if let Some(early) = early_by(envelope, now) {
+                metrics::counter!(names::TIMERS_EARLY, "consumer" => "engine").increment(1);
+                tracing::warn!(workflow = %id, kind = envelope.body.kind(), early_ms = early.as_millis() as u64, "a timer fired before its due time by this engine's clock (the timer service's clock runs ahead); held until then");
+            }
+            ctx.fired_at = batch[i].fired_at;
             let decision = apply(state, workflow, envelope, &ctx);
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
             let publish = match Cause::of(envelope, now).encode_all(&decision.effects) {
@@ -582,7 +588,9 @@ pub async fn run(
     let shard_count = config.shards.max(1);
     let mut senders = Vec::with_capacity(shard_count);
     let mut supervisor = Supervisor::new(shutdown.clone());
-    let consume = ConsumeLoop::new("workflow engine message", shutdown.clone()).batch(config.batch);
+    let consume = ConsumeLoop::new("workflow engine message", shutdown.clone())
+        .batch(config.batch)
+        .clock(clock.clone());
     for index in 0..shard_count {
         let (tx, rx) = mpsc::channel::<Delivery>(256);
         senders.push(tx);

@@ -24,6 +24,10 @@ pub struct TransitionContext {
     pub now: Timestamp,
     /// How long a completed instance's record is kept.
     pub retention: Duration,
+    /// When the timer service fired the message being handled, by its clock, if a timer held
+    /// it and the service said so (a transport header): a message fired early is held again
+    /// until its due time on that clock.
+    pub fired_at: Option<Timestamp>,
 }
 
 /// What happens to the stored state.
@@ -100,8 +104,12 @@ pub enum Effect {
     Schedule {
         /// The timer.
         timer_id: TimerId,
-        /// When it fires.
+        /// When the timer service fires it, by its clock.
         due: Timestamp,
+        /// When the message takes effect, by the clock of the engine that handles it: the
+        /// held message's `emitted_at`. Equal to `due` but for a message fired early and held
+        /// again, whose `due` makes up for the timer service's clock.
+        not_before: Timestamp,
         /// What it emits then.
         message: Box<Effect>,
     },
@@ -145,6 +153,7 @@ impl Out<'_> {
         self.emit(Effect::Schedule {
             timer_id,
             due,
+            not_before: due,
             message: Box::new(Effect::Engine {
                 workflow: workflow.to_string(),
                 message,
@@ -167,6 +176,19 @@ pub fn refusal(message: &WorkflowEngineMessage) -> Option<String> {
     }
 }
 
+/// How long before the time it takes effect a message a timer held arrived, by the engine's
+/// clock `now` (`None` when it is due). Such a message carries that time as its `emitted_at`
+/// ([`Effect::Schedule::not_before`]): a timer service whose clock runs ahead fires it early,
+/// and a timer never takes effect before its due time by the clock of the engine handling it.
+pub fn early_by(message: &Envelope<WorkflowEngineMessage>, now: Timestamp) -> Option<Duration> {
+    use WorkflowEngineMessage as M;
+    let held = matches!(
+        message.body,
+        M::TimerFired { .. } | M::Expire { .. } | M::Deferred { .. }
+    );
+    (held && message.emitted_at > now).then(|| message.emitted_at.saturating_duration_since(now))
+}
+
 /// Applies one message, read from a topic of `workflow`, to an instance's state (`None` when
 /// nothing is stored).
 pub fn apply(
@@ -181,7 +203,10 @@ pub fn apply(
         message_id: message.message_id,
         effects: Vec::new(),
     };
-    let (next, note) = handlers::handle(state, &message.body, &mut out);
+    let (next, note) = match early_by(message, ctx.now) {
+        Some(_) => handlers::held::hold_until_due(state, message, &mut out),
+        None => handlers::handle(state, &message.body, &mut out),
+    };
     Decision {
         next,
         effects: out.effects,
@@ -209,11 +234,21 @@ fn encode_effect(effect: &Effect, cause: &Cause<'_>, id: MessageId) -> Result<En
         Effect::CancelTimer { timer_id } => {
             cause.emit(&Topic::timers(), TimerMessage::Cancel { timer_id: *timer_id }, id)
         }
-        Effect::Schedule { timer_id, due, message } => {
+        Effect::Schedule {
+            timer_id,
+            due,
+            not_before,
+            message,
+        } => {
+            // The held message is emitted, as far as its receiver can tell, when it takes effect.
+            let held = Cause {
+                now: *not_before,
+                ..*cause
+            };
             let schedule = TimerMessage::Schedule {
                 timer_id: *timer_id,
                 due: *due,
-                message: encode_effect(message, cause, id.continuation())?,
+                message: encode_effect(message, &held, id.continuation())?,
             };
             cause.emit(&Topic::timers(), schedule, id)
         }

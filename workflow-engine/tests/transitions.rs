@@ -16,6 +16,10 @@ struct Harness {
     state: Option<WorkflowState>,
     now: Timestamp,
     client: ClientId,
+    /// The id of the last message sent.
+    last_message: MessageId,
+    /// When the timer service fired the messages sent, by its clock (`None`: not said).
+    fired_at: Option<Timestamp>,
 }
 
 /// An effect with its single-variant message enum unwrapped, for short matches.
@@ -27,6 +31,7 @@ enum Emitted {
     Schedule {
         timer_id: TimerId,
         due: Timestamp,
+        not_before: Timestamp,
         message: Box<Effect>,
     },
     Client(ClientId, ClientMessage),
@@ -54,7 +59,17 @@ fn flatten(effect: Effect) -> Emitted {
         Effect::Engine { workflow, message } => Emitted::Engine(workflow, message),
         Effect::Command { workflow, message } => Emitted::Command(workflow, message),
         Effect::CancelTimer { timer_id } => Emitted::CancelTimer(timer_id),
-        Effect::Schedule { timer_id, due, message } => Emitted::Schedule { timer_id, due, message },
+        Effect::Schedule {
+            timer_id,
+            due,
+            not_before,
+            message,
+        } => Emitted::Schedule {
+            timer_id,
+            due,
+            not_before,
+            message,
+        },
     }
 }
 
@@ -65,17 +80,27 @@ impl Harness {
             state: None,
             now: Timestamp(10_000),
             client: ClientId::new(),
+            last_message: MessageId::new(),
+            fired_at: None,
         }
     }
 
     /// Applies a message; returns the note and the decoded messages. Keeps the new state.
     fn send(&mut self, body: WorkflowEngineMessage) -> (&'static str, Vec<Emitted>) {
+        self.send_emitted_at(body, Timestamp(self.now.0 + 10))
+    }
+
+    /// Like [`send`](Self::send), for a message whose envelope says it was emitted at
+    /// `emitted_at` (a message a timer held says when it takes effect).
+    fn send_emitted_at(&mut self, body: WorkflowEngineMessage, emitted_at: Timestamp) -> (&'static str, Vec<Emitted>) {
         self.now = Timestamp(self.now.0 + 10);
         let ctx = TransitionContext {
             now: self.now,
             retention: Duration::from_secs(60),
+            fired_at: self.fired_at,
         };
-        let message = Envelope::new(body, self.now);
+        let message = Envelope::new(body, emitted_at);
+        self.last_message = message.message_id;
         let decision = apply(self.state.clone(), NAME, &message, &ctx);
         // The decision is pure: the same message on the same state decides the same, down to
         // the bytes and ids of what it emits.
@@ -466,7 +491,7 @@ fn completion_notifies_clients_cancels_timers_and_schedules_removal() {
             Emitted::Schedule {
                 timer_id, due, message, ..
             } => {
-                assert_eq!(*timer_id, TimerId::for_retention(h.id));
+                assert_eq!(*timer_id, TimerId::for_retention(h.id, h.last_message));
                 assert!(matches!(
                     message.as_ref(),
                     Effect::Engine { workflow, message: WorkflowEngineMessage::Expire { workflow_id } }
@@ -643,16 +668,35 @@ fn a_failed_workflow_task_leaves_the_instance_waiting_and_visible() {
 fn expiry_removes_only_completed_records_whose_retention_ended() {
     let mut h = Harness::new();
     let t1 = h.start();
-    let (note, _) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
-    assert_eq!(note, "not expired");
+    let (note, out) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
+    assert_eq!((note, out.len()), ("running again; not expired", 0));
     let (_, ended) = h.task_done(&t1, vec![], vec![], Some(RunCompletion::Completed(Payload::null())));
+    let expires_at = Timestamp(h.now.0 + 60_000);
     assert!(
         ended.iter().any(|e| matches!(e,
             Emitted::Tag(TagEngineMessage::RemoveTag { tag, workflow_id, .. }) if tag == "customer:7" && *workflow_id == h.id)),
         "an ended instance leaves its tags for good: {ended:?}"
     );
-    let (note, _) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
-    assert_eq!(note, "not expired");
+    // An expiry that comes before the retention ends (the instance was retried and ended
+    // again since) sets the expiry again: an ended record always has one pending.
+    let (note, out) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
+    assert_eq!(note, "retention not over; expiry set again");
+    match out.as_slice() {
+        [
+            Emitted::Schedule {
+                timer_id,
+                due,
+                not_before,
+                message,
+            },
+        ] => {
+            assert_eq!(*timer_id, TimerId::for_rescheduling(h.last_message));
+            assert_eq!((*due, *not_before), (expires_at, expires_at));
+            assert!(matches!(message.as_ref(),
+                Effect::Engine { message: WorkflowEngineMessage::Expire { workflow_id }, .. } if *workflow_id == h.id));
+        }
+        other => panic!("{other:?}"),
+    }
     h.now = Timestamp(h.now.0 + 61_000);
     let (note, expired) = h.send(WorkflowEngineMessage::Expire { workflow_id: h.id });
     assert_eq!(note, "expired");
@@ -662,6 +706,92 @@ fn expiry_removes_only_completed_records_whose_retention_ended() {
             [Emitted::Tag(TagEngineMessage::ForgetTag { tag, workflow_id, .. })] if tag == "customer:7" && *workflow_id == h.id),
         "the tag engine forgets the expired instance: {expired:?}"
     );
+}
+
+#[test]
+fn a_timer_that_fires_before_its_due_time_by_the_engines_clock_is_held_until_then() {
+    let mut h = Harness::new();
+    let t1 = h.start();
+    let due = Timestamp(h.now.0 + 3_600_000);
+    let timer = RecordedCommand {
+        position: 0,
+        command_id: CommandId::derive(h.id, t1.run_id, 1, 0),
+        spec: CommandSpec::Timer { due },
+    };
+    h.task_done(&t1, vec![timer.clone()], vec![timer.command_id], None);
+    let fired = WorkflowEngineMessage::TimerFired {
+        workflow_id: h.id,
+        timer_id: timer.command_id.into(),
+    };
+    // A timer service 90 minutes ahead fires it at once; the message says when it takes
+    // effect, the service when it fired it by its clock.
+    let lead = 5_400_000;
+    h.fired_at = Some(Timestamp(h.now.0 + 10 + lead));
+    let (note, out) = h.send_emitted_at(fired.clone(), due);
+    assert_eq!(note, "a timer fired early; held until its due time");
+    match out.as_slice() {
+        [
+            Emitted::Schedule {
+                timer_id,
+                due: again,
+                not_before,
+                message,
+            },
+        ] => {
+            assert_eq!(*timer_id, TimerId::for_rescheduling(h.last_message));
+            assert_eq!(*not_before, due, "it still takes effect at its due time");
+            assert_eq!(
+                *again,
+                Timestamp(due.0 + lead),
+                "due at its time read on the timer service's clock"
+            );
+            assert_eq!(
+                message.as_ref(),
+                &Effect::Engine {
+                    workflow: NAME.into(),
+                    message: fired.clone()
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.running().pending.contains_key(&timer.command_id), "still pending");
+    // A timer service that does not say when it fired is taken to lead by as much as the
+    // message came early.
+    h.fired_at = None;
+    let (_, out) = h.send_emitted_at(fired.clone(), due);
+    let early = due.0 - h.now.0;
+    assert!(
+        matches!(out.as_slice(), [Emitted::Schedule { due: again, .. }] if *again == Timestamp(due.0 + early)),
+        "{out:?}"
+    );
+    // Held messages of every kind: an expiry and a deferred command, too.
+    for held in [
+        WorkflowEngineMessage::Expire { workflow_id: h.id },
+        WorkflowEngineMessage::Deferred {
+            command: DeferredCommand::new(WorkflowEngineMessage::CompleteTimers { workflow_id: h.id })
+                .expect("not deferred"),
+            attempt: 1,
+        },
+    ] {
+        let (note, out) = h.send_emitted_at(held, Timestamp(h.now.0 + 5_000));
+        assert_eq!((note, out.len()), ("a timer fired early; held until its due time", 1));
+    }
+    // Other messages are never held, whatever their sender's clock says.
+    let (note, _) = h.send_emitted_at(
+        WorkflowEngineMessage::GetStatus {
+            workflow_id: h.id,
+            client: h.client,
+            request_id: RequestId::new(),
+        },
+        Timestamp(h.now.0 + 5_000),
+    );
+    assert_eq!(note, "status");
+    // At its due time it takes effect.
+    h.now = due;
+    let (note, out) = h.send_emitted_at(fired, due);
+    assert_eq!(note, "result woke the workflow", "{out:?}");
+    assert!(!h.running().pending.contains_key(&timer.command_id));
 }
 
 #[test]

@@ -28,7 +28,7 @@
 //!
 //! `cluster-booking: transport=pulsar workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 faults=… killed=… stopped=… timers_pending_at_kill=… tagged_left=0 timers_left=0 dead_letters=0 chaos=… chaos_injected=… not_ready_seen=- ready_ms=- recovery_ms=- elapsed_ms=…`
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -37,10 +37,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use baton::components::schemas::TimerId;
+use baton::components::timer_service;
 use baton::{Client, ClientError, WorkflowError, WorkflowId};
 use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBooks, audit_books};
 use baton_server::config::TransportSection;
+use baton_storage::{RedisStore, TimerStore};
 use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer, free_port};
 use clap::{Parser, ValueEnum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -221,9 +222,6 @@ struct Starter {
     tag: String,
     hold_ms: u64,
     via_api_every: u64,
-    /// The retention timer of every instance started, which stays stored (by design) until
-    /// the instance's history expires, so it is not pending work.
-    retention_timers: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Starter {
@@ -244,9 +242,6 @@ impl Starter {
         } else {
             WorkflowId::new()
         };
-        if let Ok(mut timers) = self.retention_timers.lock() {
-            timers.insert(TimerId::for_retention(id).to_string());
-        }
         let started = if through_api {
             self.start_through_api(n, id, deadline).await
         } else {
@@ -262,18 +257,11 @@ impl Starter {
         format!("{}-{n}", self.tag)
     }
 
-    /// The stored timers other than retention timers: sleeps, retries and timeouts not yet
-    /// fired.
-    async fn work_timers(&self, store: &mut redis::aio::ConnectionManager, prefix: &str) -> Option<u64> {
-        let members: Vec<String> = redis::cmd("ZRANGE")
-            .arg(format!("{prefix}timers:queue"))
-            .arg(0)
-            .arg(-1)
-            .query_async(store)
-            .await
-            .ok()?;
-        let retention = self.retention_timers.lock().ok()?;
-        Some(members.iter().filter(|m| !retention.contains(m.as_str())).count() as u64)
+    /// The stored timers other than expiries (which stay stored, by design, until an ended
+    /// instance's retention ends): sleeps, retries and timeouts not yet fired.
+    async fn work_timers(&self, store: &RedisStore) -> Option<u64> {
+        let pending = store.pending(usize::MAX).await.ok()?;
+        Some(pending.iter().filter(|t| timer_service::expiry_of(t).is_none()).count() as u64)
     }
 
     async fn start_through_client(
@@ -512,8 +500,7 @@ struct Faults<'a> {
     redis: Option<&'a mut RedisServer>,
     broker: Option<&'a mut StartedBroker>,
     /// Baton's Redis, to count pending timers.
-    store: redis::aio::ConnectionManager,
-    prefix: String,
+    store: RedisStore,
     args: &'a Args,
     starter: &'a Starter,
     report: FaultReport,
@@ -593,7 +580,7 @@ impl Faults<'_> {
             }
             _ => {
                 if fault.targets().contains(&"timer-service") {
-                    let pending = self.starter.work_timers(&mut self.store, &self.prefix).await;
+                    let pending = self.starter.work_timers(&self.store).await;
                     self.report.timers_pending_at_kill = self.report.timers_pending_at_kill.max(pending);
                 }
                 // SIGKILL: no shutdown, no commits, in-flight work abandoned.
@@ -848,14 +835,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         tag: run.clone(),
         hold_ms: args.hold_ms,
         via_api_every: args.via_api_every,
-        retention_timers: std::sync::Mutex::default(),
     });
-    let store = redis::aio::ConnectionManager::new_with_config(
-        redis::Client::open(redis_url.as_str())?,
-        baton_storage::RedisOptions::default().manager_config(),
-    )
-    .await
-    .context("connecting to Baton's Redis")?;
+    let store = RedisStore::connect(&redis_url, &prefix)
+        .await
+        .context("connecting to Baton's Redis")?;
     let started = Instant::now();
 
     let finished = Arc::new(AtomicU64::new(0));
@@ -896,7 +879,6 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         redis: redis_server.as_mut(),
         broker: started_broker.as_mut(),
         store: store.clone(),
-        prefix: prefix.clone(),
         args: &args,
         starter: &starter,
         report: FaultReport::default(),
@@ -1023,9 +1005,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
     .await;
     let timers_left = settles_to_zero(settle, || {
-        let mut store = store.clone();
-        let (starter, prefix) = (&starter, &prefix);
-        async move { starter.work_timers(&mut store, prefix).await }
+        let (starter, store) = (&starter, &store);
+        async move { starter.work_timers(store).await }
     })
     .await;
     let dead_letters = dead_letter_count(&starter.http, api_address).await;

@@ -45,9 +45,11 @@ pub(crate) fn needs_its_instance(command: &WorkflowEngineMessage) -> bool {
 /// Sends `command` back to the engine after [`DEFER_DELAY`], as deferral number `attempt`,
 /// under a timer derived from the message being handled (a redelivery schedules the same one).
 pub(crate) fn defer(command: DeferredCommand, attempt: u32, out: &mut Out<'_>) -> Step {
+    let due = out.ctx.now.saturating_add(DEFER_DELAY);
     out.emit(Effect::Schedule {
         timer_id: TimerId::for_deferral(out.message_id),
-        due: out.ctx.now.saturating_add(DEFER_DELAY),
+        due,
+        not_before: due,
         message: Box::new(Effect::Command {
             workflow: out.workflow.to_string(),
             message: WorkflowEngineMessage::Deferred { command, attempt },

@@ -2,6 +2,7 @@
 
 mod cancel;
 pub(crate) mod early;
+pub(crate) mod held;
 mod methods;
 mod queries;
 mod repair;
@@ -325,7 +326,7 @@ pub(crate) fn finish(state: &mut WorkflowState, outcome: WorkflowOutcome, out: &
         tag_messages(&r.workflow_name, &r.tags, id, TagChange::Remove, out);
     }
     out.schedule(
-        TimerId::for_retention(id),
+        TimerId::for_retention(id, out.message_id),
         expires_at,
         &r.workflow_name,
         WorkflowEngineMessage::Expire { workflow_id: id },

@@ -1,7 +1,7 @@
 //! `Await`, `GetStatus` and `Expire`: reads, and removal of an expired record.
 
-use baton_shared_schemas::messages::ClientMessage;
-use baton_shared_schemas::{ClientId, RequestId, WorkflowId};
+use baton_shared_schemas::messages::{ClientMessage, WorkflowEngineMessage};
+use baton_shared_schemas::{ClientId, RequestId, TimerId, WorkflowId};
 
 use super::{Step, keep, reply_outcome, write};
 use crate::state::{Record, WorkflowState};
@@ -55,7 +55,20 @@ pub(crate) fn expire(state: Option<WorkflowState>, out: &mut Out<'_>) -> Step {
             super::tag_messages(&c.workflow_name, &c.tags, id, super::TagChange::Forget, out);
             (Next::Delete, "expired")
         }
-        Some(_) => keep(state, "not expired"),
+        Some((id, Record::Completed(c))) => {
+            // Its retention was extended since this timer was set (a failed run retried ended
+            // again): the record keeps a pending expiry, never none.
+            let (workflow, expires_at) = (c.workflow_name.clone(), c.expires_at);
+            out.schedule(
+                TimerId::for_rescheduling(out.message_id),
+                expires_at,
+                &workflow,
+                WorkflowEngineMessage::Expire { workflow_id: id },
+            );
+            keep(state, "retention not over; expiry set again")
+        }
+        // Running again (a failed run retried): its next end sets a new expiry.
+        Some(_) => keep(state, "running again; not expired"),
         None => keep(None, "already removed"),
     }
 }
