@@ -9,4 +9,5 @@ pub mod procstat;
 pub mod report;
 pub mod serve;
 pub mod tags;
+pub mod timers;
 pub mod workload;

@@ -174,6 +174,19 @@ enum Command {
         #[arg(long, value_enum, default_value = "durable")]
         mode: Mode,
     },
+    /// How fast the timer service stores and fires timers, on Pulsar and Redis: a burst of
+    /// N timers stored, then a burst of N all due at one instant fired.
+    Timers {
+        /// Timers per burst.
+        #[arg(short = 'n', long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+        n: u64,
+        /// Durability.
+        #[arg(long, value_enum, default_value = "durable")]
+        mode: Mode,
+        /// How the broker's JVM runs.
+        #[arg(long, value_enum, default_value = "quick")]
+        broker_jvm: BrokerJvm,
+    },
     /// K strictly sequential trivial steps per workflow, for several K: the cost per step.
     Sweep {
         /// The values of K, comma separated.
@@ -785,6 +798,23 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 figures.p99_ms,
                 figures.max_ms
             );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Timers { n, mode, broker_jvm } => {
+            use baton::components::storage::RedisStore;
+            let mut settings = BTreeMap::new();
+            let (servers, transport, _) = start_servers(Transport::Pulsar, mode, broker_jvm, &mut settings).await?;
+            let store = RedisStore::connect(&servers.redis.url, STORAGE_PREFIX).await?;
+            let figures = baton_bench::timers::measure(transport, Arc::new(store), usize::try_from(n)?).await?;
+            println!(
+                "timers-pulsar-redis-{}: timers={} stored_per_s={:.0} fired_per_s={:.0} last_fired_after_due={:.2}s",
+                value_name(mode),
+                figures.timers,
+                figures.stored_per_s,
+                figures.fired_per_s,
+                figures.last_after_due_s
+            );
+            drop(servers);
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Sweep { steps, runs, parallel } => {

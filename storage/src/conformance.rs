@@ -266,6 +266,7 @@ pub async fn timers_are_listed_while_pending(store: &dyn TimerStore) {
     };
     let listed = mine(store.pending(usize::MAX).await.expect("pending"));
     assert_eq!(listed, vec![first.clone(), second.clone()]);
+    assert!(store.count().await.expect("count") >= 2);
     assert!(store.pending(0).await.expect("none").is_empty());
     store.complete(first.id).await.expect("complete");
     assert_eq!(
@@ -274,6 +275,41 @@ pub async fn timers_are_listed_while_pending(store: &dyn TimerStore) {
     );
     store.cancel(second.id).await.expect("cancel");
     assert!(mine(store.pending(usize::MAX).await.expect("pending")).is_empty());
+}
+
+/// `add_all` stores each timer as `add` does (one already stored is kept as it is) and
+/// `complete_all` removes each.
+pub async fn timers_are_stored_and_completed_in_batches(store: &dyn TimerStore) {
+    let timers: Vec<StoredTimer> = (0..50u64)
+        .map(|i| StoredTimer {
+            id: TimerId::new(),
+            due: Timestamp(100 + i),
+            payload: format!("timer {i}").into_bytes(),
+        })
+        .collect();
+    store.add(timers[0].clone()).await.expect("add one first");
+    let mut again = timers.clone();
+    again[0].payload = b"other".to_vec();
+    store.add_all(again.clone()).await.expect("add all");
+    store.add_all(again).await.expect("add all again");
+    let ids: std::collections::HashSet<TimerId> = timers.iter().map(|t| t.id).collect();
+    let mine =
+        |listed: Vec<StoredTimer>| -> Vec<StoredTimer> { listed.into_iter().filter(|t| ids.contains(&t.id)).collect() };
+    assert_eq!(
+        mine(store.pending(usize::MAX).await.expect("pending")),
+        timers,
+        "each stored once, the first payload kept"
+    );
+    let fired: Vec<TimerId> = timers[..40].iter().map(|t| t.id).collect();
+    store.complete_all(&fired).await.expect("complete all");
+    store.complete_all(&[]).await.expect("complete none");
+    assert_eq!(
+        mine(store.pending(usize::MAX).await.expect("pending")),
+        timers[40..].to_vec()
+    );
+    for t in &timers[40..] {
+        store.cancel(t.id).await.expect("cancel");
+    }
 }
 
 /// A batch of saves keeps each record's compare-and-set: a conflict fails only its own write,
@@ -607,6 +643,7 @@ macro_rules! storage_conformance_tests {
             timers_claim_with_lease,
             timers_report_next_due,
             timers_are_listed_while_pending,
+            timers_are_stored_and_completed_in_batches,
             index_follows_saves,
             index_holds_an_instance_with_the_most_tags,
             dead_letters_are_held_until_removed,

@@ -223,6 +223,15 @@ pub trait TimerStore: Send + Sync + 'static {
     /// Stores a timer; a timer with the same id is kept as it is. Returns whether it was new.
     async fn add(&self, timer: StoredTimer) -> Result<bool>;
 
+    /// Stores several timers, each as [`add`](Self::add) does, in one round trip where the
+    /// backend allows. On an error some may be stored: adding them again changes nothing.
+    async fn add_all(&self, timers: Vec<StoredTimer>) -> Result<()> {
+        for timer in timers {
+            self.add(timer).await?;
+        }
+        Ok(())
+    }
+
     /// Claims up to `limit` timers due at `now` that are not under another claim's lease. A
     /// claimed timer becomes claimable again at `now + lease` unless completed first.
     async fn claim_due(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<StoredTimer>>;
@@ -230,11 +239,22 @@ pub trait TimerStore: Send + Sync + 'static {
     /// Removes a fired timer.
     async fn complete(&self, id: TimerId) -> Result<()>;
 
+    /// Removes several fired timers, in one round trip where the backend allows.
+    async fn complete_all(&self, ids: &[TimerId]) -> Result<()> {
+        for id in ids {
+            self.complete(*id).await?;
+        }
+        Ok(())
+    }
+
     /// Removes a timer that has not fired; returns whether it existed.
     async fn cancel(&self, id: TimerId) -> Result<bool>;
 
     /// The earliest instant at which some timer becomes claimable.
     async fn next_due(&self) -> Result<Option<Timestamp>>;
+
+    /// How many timers are stored (due or not, claimed or not).
+    async fn count(&self) -> Result<u64>;
 
     /// Up to `limit` stored timers, the next claimable first (for operators and checks: what
     /// is pending, e.g. that every ended instance has its expiry).

@@ -382,6 +382,10 @@ impl TimerStore for InMemoryStore {
         Ok(self.lock().timers.queue.first().map(|(at, _)| *at))
     }
 
+    async fn count(&self) -> Result<u64> {
+        Ok(self.lock().timers.timers.len() as u64)
+    }
+
     async fn pending(&self, limit: usize) -> Result<Vec<StoredTimer>> {
         let data = self.lock();
         Ok(data

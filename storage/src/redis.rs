@@ -819,6 +819,42 @@ impl TimerStore for RedisStore {
         Ok(added == 1)
     }
 
+    async fn add_all(&self, timers: Vec<StoredTimer>) -> Result<()> {
+        if timers.is_empty() {
+            return Ok(());
+        }
+        let keys = self.timer_keys();
+        let mut pipe = redis::pipe();
+        for timer in timers {
+            let mut add = eval_on(&self.timer_add, &keys);
+            add.arg(timer.id.to_string())
+                .arg(timer.due.as_millis())
+                .arg(timer.payload);
+            pipe.add_command(add);
+        }
+        self.pipelined::<Vec<i64>>(&pipe, &[&self.timer_add]).await.map(|_| ())
+    }
+
+    async fn complete_all(&self, ids: &[TimerId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let [queue, payloads, dues] = self.timer_keys();
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        let mut con = self.connection.clone();
+        redis::pipe()
+            .atomic()
+            .zrem(&queue, &ids)
+            .ignore()
+            .hdel(&payloads, &ids)
+            .ignore()
+            .hdel(&dues, &ids)
+            .ignore()
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(backend)
+    }
+
     async fn claim_due(&self, now: Timestamp, lease: Duration, limit: usize) -> Result<Vec<StoredTimer>> {
         let keys = self.timer_keys();
         let until = now.saturating_add(lease.max(Duration::from_millis(1)));
@@ -875,6 +911,11 @@ impl TimerStore for RedisStore {
             .await
             .map_err(backend)?;
         Ok(first.first().map(|(_, score)| Timestamp(*score as u64)))
+    }
+
+    async fn count(&self) -> Result<u64> {
+        let mut con = self.connection.clone();
+        con.zcard(&self.timer_keys()[0]).await.map_err(backend)
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<StoredTimer>> {

@@ -129,38 +129,100 @@ impl Handler<TimerMessage> for Service {
         self.wake.notify_one();
         Ok(())
     }
+
+    /// Stores a batch's timers together (one round trip to the store), in order: a cancel
+    /// between two schedules stores the first ones before it cancels.
+    async fn handle(&mut self, batch: &[Incoming<TimerMessage>]) -> Vec<Result<(), TimerError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        let mut run: Vec<StoredTimer> = Vec::new();
+        // Where the schedules not stored yet start among the results.
+        let mut run_start = 0;
+        for message in batch {
+            match decide(&message.envelope.body) {
+                Ok(TimerWrite::Store(timer)) => {
+                    if run.is_empty() {
+                        run_start = results.len();
+                    }
+                    run.push(timer);
+                    results.push(Ok(()));
+                }
+                Ok(TimerWrite::Cancel(id)) => {
+                    if let Err(e) = self.store_run(&mut run).await {
+                        // The run and what follows are handed again.
+                        results.truncate(run_start);
+                        results.push(Err(e));
+                        return results;
+                    }
+                    let cancelled = self.store.cancel(id).await.map(|_| ()).map_err(TimerError::from);
+                    let stop = matches!(&cancelled, Err(e) if baton_runtime::Transient::is_transient(e));
+                    results.push(cancelled);
+                    if stop {
+                        return results;
+                    }
+                }
+                Err(poison) => results.push(Err(poison)),
+            }
+        }
+        if let Err(e) = self.store_run(&mut run).await {
+            results.truncate(run_start);
+            results.push(Err(e));
+        }
+        results
+    }
 }
 
 impl Service {
-    /// Claims and fires due timers; returns how many were claimed.
+    /// Stores the timers of `run` in one round trip and empties it.
+    async fn store_run(&self, run: &mut Vec<StoredTimer>) -> Result<(), TimerError> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        self.store.add_all(std::mem::take(run)).await?;
+        // A new timer may be due before the one the firing loop sleeps towards.
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+impl Service {
+    /// Claims due timers, fires them together and completes them together; returns how many
+    /// were claimed. Three round trips for a whole batch: the claim, the publish (the
+    /// transport sends a batch per topic and waits for all receipts at once), the completion.
     async fn fire_due(&self) -> Result<usize, TimerError> {
         let now = self.clock.now();
         let claimed = self.store.claim_due(now, self.config.lease, self.config.batch).await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
         let fired_at = now.as_millis().to_string();
+        let mut messages = Vec::with_capacity(claimed.len());
         for timer in &claimed {
             match due_message(timer) {
-                // Claimed timers are waited through a broker or store outage here rather than
-                // left to come back after their lease (tens of seconds).
                 Ok(m) => {
-                    retry_transient("fire timer", Backoff::DEPENDENCY, &self.shutdown, || {
-                        let mut message = OutgoingMessage::new(m.key.clone(), m.bytes.clone());
-                        message
-                            .headers
-                            .push((headers::TIMER_FIRED_AT.to_string(), fired_at.clone()));
-                        self.transport.publish(&m.topic, message)
-                    })
-                    .await?;
-                    metrics::counter!(baton_telemetry::names::TIMERS_FIRED).increment(1);
+                    let mut message = OutgoingMessage::new(m.key, m.bytes);
+                    message
+                        .headers
+                        .push((headers::TIMER_FIRED_AT.to_string(), fired_at.clone()));
+                    messages.push((m.topic, message));
                 }
                 Err(e) => {
                     tracing::error!(timer = %timer.id, error = %e, "stored timer is unreadable; dropping it")
                 }
             }
-            retry_transient("complete timer", Backoff::DEPENDENCY, &self.shutdown, || {
-                self.store.complete(timer.id)
-            })
-            .await?;
         }
+        let fired = messages.len();
+        // Claimed timers are waited through a broker or store outage here rather than left to
+        // come back after their lease (tens of seconds).
+        retry_transient("fire timers", Backoff::DEPENDENCY, &self.shutdown, || {
+            self.transport.publish_all(messages.clone())
+        })
+        .await?;
+        metrics::counter!(baton_telemetry::names::TIMERS_FIRED).increment(fired as u64);
+        let ids: Vec<TimerId> = claimed.iter().map(|t| t.id).collect();
+        retry_transient("complete timers", Backoff::DEPENDENCY, &self.shutdown, || {
+            self.store.complete_all(&ids)
+        })
+        .await?;
         Ok(claimed.len())
     }
 

@@ -20,6 +20,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with_batch(2).await
+}
+
+async fn fixture_with_batch(batch: usize) -> Fixture {
     let transport = InMemoryTransport::default();
     let store = InMemoryStore::new();
     let clock = ManualClock::new(Timestamp(1_000_000));
@@ -30,7 +34,7 @@ async fn fixture() -> Fixture {
         .expect("subscribe");
     let config = TimerConfig {
         lease: Duration::from_secs(10),
-        batch: 2,
+        batch,
         max_idle: Duration::from_millis(20),
     };
     let service = tokio::spawn(run(
@@ -206,6 +210,62 @@ async fn a_malformed_timer_message_is_dead_lettered_and_the_service_carries_on()
     );
     schedule(&f, TimerId::new(), f.clock.now(), "still working").await;
     assert_eq!(received(&mut f).await, "still working");
+    f.shutdown.cancel();
+    f.service.await.expect("join").expect("clean stop");
+}
+
+#[tokio::test]
+async fn a_batch_of_schedules_and_cancels_is_stored_in_order_and_fired_together_saying_when() {
+    use baton_shared_schemas::{EncodedMessage, Envelope};
+    use baton_transport::{headers, outgoing};
+
+    let mut f = fixture_with_batch(64).await;
+    let due = Timestamp(f.clock.now().0 + 500);
+    let scheduled = |id: TimerId, body: &str| TimerMessage::Schedule {
+        timer_id: id,
+        due,
+        message: ScheduledMessage {
+            topic: "target".into(),
+            key: "k".into(),
+            bytes: body.as_bytes().to_vec(),
+        },
+    };
+    let (cancelled, kept) = (TimerId::new(), TimerId::new());
+    let mut batch = vec![
+        scheduled(cancelled, "never"),
+        TimerMessage::Cancel { timer_id: cancelled },
+        scheduled(kept, "kept"),
+    ];
+    batch.extend((0..100).map(|i| scheduled(TimerId::new(), &format!("burst {i}"))));
+    let messages = batch
+        .into_iter()
+        .map(|body| {
+            outgoing(EncodedMessage::encode(&Topic::timers(), &Envelope::new(body, f.clock.now())).expect("encode"))
+        })
+        .collect();
+    f.transport.publish_all(messages).await.expect("publish");
+    stored(&f, 101).await;
+    f.clock.advance(Duration::from_secs(1));
+    let fired_at = f.clock.now().as_millis().to_string();
+    let mut bodies = std::collections::BTreeSet::new();
+    for _ in 0..101 {
+        let d = tokio::time::timeout(Duration::from_secs(5), f.target.next())
+            .await
+            .expect("fired in time")
+            .expect("delivery");
+        assert_eq!(
+            d.header(headers::TIMER_FIRED_AT),
+            Some(fired_at.as_str()),
+            "when it fired, by its clock"
+        );
+        assert!(
+            bodies.insert(String::from_utf8_lossy(&d.payload).into_owned()),
+            "fired once"
+        );
+        d.ack().await;
+    }
+    assert!(bodies.contains("kept") && !bodies.contains("never"));
+    stored(&f, 0).await;
     f.shutdown.cancel();
     f.service.await.expect("join").expect("clean stop");
 }
