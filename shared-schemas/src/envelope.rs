@@ -5,15 +5,20 @@ use serde::{Deserialize, Serialize};
 use crate::{CodecError, MessageId, Timestamp, Topic, TopicMessage, codec};
 
 /// Version of the envelope and message layouts written by this build. It is raised when a
-/// layout changes in a way an older build would misread (a variant or field added). Readers
+/// layout changes in a way an older build would misread (a variant or field added); the
+/// envelope's first three fields (this version, the message id, the emission time) keep their
+/// layout in every version. Readers
 /// accept every earlier version and refuse a later one ([`decode_envelope`]): bincode is not
 /// self-describing, so bytes of a newer layout could otherwise decode as something else.
 pub const SCHEMA_VERSION: u16 = 1;
 
-/// Decodes an envelope after reading the version its writer put first: one written by a newer
-/// build is refused with [`CodecError::NewerSchema`] before its body is read.
+/// Decodes an envelope after reading the header its writer put first: one written by a newer
+/// build is refused with [`CodecError::NewerSchema`] before its body is read. Bytes whose
+/// header does not decode are malformed, whatever their first field says.
 pub fn decode_envelope<B: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<Envelope<B>, CodecError> {
-    let written: u16 = codec::decode_prefix(bytes)?;
+    // The fields every envelope starts with, in every version: a layout that never changes,
+    // so a newer build's message is told from bytes that are no message at all.
+    let (written, _, _): (u16, MessageId, Timestamp) = codec::decode_prefix(bytes)?;
     if written > SCHEMA_VERSION {
         return Err(CodecError::NewerSchema {
             written,

@@ -830,4 +830,15 @@ fn an_envelope_of_a_newer_schema_version_is_refused_before_its_body_is_read() {
         );
     }
     assert!(matches!(decode_envelope::<TimerMessage>(&[]), Err(CodecError::Empty)));
+    // Bytes whose first field reads as a newer version but that hold no envelope header are
+    // malformed, not a newer build's message: they are dead-lettered at once.
+    for garbage in [&b"\x01not bincode at all"[..], &[1, 2, 3], &[1, 99, 16, 0]] {
+        assert!(
+            matches!(
+                decode_envelope::<TimerMessage>(garbage),
+                Err(CodecError::Malformed { .. })
+            ),
+            "{garbage:?}"
+        );
+    }
 }
