@@ -76,9 +76,25 @@ pub fn letter_of(dead_letter_topic: &str, delivery: &Delivery, now: baton_shared
         .or_else(|| dead_letter_topic.strip_prefix("dlq:").map(str::to_string))
         .unwrap_or_else(|| dead_letter_topic.to_string());
     let id = match decode_body(&topic, &delivery.payload) {
+        // Copies of one message (a duplicate publish) are one letter.
         Ok((id, _)) => id,
-        // Undecodable: an id from the bytes themselves, so the same letter is still held once.
-        Err(_) => uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &delivery.payload).to_string(),
+        // Undecodable: an id from where it was and what it is, so the same letter delivered
+        // again is held once, while letters with the same bytes from different messages (or
+        // a redriven letter that failed again) are held apart.
+        Err(_) => {
+            let position = delivery.header(headers::ORIGINAL_POSITION).unwrap_or_default();
+            let name = [
+                topic.as_bytes(),
+                b"\0",
+                delivery.key.as_bytes(),
+                b"\0",
+                position.as_bytes(),
+                b"\0",
+                &delivery.payload,
+            ]
+            .concat();
+            uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &name).to_string()
+        }
     };
     DeadLetter {
         id,

@@ -750,64 +750,73 @@ async fn dead_letters_are_listed_decoded_and_redriven() {
     use baton::components::transport::OutgoingMessage;
     let api = serve(false).await;
     let transport = api.baton.transport().clone();
-    // A message no engine can decode, on a topic whose dead letters are collected.
-    transport
-        .publish("workflow-cmd:Checkout", OutgoingMessage::new("k1", b"garbage".to_vec()))
-        .await
-        .expect("publish");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let letters = loop {
-        let (_, page) = api.get("/api/v1/dead-letters/workflow-cmd:Checkout").await;
-        if page["letters"].as_array().is_some_and(|l| !l.is_empty()) {
-            break page;
+    // Messages no engine can decode, on a topic whose dead letters are collected: the same
+    // bytes three times, twice under one key. Each is a letter of its own.
+    for key in ["k1", "k1", "k2"] {
+        transport
+            .publish("workflow-cmd:Checkout", OutgoingMessage::new(key, b"garbage".to_vec()))
+            .await
+            .expect("publish");
+    }
+    let letters_held = |count: usize| {
+        let api = &api;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (_, page) = api.get("/api/v1/dead-letters/workflow-cmd:Checkout").await;
+                if page["letters"].as_array().is_some_and(|l| l.len() == count) {
+                    break page["letters"].as_array().cloned().unwrap_or_default();
+                }
+                assert!(Instant::now() < deadline, "{count} letters were never held: {page}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        assert!(Instant::now() < deadline, "the garbage was never collected: {page}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let letter = &letters["letters"][0];
-    assert!(
-        letter["reason"].as_str().is_some_and(|r| r.contains("undecodable")),
-        "{letter}"
-    );
-    assert!(letter["body"].is_null() && letter["bodyError"].is_string(), "{letter}");
-    assert_eq!(letter["key"], "k1");
+    let letters = letters_held(3).await;
+    for letter in &letters {
+        assert!(
+            letter["reason"].as_str().is_some_and(|r| r.contains("undecodable")),
+            "{letter}"
+        );
+        assert!(letter["body"].is_null() && letter["bodyError"].is_string(), "{letter}");
+    }
+    let mut keys: Vec<&str> = letters.iter().filter_map(|l| l["key"].as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["k1", "k1", "k2"]);
     let (_, topics) = api.get("/api/v1/dead-letters").await;
-    assert_eq!(topics, json!([{"topic": "workflow-cmd:Checkout", "count": 1}]));
-    let id = letter["id"].as_str().expect("id");
+    assert_eq!(topics, json!([{"topic": "workflow-cmd:Checkout", "count": 3}]));
+    let id = letters[0]["id"].as_str().expect("id");
     let (status, one) = api
         .get(&format!("/api/v1/dead-letters/workflow-cmd:Checkout/{id}"))
         .await;
-    assert_eq!((status, &one["id"]), (StatusCode::OK, &letter["id"]));
-    // Redriven, it fails again and comes back: the engine still cannot decode it.
+    assert_eq!((status, &one["id"]), (StatusCode::OK, &letters[0]["id"]));
+    // Redriven, they fail again and come back, as letters of their own: the engine still
+    // cannot decode them.
     let (status, redriven) = api
         .post("/api/v1/dead-letters/workflow-cmd:Checkout/redrive", json!({}))
         .await;
     assert_eq!(
         (status, &redriven["redriven"]),
-        (StatusCode::OK, &json!(1)),
+        (StatusCode::OK, &json!(3)),
         "{redriven}"
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, page) = api.get("/api/v1/dead-letters/workflow-cmd:Checkout").await;
-        if page["letters"].as_array().is_some_and(|l| l.len() == 1) {
-            break;
-        }
+    let back = letters_held(3).await;
+    for letter in &back {
         assert!(
-            Instant::now() < deadline,
-            "the redriven letter did not come back: {page}"
+            !letters.iter().any(|l| l["id"] == letter["id"]),
+            "a new letter: {letter}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let id = letter["id"].as_str().expect("id");
+        let (status, _, _) = api
+            .send(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/dead-letters/workflow-cmd:Checkout/{id}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
     }
-    let (status, _, _) = api
-        .send(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/dead-letters/workflow-cmd:Checkout/{id}"),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
     let (_, topics) = api.get("/api/v1/dead-letters").await;
     assert_eq!(topics, json!([]));
     api.baton.shutdown().await;

@@ -259,7 +259,8 @@ pub async fn exhausted_redeliveries_go_to_dead_letter_topic(t: Arc<dyn Transport
     nothing_within(&mut s, Duration::from_millis(300)).await;
 }
 
-/// A message the consumer knows it can never process goes to the dead-letter topic at once.
+/// A message the consumer knows it can never process goes to the dead-letter topic at once,
+/// saying where it was (two with the same bytes are told apart).
 pub async fn explicit_dead_letter(t: Arc<dyn Transport>) {
     let topic = unique("poison");
     let dlq_topic = baton_shared_schemas::topics::dead_letter_topic(&topic);
@@ -272,16 +273,27 @@ pub async fn explicit_dead_letter(t: Arc<dyn Transport>) {
         .await
         .expect("subscribe");
     publish(t.as_ref(), &topic, "k", "garbage".into()).await;
+    publish(t.as_ref(), &topic, "k", "garbage".into()).await;
     publish(t.as_ref(), &topic, "k", "fine".into()).await;
-    let d = next(&mut s).await;
-    assert_eq!(text(&d), "garbage");
-    d.dead_letter("malformed envelope").await;
+    for _ in 0..2 {
+        let d = next(&mut s).await;
+        assert_eq!(text(&d), "garbage");
+        d.dead_letter("malformed envelope").await;
+    }
     let d = next(&mut s).await;
     assert_eq!(text(&d), "fine", "the consumer carries on after a dead letter");
     d.ack().await;
-    let dead = next(&mut dlq).await;
-    assert_eq!(dead.header(headers::DEAD_LETTER_REASON), Some("malformed envelope"));
-    dead.ack().await;
+    let mut positions = Vec::new();
+    for _ in 0..2 {
+        let dead = next(&mut dlq).await;
+        assert_eq!(dead.header(headers::DEAD_LETTER_REASON), Some("malformed envelope"));
+        positions.push(dead.header(headers::ORIGINAL_POSITION).map(str::to_string));
+        dead.ack().await;
+    }
+    assert!(
+        positions.iter().all(Option::is_some) && positions[0] != positions[1],
+        "two messages with the same bytes say where each was: {positions:?}"
+    );
 }
 
 /// Messages a consumer received but did not acknowledge are redelivered to the next consumer

@@ -10,6 +10,10 @@ pub mod headers {
     pub const ORIGINAL_TOPIC: &str = "baton-original-topic";
     /// How often it had been redelivered.
     pub const REDELIVERIES: &str = "baton-redeliveries";
+    /// Where a dead-lettered message was in the broker when it was dead-lettered (its topic
+    /// or partition and its offset, or ledger and entry): two dead letters with the same
+    /// bytes from different messages differ in it, and one delivered twice does not.
+    pub const ORIGINAL_POSITION: &str = "baton-original-position";
     /// When the timer service fired a message a timer held, in milliseconds since the epoch by
     /// its clock: the receiver compares it with its own to hold a message fired early until
     /// its due time, making up for the timer service's lead exactly.

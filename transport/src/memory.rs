@@ -5,7 +5,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -40,6 +40,8 @@ impl Default for MemoryConfig {
 
 #[derive(Clone)]
 struct Message {
+    /// Where it was published: a number no other message of the transport has.
+    position: u64,
     key: String,
     payload: Arc<[u8]>,
     headers: Arc<Vec<(String, String)>>,
@@ -85,6 +87,8 @@ struct Inner {
     closed: AtomicBool,
     /// Consumers opened, for [`Transport::subscription_status`].
     opened: std::sync::atomic::AtomicUsize,
+    /// The position of the next message published.
+    next_position: AtomicU64,
 }
 
 /// The in-memory transport. Cheap to clone; clones share topics.
@@ -120,6 +124,7 @@ impl InMemoryTransport {
                 topics: RwLock::new(HashMap::new()),
                 closed: AtomicBool::new(false),
                 opened: std::sync::atomic::AtomicUsize::new(0),
+                next_position: AtomicU64::new(0),
             }),
         }
     }
@@ -203,8 +208,13 @@ impl InMemoryTransport {
         h.push((headers::DEAD_LETTER_REASON.to_string(), reason.to_string()));
         h.push((headers::ORIGINAL_TOPIC.to_string(), sub.topic.clone()));
         h.push((headers::REDELIVERIES.to_string(), message.redeliveries.to_string()));
+        h.push((
+            headers::ORIGINAL_POSITION.to_string(),
+            format!("{}@{}", sub.topic, message.position),
+        ));
         message.headers = Arc::new(h);
         message.redeliveries = 0;
+        message.position = self.inner.next_position.fetch_add(1, Ordering::Relaxed);
         self.publish_now(&dead_letter_topic(&sub.topic), message);
     }
 }
@@ -261,6 +271,7 @@ impl Transport for InMemoryTransport {
             return Err(TransportError::Closed);
         }
         let message = Message {
+            position: self.inner.next_position.fetch_add(1, Ordering::Relaxed),
             key: message.key,
             payload: Arc::from(message.payload),
             headers: Arc::new(message.headers),

@@ -220,6 +220,10 @@ impl BrokerAcks for AckState {
             (headers::DEAD_LETTER_REASON.to_string(), reason),
             (headers::ORIGINAL_TOPIC.to_string(), self.logical_topic.clone()),
             (headers::REDELIVERIES.to_string(), self.redeliveries(&f).to_string()),
+            (
+                headers::ORIGINAL_POSITION.to_string(),
+                format!("{}:{}@{}", f.partition.0, f.partition.1, f.offset),
+            ),
         ];
         let dlq = dead_letter_topic(&self.logical_topic);
         match self.inner.ensure(&dlq).await {

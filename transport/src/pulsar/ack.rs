@@ -201,6 +201,16 @@ impl BrokerAcks for AckState {
             (headers::DEAD_LETTER_REASON.to_string(), reason),
             (headers::ORIGINAL_TOPIC.to_string(), self.logical_topic.clone()),
             (headers::REDELIVERIES.to_string(), f.redeliveries.to_string()),
+            (
+                headers::ORIGINAL_POSITION.to_string(),
+                format!(
+                    "{}:{}:{}:{}",
+                    f.topic,
+                    f.id.ledger_id,
+                    f.id.entry_id,
+                    f.batch.as_ref().map_or(0, |b| b.index)
+                ),
+            ),
         ];
         let dlq = dead_letter_topic(&self.logical_topic);
         self.move_to(f, Target::Logical(&dlq), extra).await;
