@@ -105,6 +105,25 @@ impl Api {
         }
     }
 
+    /// Refuses a service no tag engine completes delegated tasks of: a message for it would
+    /// be published to a topic nobody consumes (and create that topic).
+    fn check_service_known(&self, service: &str) -> Result<(), Problem> {
+        check_name("service name", service)?;
+        let known = &self.inner.known_services;
+        if known.contains(service) {
+            return Ok(());
+        }
+        let listed = if known.is_empty() {
+            "none is configured".to_string()
+        } else {
+            format!("known: {}", known.iter().cloned().collect::<Vec<_>>().join(", "))
+        };
+        Err(Problem::not_found(format!(
+            "no service `{service}` has its delegated tasks completed here ({listed}; \
+             tag_engine.services and api.services list them)"
+        )))
+    }
+
     fn check_workflow_known(&self, workflow: &str) -> Result<(), Problem> {
         check_name("workflow name", workflow)?;
         let known = &self.inner.known_workflows;
@@ -597,14 +616,14 @@ pub async fn complete_timers(State(api): State<Api>, Path(id): Path<String>) -> 
 #[utoipa::path(post, path = "/api/v1/services/{service}/tasks/{task_id}/complete", tag = "actions",
     params(("service" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "Service name"), ("task_id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Task id")),
     request_body = CompleteTaskRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn complete_task(
     State(api): State<Api>,
     Path((service, task_id)): Path<(String, String)>,
     Object(request): Object<CompleteTaskRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    check_name("service name", &service)?;
     let task_id = parse_task_id(&task_id)?;
+    api.check_service_known(&service)?;
     api.inner
         .client
         .complete_delegated_task(&service, task_id, &request.result)
@@ -616,17 +635,17 @@ pub async fn complete_task(
 #[utoipa::path(post, path = "/api/v1/services/{service}/tasks/{task_id}/fail", tag = "actions",
     params(("service" = String, Path, min_length = 1, max_length = 256, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$", description = "Service name"), ("task_id" = String, Path, pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", description = "Task id")),
     request_body = FailTaskRequest,
-    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 202, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn fail_task(
     State(api): State<Api>,
     Path((service, task_id)): Path<(String, String)>,
     Object(request): Object<FailTaskRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    check_name("service name", &service)?;
     let task_id = parse_task_id(&task_id)?;
     if request.message.trim().is_empty() {
         return Err(Problem::bad_request("message must say why the task failed"));
     }
+    api.check_service_known(&service)?;
     api.inner
         .client
         .fail_delegated_task(&service, task_id, &request.message)

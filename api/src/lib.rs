@@ -71,6 +71,7 @@ struct Inner {
     stores: Stores,
     config: ApiConfig,
     known_workflows: BTreeSet<String>,
+    known_services: BTreeSet<String>,
 }
 
 /// The API over one deployment: a client on its broker and its stores.
@@ -82,12 +83,15 @@ pub struct Api {
 impl Api {
     /// An API sending through `client` on `transport` and reading `stores`. `known_workflows`
     /// are the deployed workflows (starting another is refused; empty accepts any name).
+    /// `known_services` are the services whose delegated tasks a tag engine completes:
+    /// completing or failing a task of another is refused, since nothing would consume it.
     pub fn new(
         client: Client,
         transport: Arc<dyn Transport>,
         stores: Stores,
         config: ApiConfig,
         known_workflows: BTreeSet<String>,
+        known_services: BTreeSet<String>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -96,6 +100,7 @@ impl Api {
                 stores,
                 config,
                 known_workflows,
+                known_services,
             }),
         }
     }
@@ -217,7 +222,14 @@ pub async fn run(
         tracing::warn!("api.tokens is empty: the API asks for no credentials; set tokens outside local development");
     }
     let collect = config.collect_dead_letters;
-    let api = Api::new(client.clone(), transport, stores, config, known_workflows);
+    let api = Api::new(
+        client.clone(),
+        transport,
+        stores,
+        config,
+        known_workflows,
+        services.clone(),
+    );
     let collector = collect.then(|| api.collect_dead_letters(clock, services, shutdown.clone()));
     tracing::info!(dashboard = %format!("http://{address}/"), api = %format!("http://{address}/api/v1"), "serving the API and dashboard");
     let served = api.serve(listener, shutdown).await;

@@ -286,6 +286,7 @@ impl Embedded {
             self.stores.clone(),
             config,
             self.workflows.iter().cloned().collect(),
+            self.services.iter().cloned().collect(),
         );
         let token = self.supervisor.token().clone();
         let collector = api.collect_dead_letters(

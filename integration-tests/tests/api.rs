@@ -678,6 +678,20 @@ async fn bad_input_gets_a_precise_problem() {
             "why",
         ),
         (
+            reqwest::Method::POST,
+            format!("/api/v1/services/Nowhere/tasks/{unknown}/complete"),
+            Some(json!({"result": 1})),
+            StatusCode::NOT_FOUND,
+            "no service `Nowhere` has its delegated tasks completed here (known: Shop",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/v1/services/Nowhere/tasks/{unknown}/fail"),
+            Some(json!({"message": "gave up"})),
+            StatusCode::NOT_FOUND,
+            "no service `Nowhere`",
+        ),
+        (
             reqwest::Method::GET,
             "/api/v1/dead-letters/timers?cursor=zz".into(),
             None,
