@@ -17,6 +17,7 @@ mod auth;
 mod dashboard;
 pub mod dead_letters;
 mod extract;
+mod http;
 mod instances;
 mod openapi;
 pub mod problem;
@@ -162,10 +163,13 @@ impl Api {
 
     /// Serves the routes on `listener` until `shutdown`.
     pub async fn serve(&self, listener: tokio::net::TcpListener, shutdown: CancellationToken) -> Result<(), ApiError> {
-        // With the peer's address, which rate limits count against.
-        let app = self.router().into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        let config = &self.inner.config;
+        let limits = http::Limits {
+            header_read_timeout: Duration::from_millis(config.header_read_timeout_ms),
+            max_connections: config.max_connections,
+        };
+        // Each request sees its peer's address, which rate limits count against.
+        http::serve(listener, self.router(), limits, shutdown)
             .await
             .map_err(ApiError::Serve)
     }

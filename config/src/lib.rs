@@ -276,6 +276,11 @@ pub struct ApiConfig {
     pub rate_limit_per_sec: u32,
     /// Requests a caller may send at once above that rate.
     pub rate_limit_burst: u32,
+    /// Longest time a client may take to send a request's headers, from its connection's
+    /// first byte or the end of its previous request; then the connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// Most connections open at once; past it, new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl Default for ApiConfig {
@@ -291,6 +296,8 @@ impl Default for ApiConfig {
             max_body_bytes: 1024 * 1024,
             rate_limit_per_sec: 100,
             rate_limit_burst: 200,
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
         }
     }
 }
@@ -315,6 +322,12 @@ impl ApiConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.max_wait_secs == 0 {
             return Err("api.max_wait_secs must be at least 1".into());
+        }
+        if self.header_read_timeout_ms == 0 {
+            return Err("api.header_read_timeout_ms must be at least 1".into());
+        }
+        if self.max_connections == 0 {
+            return Err("api.max_connections must be at least 1".into());
         }
         if self.max_body_bytes < 1024 {
             return Err(format!(

@@ -458,6 +458,66 @@ async fn tokens_separate_readers_from_operators() {
     api.baton.shutdown().await;
 }
 
+/// Sends a request on a raw connection and reads the answer until the server closes it (or
+/// `wait` passes): what came back, and whether the connection was closed.
+async fn raw_exchange(stream: &mut tokio::net::TcpStream, request: &str, wait: Duration) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&answer).into_owned(), true),
+            Ok(Ok(n)) => answer.extend_from_slice(&buffer[..n]),
+            Err(_) => return (String::from_utf8_lossy(&answer).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_cut_off_and_connections_are_bounded() {
+    let api = serve_with(false, |c| {
+        c.header_read_timeout_ms = 1_500;
+        c.max_connections = 2;
+    })
+    .await;
+    let address = api.base.trim_start_matches("http://").to_string();
+    let address = address.split('/').next().expect("host").to_string();
+    let request = "GET /api/v1/workflows HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n";
+
+    // A client that sends half its headers and then nothing is cut off after the timeout.
+    let began = Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let (_, closed) = raw_exchange(
+        &mut slow,
+        "GET /api/v1/workflows HTTP/1.1\r\nHost: a",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(closed, "a client that never finishes its headers keeps its connection");
+    let held = began.elapsed();
+    assert!(
+        held >= Duration::from_millis(1_400),
+        "cut off after {held:?}, before the timeout"
+    );
+
+    // Two connections that send nothing fill the bound: a third waits until one closes.
+    let first = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let _second = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let (answer, _) = raw_exchange(&mut third, request, Duration::from_millis(500)).await;
+    assert!(answer.is_empty(), "a connection past the bound was served: {answer}");
+    drop(first);
+    let (answer, _) = raw_exchange(&mut third, "", Duration::from_secs(5)).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "served once a slot was free: {answer}"
+    );
+    api.baton.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_over_its_rate_gets_429_and_guessing_tokens_is_limited_too() {
     let api = serve_with(true, |c| {
