@@ -192,6 +192,13 @@ fn bad_inputs(own: &[u8], other_topics: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("unknown variant", unknown_variant),
         ("another codec", [&[0x7F_u8][..], &own[1..]].concat()),
         ("another topic's message", other_topics.to_vec()),
+        // A valid message as a newer build would write it: its envelope claims the next
+        // schema version (the version is the byte after the codec's).
+        ("newer schema version", {
+            let mut newer = own.to_vec();
+            newer[1] = u8::try_from(baton_shared_schemas::SCHEMA_VERSION + 1).expect("a one-byte version");
+            newer
+        }),
         // A valid message padded past the transport's bound: it must not even be read.
         ("oversized", [own, &vec![0; MAX_MESSAGE_BYTES][..]].concat()),
     ]
@@ -266,6 +273,17 @@ async fn malformed_messages_are_dead_lettered(kind: Kind) {
             if dead.key == "oversized" {
                 assert!(
                     reason.contains("oversized message") && reason.contains("transport.max_message_bytes"),
+                    "{topic}: {reason}"
+                );
+            } else if dead.key == "newer schema version" {
+                // Left for an upgraded replica first, then dead-lettered with the versions.
+                assert!(
+                    reason.starts_with("redelivered ")
+                        && reason.contains(&format!(
+                            "written by schema version {}, this reader knows ≤ {}",
+                            baton_shared_schemas::SCHEMA_VERSION + 1,
+                            baton_shared_schemas::SCHEMA_VERSION
+                        )),
                     "{topic}: {reason}"
                 );
             } else {

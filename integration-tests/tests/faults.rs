@@ -74,6 +74,7 @@ fn run(transport: &str, workflows: u64, extra: &[&str]) -> Summary {
         "duplicated_effects",
         "tagged_left",
         "timers_left",
+        "expiries_missing",
         "dead_letters",
     ] {
         assert_eq!(summary.number(zero), 0, "{zero} must be 0: {line}");
@@ -134,6 +135,32 @@ fn on_kafka_a_stop_longer_than_the_session_timeout_and_a_kill_of_each_kind_lose_
     );
     assert_eq!(summary.number("stopped"), 2, "{}", summary.0);
     assert_eq!(summary.number("killed"), 5, "{}", summary.0);
+}
+
+#[test]
+fn on_pulsar_a_timer_service_an_hour_behind_then_an_hour_ahead_loses_nothing() {
+    // Bookings hold on a durable timer. The timer service runs an hour behind for 6 s (nothing
+    // fires until its clock is right again), later an hour ahead until the end (every timer
+    // fires at once and is held until due by its engine's or worker's clock). Every ended
+    // booking keeps its expiry pending throughout (`expiries_missing=0`).
+    let summary = run(
+        "pulsar",
+        120,
+        &[
+            "--fault",
+            "timer-behind,timer-ahead",
+            "--outage-secs",
+            "6",
+            "--hold-ms",
+            "1500",
+        ],
+    );
+    assert_eq!(injected(&summary), "timer-ahead:1,timer-behind:1");
+    assert!(
+        summary.number("timers_early") > 0,
+        "timers fired early and were held: {}",
+        summary.0
+    );
 }
 
 #[test]

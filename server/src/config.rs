@@ -319,6 +319,10 @@ pub struct ProcessSection {
     pub readiness_period_ms: u64,
     /// Log filter (`info`, `baton=debug`, …).
     pub log: String,
+    /// For fault runs only: this process reads its clock this many milliseconds off the
+    /// system clock (ahead when positive), as a host whose clock drifted would. Logged as a
+    /// warning at start when not 0.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for ProcessSection {
@@ -329,6 +333,7 @@ impl Default for ProcessSection {
             startup_deadline_secs: 60,
             readiness_period_ms: 1_000,
             log: "info".into(),
+            clock_offset_ms: 0,
         }
     }
 }

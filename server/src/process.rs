@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_runtime::{Backoff, CancellationToken, Clock, SystemClock};
+use baton_runtime::{Backoff, CancellationToken, Clock, OffsetClock, SystemClock};
 use baton_storage::{InMemoryStore, Stores};
 use baton_transport::Transport;
 
@@ -271,11 +271,12 @@ where
     tracing::info!(component = name, "started");
     health.set_not_ready("opening consumers");
     let deadline = Duration::from_secs(config.process.shutdown_deadline_secs);
+    let clock = clock_of(&config.process);
     let context = Context {
         config,
         transport: transport.clone(),
         stores: stores.clone().unwrap_or_else(|| Stores::all(InMemoryStore::new())),
-        clock: Arc::new(SystemClock),
+        clock,
         shutdown: shutdown.clone(),
     };
     let mut running = tokio::spawn(component(context));
@@ -325,4 +326,16 @@ where
             reason: e.to_string(),
         }),
     }
+}
+
+/// The process's clock: the system clock, or one `process.clock_offset_ms` off it (fault runs).
+fn clock_of(process: &crate::config::ProcessSection) -> Arc<dyn Clock> {
+    if process.clock_offset_ms == 0 {
+        return Arc::new(SystemClock);
+    }
+    tracing::warn!(
+        offset_ms = process.clock_offset_ms,
+        "process.clock_offset_ms is set: this process reads its clock off the system clock (for fault runs only)"
+    );
+    Arc::new(OffsetClock::new(process.clock_offset_ms))
 }

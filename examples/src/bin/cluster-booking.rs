@@ -26,7 +26,7 @@
 //! run's tag names no instance any more, that no timer is left and that nothing was
 //! dead-lettered. It prints one line:
 //!
-//! `cluster-booking: transport=pulsar workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 faults=… killed=… stopped=… timers_pending_at_kill=… tagged_left=0 timers_left=0 dead_letters=0 chaos=… chaos_injected=… not_ready_seen=- ready_ms=- recovery_ms=- elapsed_ms=…`
+//! `cluster-booking: transport=pulsar workflows=500 completed=… compensated=… failed=0 lost=0 duplicated_effects=0 faults=… killed=… stopped=… timers_pending_at_kill=… tagged_left=0 timers_left=0 expiries_missing=0 dead_letters=0 chaos=… chaos_injected=… timers_early=… not_ready_seen=- ready_ms=- recovery_ms=- elapsed_ms=…`
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -41,7 +41,7 @@ use baton::components::timer_service;
 use baton::{Client, ClientError, WorkflowError, WorkflowId};
 use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBooks, audit_books};
 use baton_server::config::TransportSection;
-use baton_storage::{RedisStore, TimerStore};
+use baton_storage::{RedisStore, TimerStore, WorkflowStore};
 use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer, free_port};
 use clap::{Parser, ValueEnum};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -143,6 +143,14 @@ enum Fault {
     RedisOutage,
     /// Stop the broker for --outage-secs, then start it again.
     BrokerOutage,
+    /// Restart the timer service with its clock an hour ahead for the rest of the run: timers
+    /// fire up to an hour early, and are held until due by the engines' and workers' clocks.
+    /// (Its clock is not set right again: what it leased or what was held for it is keyed to
+    /// its clock, so a step back would delay those by the step.)
+    TimerAhead,
+    /// Restart the timer service with its clock an hour behind for --outage-secs, then with
+    /// the right time again: timers due meanwhile fire once it is back.
+    TimerBehind,
 }
 
 impl Fault {
@@ -158,6 +166,8 @@ impl Fault {
             Self::Stop => "stop",
             Self::RedisOutage => "redis-outage",
             Self::BrokerOutage => "broker-outage",
+            Self::TimerAhead => "timer-ahead",
+            Self::TimerBehind => "timer-behind",
         }
     }
 
@@ -168,7 +178,7 @@ impl Fault {
             Self::Kill | Self::Stop => &["engine", "worker"],
             Self::KillEngine => &["engine"],
             Self::KillWorker => &["worker"],
-            Self::KillTimer => &["timer-service"],
+            Self::KillTimer | Self::TimerAhead | Self::TimerBehind => &["timer-service"],
             Self::KillTag => &["tag-engine"],
             Self::KillApi => &["api"],
             Self::KillAll => &["engine", "worker", "timer-service", "tag-engine", "api"],
@@ -544,6 +554,31 @@ impl Faults<'_> {
                     self.cluster[i].signal("CONT");
                 }
             }
+            Fault::TimerAhead | Fault::TimerBehind => {
+                const CLOCK_OFFSET: &str = "BATON_PROCESS__CLOCK_OFFSET_MS";
+                let offset: i64 = if fault == Fault::TimerAhead {
+                    3_600_000
+                } else {
+                    -3_600_000
+                };
+                for &i in &targets {
+                    let process = &mut self.cluster[i];
+                    process.kill();
+                    process.env.push((CLOCK_OFFSET.to_string(), offset.to_string()));
+                    process.start()?;
+                }
+                self.report.killed += targets.len() as u32;
+                if fault == Fault::TimerBehind {
+                    tokio::time::sleep(outage).await;
+                    for &i in &targets {
+                        let process = &mut self.cluster[i];
+                        process.kill();
+                        process.env.retain(|(k, _)| k != CLOCK_OFFSET);
+                        process.start()?;
+                    }
+                    self.report.killed += targets.len() as u32;
+                }
+            }
             Fault::RedisOutage => {
                 let redis = self.redis.as_deref_mut().context("no Redis of this run")?;
                 redis.stop();
@@ -620,6 +655,30 @@ impl Faults<'_> {
         self.report.probes.push((probe, outcome));
         Ok(())
     }
+}
+
+/// How many of `ids` (instances that ended) are stored without an expiry pending at the
+/// timer service, which would keep their records for ever.
+async fn ended_without_expiry(store: &RedisStore, ids: &[WorkflowId]) -> Option<u64> {
+    use baton::components::workflow_engine::{Record, WorkflowState};
+    let expiring: std::collections::HashSet<WorkflowId> = store
+        .pending(usize::MAX)
+        .await
+        .ok()?
+        .iter()
+        .filter_map(timer_service::expiry_of)
+        .collect();
+    let mut missing = 0;
+    for id in ids {
+        let Some(stored) = store.load(*id).await.ok()? else {
+            continue;
+        };
+        let state = WorkflowState::decode(*id, &stored).ok()?;
+        if matches!(state.head.record, Record::Completed(_)) && !expiring.contains(id) {
+            missing += 1;
+        }
+    }
+    Some(missing)
 }
 
 /// Polls `count` until it gives 0 or `within` passes; returns the last count.
@@ -931,6 +990,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         elapsed.as_secs_f64()
     );
 
+    let ended_ids: Vec<WorkflowId> = outcomes
+        .iter()
+        .filter(|(_, _, outcome)| matches!(outcome, Some(Ok(_))))
+        .map(|(_, id, _)| *id)
+        .collect();
     let (mut completed, mut compensated, mut failed, mut lost) = (0u64, 0u64, 0u64, 0u64);
     let mut by_booking: HashMap<u64, Option<BookingOutcome>> = HashMap::new();
     let mut lost_ids = Vec::new();
@@ -1009,8 +1073,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         async move { starter.work_timers(store).await }
     })
     .await;
+    let expiries_missing = settles_to_zero(settle, || ended_without_expiry(&store, &ended_ids)).await;
     let dead_letters = dead_letter_count(&starter.http, api_address).await;
     let chaos_injected = chaos_injected(&starter.http, &cluster).await;
+    let timers_early = metric_total(&starter.http, &cluster, baton::telemetry::names::TIMERS_EARLY).await;
 
     client.close();
     for p in cluster.iter_mut().rev() {
@@ -1026,7 +1092,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let optional = |d: Option<Duration>| d.map_or("-".to_string(), |d| d.as_millis().to_string());
     let dead_letters_text = dead_letters.map_or("unknown".to_string(), |n| n.to_string());
     println!(
-        "cluster-booking: transport={transport_name} workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} faults={} fault_kinds={} killed={} stopped={} timers_pending_at_kill={} tagged_left={tagged_left} timers_left={timers_left} dead_letters={dead_letters_text} chaos={} chaos_injected={chaos_injected} not_ready_seen={} ready_ms={} recovery_ms={} elapsed_ms={}",
+        "cluster-booking: transport={transport_name} workflows={} completed={completed} compensated={compensated} failed={failed} lost={lost} duplicated_effects={} faults={} fault_kinds={} killed={} stopped={} timers_pending_at_kill={} tagged_left={tagged_left} timers_left={timers_left} expiries_missing={expiries_missing} dead_letters={dead_letters_text} chaos={} chaos_injected={chaos_injected} timers_early={timers_early} not_ready_seen={} ready_ms={} recovery_ms={} elapsed_ms={}",
         args.workflows,
         audit.duplicated_effects,
         report.count(),
@@ -1050,6 +1116,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if timers_left != 0 {
         problems.push(format!("{timers_left} timers are left in the store"));
     }
+    if expiries_missing != 0 {
+        problems.push(format!(
+            "{expiries_missing} ended bookings are stored without a pending expiry: they would be kept for ever"
+        ));
+    }
     if args.chaos > 0.0 && chaos_injected == 0 {
         problems.push("the chaos layer injected nothing".to_string());
     }
@@ -1070,6 +1141,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The faults the chaos layer injected, summed over the processes' `/metrics` (since each
 /// one's last start).
 async fn chaos_injected(http: &reqwest::Client, cluster: &[Process]) -> u64 {
+    metric_total(http, cluster, baton::telemetry::names::CHAOS_INJECTED).await
+}
+
+/// A counter summed over the processes' `/metrics` (since each one's last start).
+async fn metric_total(http: &reqwest::Client, cluster: &[Process], name: &str) -> u64 {
     let mut total = 0.0;
     for p in cluster {
         let Ok(response) = http
@@ -1083,7 +1159,7 @@ async fn chaos_injected(http: &reqwest::Client, cluster: &[Process]) -> u64 {
         let text = response.text().await.unwrap_or_default();
         total += text
             .lines()
-            .filter(|l| l.starts_with(baton::telemetry::names::CHAOS_INJECTED))
+            .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
     }
