@@ -247,6 +247,11 @@ fn on_pulsar_a_30_second_redis_restart_with_aof_loses_nothing_and_work_resumes_w
 }
 
 #[test]
+fn on_pulsar_a_redis_refusing_writes_for_20_seconds_loses_nothing_and_work_resumes_within_seconds() {
+    outage("pulsar", "redis-refuses-writes", "20", 10_000);
+}
+
+#[test]
 fn a_pulsar_broker_restart_loses_nothing_and_work_resumes_within_seconds() {
     outage("pulsar", "broker-outage", "3", 15_000);
 }

@@ -183,7 +183,7 @@ async fn follow_readiness(
         let store = match &stores {
             Some(stores) => match tokio::time::timeout(period, stores.health.check()).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(format!("store unreachable: {e}")),
+                Ok(Err(e)) => Err(format!("store unusable: {e}")),
                 Err(_) => Err(format!("store unreachable: no answer within {period:?}")),
             },
             None => Ok(()),

@@ -261,10 +261,11 @@ pub trait TimerStore: Send + Sync + 'static {
     async fn pending(&self, limit: usize) -> Result<Vec<StoredTimer>>;
 }
 
-/// Whether the store can be reached, for readiness reports.
+/// Whether the store can be used, for readiness reports.
 #[async_trait::async_trait]
 pub trait StoreHealth: Send + Sync + 'static {
-    /// One cheap round trip; an error says why the store cannot be used now.
+    /// One cheap round trip that writes; an error says why the store cannot be used now
+    /// (unreachable, or refusing writes).
     async fn check(&self) -> Result<()>;
 }
 

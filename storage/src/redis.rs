@@ -962,10 +962,18 @@ impl TimerStore for RedisStore {
 
 #[async_trait::async_trait]
 impl crate::StoreHealth for RedisStore {
+    /// A write, not a `PING`: a Redis that answers but refuses writes (its append-only file's
+    /// disk is full, `maxmemory` with no eviction, too few replicas) cannot be used either.
     async fn check(&self) -> Result<()> {
         let mut connection = self.connection.clone();
-        let _: String = redis::cmd("PING").query_async(&mut connection).await.map_err(backend)?;
-        Ok(())
+        redis::cmd("SET")
+            .arg(format!("{}health", self.prefix))
+            .arg("ok")
+            .arg("PX")
+            .arg(60_000)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(backend)
     }
 }
 

@@ -143,6 +143,9 @@ enum Fault {
     RedisOutage,
     /// Stop the broker for --outage-secs, then start it again.
     BrokerOutage,
+    /// Make Baton's Redis refuse every write for --outage-secs (as when the disk of its
+    /// append-only file is full), then take them again.
+    RedisRefusesWrites,
     /// Restart the timer service with its clock an hour ahead for the rest of the run: timers
     /// fire up to an hour early, and are held until due by the engines' and workers' clocks.
     /// (Its clock is not set right again: what it leased or what was held for it is keyed to
@@ -166,6 +169,7 @@ impl Fault {
             Self::Stop => "stop",
             Self::RedisOutage => "redis-outage",
             Self::BrokerOutage => "broker-outage",
+            Self::RedisRefusesWrites => "redis-refuses-writes",
             Self::TimerAhead => "timer-ahead",
             Self::TimerBehind => "timer-behind",
         }
@@ -182,7 +186,7 @@ impl Fault {
             Self::KillTag => &["tag-engine"],
             Self::KillApi => &["api"],
             Self::KillAll => &["engine", "worker", "timer-service", "tag-engine", "api"],
-            Self::RedisOutage | Self::BrokerOutage => &[],
+            Self::RedisOutage | Self::BrokerOutage | Self::RedisRefusesWrites => &[],
         }
     }
 }
@@ -579,6 +583,25 @@ impl Faults<'_> {
                     self.report.killed += targets.len() as u32;
                 }
             }
+            Fault::RedisRefusesWrites => {
+                // With one replica required and none attached, Redis answers every write with
+                // an error (NOREPLICAS) and every read as before: what a full disk under its
+                // append-only file does (MISCONF).
+                let redis = self.redis.as_deref().context("no Redis of this run")?;
+                let client = redis::Client::open(redis.url.as_str())?;
+                let mut admin = client.get_multiplexed_async_connection().await?;
+                let min_replicas = |n: u32| {
+                    let mut set = redis::cmd("CONFIG");
+                    set.arg("SET").arg("min-replicas-to-write").arg(n);
+                    set
+                };
+                min_replicas(1).query_async::<()>(&mut admin).await?;
+                let seen = sees_not_ready(self.cluster[0].health, outage);
+                let (seen, ()) = tokio::join!(seen, tokio::time::sleep(outage));
+                self.report.not_ready_seen = Some(seen);
+                min_replicas(0).query_async::<()>(&mut admin).await?;
+                return self.recovered().await;
+            }
             Fault::RedisOutage => {
                 let redis = self.redis.as_deref_mut().context("no Redis of this run")?;
                 redis.stop();
@@ -741,6 +764,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let may_fault = |f: Fault| (args.random_faults || args.kill_at > 0.0) && args.fault.contains(&f);
     if may_fault(Fault::RedisOutage) && args.redis_url.is_some() {
         bail!("--fault redis-outage stops the Redis it started; do not pass --redis-url");
+    }
+    if may_fault(Fault::RedisRefusesWrites) && args.redis_url.is_some() {
+        bail!("--fault redis-refuses-writes reconfigures the Redis it started; do not pass --redis-url");
     }
     if may_fault(Fault::BrokerOutage) && args.broker_url.is_some() {
         bail!("--fault broker-outage stops the broker it started; do not pass --broker-url");
