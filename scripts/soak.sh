@@ -2,9 +2,9 @@
 # A long fault run: the booking saga on the local multi-process cluster (Redis with AOF, a real
 # broker, two engines, a tag engine, a timer service, two workers, the HTTP API) with faults
 # picked at random from every kind the fault suite knows (SIGKILL of each component kind, of
-# several at once, SIGSTOP, Redis and broker restarts, Redis refusing writes, a timer service
-# an hour behind) and the chaos transport layer on, then
-# the same audit as the fault suite. Ends with one line:
+# several at once, SIGSTOP, Redis and broker restarts, Redis refusing writes, an engine cut off
+# from Redis, a timer service an hour behind) and the chaos transport layer on, then the same
+# audit as the fault suite. Ends with one line:
 #
 #   soak: workflows=… completed=… compensated=… failed=0 lost=0 duplicated_effects=0 faults=… elapsed_ms=…
 #
@@ -26,7 +26,7 @@ workflows=10000
 minutes=10
 chaos=0.02
 fault_every=20
-faults=kill,kill-engine,kill-worker,kill-timer,kill-tag,kill-api,kill-all,stop,redis-outage,broker-outage,redis-refuses-writes,timer-behind
+faults=kill,kill-engine,kill-worker,kill-timer,kill-tag,kill-api,kill-all,stop,redis-outage,broker-outage,redis-refuses-writes,engine-redis-cut,timer-behind
 passthrough=()
 while [[ $# -gt 0 ]]; do
   case "$1" in

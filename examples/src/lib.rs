@@ -4,6 +4,8 @@
 pub mod billing;
 pub mod booking;
 pub mod loan;
+#[cfg(feature = "cluster")]
+pub mod partition;
 
 /// The Rust examples of these guides, compiled as doc tests against the examples' types, so a
 /// guide cannot show code that does not build.

@@ -252,6 +252,13 @@ fn on_pulsar_a_redis_refusing_writes_for_20_seconds_loses_nothing_and_work_resum
 }
 
 #[test]
+fn on_pulsar_an_engine_cut_off_from_redis_for_20_seconds_loses_nothing_and_work_resumes_within_seconds() {
+    // Only engine-1 loses Redis (its requests get no answer, as in a network partition); the
+    // other engine, the workers and Redis go on. Its partitions' messages wait for it.
+    outage("pulsar", "engine-redis-cut", "20", 10_000);
+}
+
+#[test]
 fn a_pulsar_broker_restart_loses_nothing_and_work_resumes_within_seconds() {
     outage("pulsar", "broker-outage", "3", 15_000);
 }

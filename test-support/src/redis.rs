@@ -125,4 +125,9 @@ impl RedisServer {
     pub fn pid(&self) -> Option<u32> {
         self.process.pid()
     }
+
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
 }

@@ -40,6 +40,7 @@ use anyhow::{Context, bail};
 use baton::components::timer_service;
 use baton::{Client, ClientError, WorkflowError, WorkflowId};
 use baton_examples::booking::{self, Booking, BookingOutcome, Bookkeeper, RedisBooks, audit_books};
+use baton_examples::partition::Partition;
 use baton_server::config::TransportSection;
 use baton_storage::{RedisStore, TimerStore, WorkflowStore};
 use baton_test_support::{KafkaBroker, PulsarBroker, RedisServer, free_port};
@@ -146,6 +147,9 @@ enum Fault {
     /// Make Baton's Redis refuse every write for --outage-secs (as when the disk of its
     /// append-only file is full), then take them again.
     RedisRefusesWrites,
+    /// Cut engine-1 (only it) off from Redis for --outage-secs, as a network partition does:
+    /// its requests get no answer, while every other process goes on.
+    EngineRedisCut,
     /// Restart the timer service with its clock an hour ahead for the rest of the run: timers
     /// fire up to an hour early, and are held until due by the engines' and workers' clocks.
     /// (Its clock is not set right again: what it leased or what was held for it is keyed to
@@ -170,6 +174,7 @@ impl Fault {
             Self::RedisOutage => "redis-outage",
             Self::BrokerOutage => "broker-outage",
             Self::RedisRefusesWrites => "redis-refuses-writes",
+            Self::EngineRedisCut => "engine-redis-cut",
             Self::TimerAhead => "timer-ahead",
             Self::TimerBehind => "timer-behind",
         }
@@ -187,6 +192,7 @@ impl Fault {
             Self::KillApi => &["api"],
             Self::KillAll => &["engine", "worker", "timer-service", "tag-engine", "api"],
             Self::RedisOutage | Self::BrokerOutage | Self::RedisRefusesWrites => &[],
+            Self::EngineRedisCut => &["engine-1"],
         }
     }
 }
@@ -515,6 +521,8 @@ struct Faults<'a> {
     broker: Option<&'a mut StartedBroker>,
     /// Baton's Redis, to count pending timers.
     store: RedisStore,
+    /// The relay between engine-1 and Redis, when a fault may cut it.
+    partition: Option<&'a Partition>,
     args: &'a Args,
     starter: &'a Starter,
     report: FaultReport,
@@ -582,6 +590,15 @@ impl Faults<'_> {
                     }
                     self.report.killed += targets.len() as u32;
                 }
+            }
+            Fault::EngineRedisCut => {
+                let partition = self.partition.context("engine-1 is not behind a partition relay")?;
+                partition.set_cut(true);
+                let seen = sees_not_ready(self.cluster[0].health, outage);
+                let (seen, ()) = tokio::join!(seen, tokio::time::sleep(outage));
+                self.report.not_ready_seen = Some(seen);
+                partition.set_cut(false);
+                return self.recovered().await;
             }
             Fault::RedisRefusesWrites => {
                 // With one replica required and none attached, Redis answers every write with
@@ -768,6 +785,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if may_fault(Fault::RedisRefusesWrites) && args.redis_url.is_some() {
         bail!("--fault redis-refuses-writes reconfigures the Redis it started; do not pass --redis-url");
     }
+    if may_fault(Fault::EngineRedisCut) && args.redis_url.is_some() {
+        bail!("--fault engine-redis-cut relays to the Redis it started; do not pass --redis-url");
+    }
     if may_fault(Fault::BrokerOutage) && args.broker_url.is_some() {
         bail!("--fault broker-outage stops the broker it started; do not pass --broker-url");
     }
@@ -874,12 +894,25 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             services.join(", ")
         ),
     )?;
+    // engine-1 reaches Redis through a relay that a fault can cut.
+    let partition = match (&redis_server, may_fault(Fault::EngineRedisCut)) {
+        (Some(redis), true) => Some(Partition::start(SocketAddr::from(([127, 0, 0, 1], redis.port()))).await?),
+        _ => None,
+    };
+    let mut engine_1 = process(
+        "engine-1",
+        "workflow-engine",
+        vec!["--workflow".into(), "Booking".into()],
+    );
+    if let Some(partition) = &partition {
+        engine_1.env.retain(|(k, _)| k != "BATON_STORAGE__URL");
+        engine_1.env.push((
+            "BATON_STORAGE__URL".to_string(),
+            format!("redis://{}", partition.address()),
+        ));
+    }
     let mut cluster = vec![
-        process(
-            "engine-1",
-            "workflow-engine",
-            vec!["--workflow".into(), "Booking".into()],
-        ),
+        engine_1,
         process(
             "engine-2",
             "workflow-engine",
@@ -964,6 +997,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         redis: redis_server.as_mut(),
         broker: started_broker.as_mut(),
         store: store.clone(),
+        partition: partition.as_ref(),
         args: &args,
         starter: &starter,
         report: FaultReport::default(),
