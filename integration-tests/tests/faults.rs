@@ -259,6 +259,15 @@ fn on_pulsar_an_engine_cut_off_from_redis_for_20_seconds_loses_nothing_and_work_
 }
 
 #[test]
+fn on_kafka_an_engine_cut_off_from_the_broker_for_20_seconds_loses_nothing_and_work_resumes() {
+    // Only engine-1 loses the broker: it reaches Kafka through a relay (the broker advertises
+    // the relay's address on the listener engine-1 uses), which forwards nothing for 20 s. The
+    // group hands its partitions to the other engine after the 6 s session timeout; engine-1
+    // comes back as a zombie and rejoins.
+    outage("kafka", "engine-broker-cut", "20", 30_000);
+}
+
+#[test]
 fn a_pulsar_broker_restart_loses_nothing_and_work_resumes_within_seconds() {
     outage("pulsar", "broker-outage", "3", 15_000);
 }

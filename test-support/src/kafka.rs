@@ -23,6 +23,9 @@ pub struct KafkaBroker {
     pub bootstrap: String,
     /// With [`KafkaBroker::start_secured`]: `host:port` of the SASL-over-TLS listener.
     pub secure_bootstrap: Option<String>,
+    /// With [`KafkaBroker::start_relayed`]: `host:port` to bootstrap from through the relay;
+    /// the broker sends clients that came this way back to the relay.
+    pub relayed_bootstrap: Option<String>,
     port: u16,
 }
 
@@ -89,16 +92,23 @@ impl KafkaBroker {
 
     /// Starts a broker whose JVM runs as given.
     pub fn start_with(jvm: Jvm) -> Self {
-        Self::launch(jvm, None)
+        Self::launch(jvm, None, None)
     }
 
     /// Starts a broker that also serves SASL PLAIN over TLS ([`SASL_USER`], [`SASL_PASSWORD`])
     /// on [`secure_bootstrap`](Self::secure_bootstrap), with `certs`' server certificate.
     pub fn start_secured(certs: &crate::TestCertificates) -> Self {
-        Self::launch(Jvm::Test, Some(certs))
+        Self::launch(Jvm::Test, Some(certs), None)
     }
 
-    fn launch(jvm: Jvm, certs: Option<&crate::TestCertificates>) -> Self {
+    /// Starts a broker that also listens on `listen_port` and advertises `relay_port` to the
+    /// clients that connect there: a relay from `relay_port` to `listen_port` then carries all
+    /// of those clients' traffic, so it can cut them (and only them) off from the broker.
+    pub fn start_relayed(listen_port: u16, relay_port: u16) -> Self {
+        Self::launch(Jvm::Test, None, Some((listen_port, relay_port)))
+    }
+
+    fn launch(jvm: Jvm, certs: Option<&crate::TestCertificates>, relayed: Option<(u16, u16)>) -> Self {
         maven::require_java();
         let classpath = maven::classpath("kafka");
         let (port, controller_port, secure_port) = (free_port(), free_port(), free_port());
@@ -111,6 +121,16 @@ impl KafkaBroker {
             let cert = std::fs::read_to_string(&certs.server_cert).expect("server certificate");
             std::fs::write(certs.dir.join("kafka-keystore.pem"), format!("{key}{cert}")).expect("keystore");
             text.push_str(&secured_properties(port, controller_port, secure_port, certs));
+        }
+        if let Some((listen, relay)) = relayed {
+            // Later keys override the plain broker's. A client is told the addresses of the
+            // listener it came in on: the relay's, for this one.
+            text.push_str(&format!(
+                "listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},RELAYED://127.0.0.1:{listen}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port},RELAYED://127.0.0.1:{relay}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,RELAYED:PLAINTEXT
+"
+            ));
         }
         std::fs::write(&properties, text).expect("write server.properties");
         let java = |main: &str| {
@@ -145,6 +165,7 @@ impl KafkaBroker {
             command,
             bootstrap: format!("127.0.0.1:{port}"),
             secure_bootstrap: certs.map(|_| format!("127.0.0.1:{secure_port}")),
+            relayed_bootstrap: relayed.map(|(_, relay)| format!("127.0.0.1:{relay}")),
             port,
         };
         broker.wait_ready(0);

@@ -150,6 +150,10 @@ enum Fault {
     /// Cut engine-1 (only it) off from Redis for --outage-secs, as a network partition does:
     /// its requests get no answer, while every other process goes on.
     EngineRedisCut,
+    /// Cut engine-1 (only it) off from the broker for --outage-secs (Kafka only: a Pulsar
+    /// client reaches the broker at its one advertised address, which no relay can stand in
+    /// front of for one process).
+    EngineBrokerCut,
     /// Restart the timer service with its clock an hour ahead for the rest of the run: timers
     /// fire up to an hour early, and are held until due by the engines' and workers' clocks.
     /// (Its clock is not set right again: what it leased or what was held for it is keyed to
@@ -175,6 +179,7 @@ impl Fault {
             Self::BrokerOutage => "broker-outage",
             Self::RedisRefusesWrites => "redis-refuses-writes",
             Self::EngineRedisCut => "engine-redis-cut",
+            Self::EngineBrokerCut => "engine-broker-cut",
             Self::TimerAhead => "timer-ahead",
             Self::TimerBehind => "timer-behind",
         }
@@ -192,7 +197,7 @@ impl Fault {
             Self::KillApi => &["api"],
             Self::KillAll => &["engine", "worker", "timer-service", "tag-engine", "api"],
             Self::RedisOutage | Self::BrokerOutage | Self::RedisRefusesWrites => &[],
-            Self::EngineRedisCut => &["engine-1"],
+            Self::EngineRedisCut | Self::EngineBrokerCut => &["engine-1"],
         }
     }
 }
@@ -403,6 +408,16 @@ enum StartedBroker {
     Kafka(KafkaBroker),
 }
 
+impl StartedBroker {
+    /// Where a client reaches the broker through the relay a fault can cut, if it has one.
+    fn relayed_bootstrap(&self) -> Option<&str> {
+        match self {
+            Self::Kafka(b) => b.relayed_bootstrap.as_deref(),
+            Self::Pulsar(_) => None,
+        }
+    }
+}
+
 /// One process of the cluster, restartable.
 struct Process {
     name: String,
@@ -522,7 +537,9 @@ struct Faults<'a> {
     /// Baton's Redis, to count pending timers.
     store: RedisStore,
     /// The relay between engine-1 and Redis, when a fault may cut it.
-    partition: Option<&'a Partition>,
+    redis_partition: Option<&'a Partition>,
+    /// The relay between engine-1 and the broker, when a fault may cut it.
+    broker_partition: Option<&'a Partition>,
     args: &'a Args,
     starter: &'a Starter,
     report: FaultReport,
@@ -591,8 +608,13 @@ impl Faults<'_> {
                     self.report.killed += targets.len() as u32;
                 }
             }
-            Fault::EngineRedisCut => {
-                let partition = self.partition.context("engine-1 is not behind a partition relay")?;
+            Fault::EngineRedisCut | Fault::EngineBrokerCut => {
+                let partition = if fault == Fault::EngineRedisCut {
+                    self.redis_partition
+                } else {
+                    self.broker_partition
+                };
+                let partition = partition.context("engine-1 is not behind a partition relay")?;
                 partition.set_cut(true);
                 let seen = sees_not_ready(self.cluster[0].health, outage);
                 let (seen, ()) = tokio::join!(seen, tokio::time::sleep(outage));
@@ -785,6 +807,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if may_fault(Fault::RedisRefusesWrites) && args.redis_url.is_some() {
         bail!("--fault redis-refuses-writes reconfigures the Redis it started; do not pass --redis-url");
     }
+    if may_fault(Fault::EngineBrokerCut) && (args.broker_url.is_some() || args.transport != Broker::Kafka) {
+        bail!(
+            "--fault engine-broker-cut needs --transport kafka and the broker it starts: a Pulsar client reaches \
+             the broker at its one advertised address, which no relay can stand in front of for one process"
+        );
+    }
     if may_fault(Fault::EngineRedisCut) && args.redis_url.is_some() {
         bail!("--fault engine-redis-cut relays to the Redis it started; do not pass --redis-url");
     }
@@ -800,11 +828,27 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .clone()
         .or(redis_server.as_ref().map(|r| r.url.clone()))
         .context("redis")?;
+    // With engine-broker-cut, engine-1 reaches the broker through a relay that a fault can
+    // cut: the broker advertises the relay's address on a listener of its own.
+    let broker_partition = match (may_fault(Fault::EngineBrokerCut), args.transport) {
+        (true, Broker::Kafka) => {
+            let listen = free_port();
+            Some((
+                listen,
+                Partition::start(SocketAddr::from(([127, 0, 0, 1], listen))).await?,
+            ))
+        }
+        _ => None,
+    };
     let mut started_broker = match (&args.broker_url, args.transport) {
         (Some(_), _) => None,
         (None, Broker::Pulsar) => Some(StartedBroker::Pulsar(PulsarBroker::start())),
-        (None, Broker::Kafka) => Some(StartedBroker::Kafka(KafkaBroker::start())),
+        (None, Broker::Kafka) => Some(StartedBroker::Kafka(match &broker_partition {
+            Some((listen, relay)) => KafkaBroker::start_relayed(*listen, relay.address().port()),
+            None => KafkaBroker::start(),
+        })),
     };
+    let broker_partition = broker_partition.map(|(_, relay)| relay);
     let (broker_url, admin_url) = match (&args.broker_url, &started_broker) {
         (Some(url), _) => (url.clone(), args.pulsar_admin_url.clone()),
         (None, Some(StartedBroker::Pulsar(b))) => (b.service_url.clone(), Some(b.admin_url.clone())),
@@ -895,7 +939,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
     )?;
     // engine-1 reaches Redis through a relay that a fault can cut.
-    let partition = match (&redis_server, may_fault(Fault::EngineRedisCut)) {
+    let redis_partition = match (&redis_server, may_fault(Fault::EngineRedisCut)) {
         (Some(redis), true) => Some(Partition::start(SocketAddr::from(([127, 0, 0, 1], redis.port()))).await?),
         _ => None,
     };
@@ -904,7 +948,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "workflow-engine",
         vec!["--workflow".into(), "Booking".into()],
     );
-    if let Some(partition) = &partition {
+    if let Some(relayed) = started_broker.as_ref().and_then(StartedBroker::relayed_bootstrap) {
+        engine_1.env.retain(|(k, _)| k != "BATON_TRANSPORT__URL");
+        engine_1
+            .env
+            .push(("BATON_TRANSPORT__URL".to_string(), format!("kafka://{relayed}")));
+    }
+    if let Some(partition) = &redis_partition {
         engine_1.env.retain(|(k, _)| k != "BATON_STORAGE__URL");
         engine_1.env.push((
             "BATON_STORAGE__URL".to_string(),
@@ -997,7 +1047,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         redis: redis_server.as_mut(),
         broker: started_broker.as_mut(),
         store: store.clone(),
-        partition: partition.as_ref(),
+        redis_partition: redis_partition.as_ref(),
+        broker_partition: broker_partition.as_ref(),
         args: &args,
         starter: &starter,
         report: FaultReport::default(),
