@@ -2,6 +2,7 @@
 //! closed loop with the spec's report, and the history-length sweep. Figures are printed, never
 //! asserted: see `docs/performance.md`.
 
+pub mod broker;
 pub mod counting;
 pub mod driver;
 pub mod hop;

@@ -164,6 +164,23 @@ enum Command {
         #[arg(long, value_enum, default_value = "quick")]
         broker_jvm: BrokerJvm,
     },
+    /// What a message costs durable Pulsar through Baton's transport, by messages per batched
+    /// entry and partitions per topic: messages/s, the entries written, and broker and client
+    /// CPU per message, as a table.
+    Broker {
+        /// Messages per setting.
+        #[arg(short = 'n', long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(64..))]
+        n: u64,
+        /// The producer's most messages per batched entry, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20")]
+        batches: Vec<u32>,
+        /// Partitions per topic, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        partitions: Vec<u32>,
+        /// How the broker's JVM runs.
+        #[arg(long, value_enum, default_value = "quick")]
+        broker_jvm: BrokerJvm,
+    },
     /// Save time, on Redis, of an instance with the most tags it may have (100 tags of 163
     /// bytes): the heaviest save one request can cause.
     Tags {
@@ -776,6 +793,50 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 figures.hop_p50_ms,
                 figures.hop_p99_ms
             );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Broker {
+            n,
+            batches,
+            partitions,
+            broker_jvm,
+        } => {
+            let broker = PulsarBroker::start_with(true, broker_jvm.jvm());
+            let target = baton_bench::broker::Broker {
+                service_url: broker.service_url.clone(),
+                admin_url: broker.admin_url.clone(),
+                pid: broker.pid().context("the broker has no process")?,
+            };
+            println!(
+                "broker-pulsar-durable ({}; acknowledgements: one per message, the transport's only mode)",
+                broker_jvm.describe()
+            );
+            // The broker's JIT warms up on a first run, not counted: otherwise the first setting
+            // measures a cold broker.
+            baton_bench::broker::measure(&target, 1, 1, usize::try_from(n)?).await?;
+            println!(
+                "| messages/entry allowed | partitions | messages | entries | messages/entry | messages/s | broker CPU ms/message | client CPU ms/message |"
+            );
+            println!("|---|---|---|---|---|---|---|---|");
+            for &batch in &batches {
+                for &partitions in &partitions {
+                    let row =
+                        baton_bench::broker::measure(&target, batch.max(1), partitions.max(1), usize::try_from(n)?)
+                            .await?;
+                    println!(
+                        "| {} | {} | {} | {} | {:.1} | {:.0} | {:.3} | {:.3} |",
+                        row.batch_messages,
+                        row.partitions,
+                        row.messages,
+                        row.entries,
+                        row.messages as f64 / row.entries.max(1) as f64,
+                        row.per_second,
+                        row.broker_cpu_ms,
+                        row.client_cpu_ms
+                    );
+                }
+            }
+            drop(broker);
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Tags { n, mode } => {
