@@ -66,6 +66,82 @@ pub async fn measure(broker: &Broker, batch_messages: u32, partitions: u32, mess
     };
     let tenant = config.tenant.clone();
     let transport: Arc<dyn Transport> = Arc::new(PulsarTransport::connect(config).await?);
+    let burst = burst(transport, broker.pid, messages).await?;
+    // The entries of every topic of the namespace (the partitions, and the warm-up's one).
+    let entries = entries_written(&broker.admin_url, &tenant, &namespace)
+        .await?
+        .saturating_sub(1);
+    Ok(Row {
+        batch_messages,
+        partitions,
+        messages,
+        entries,
+        per_second: burst.per_second,
+        broker_cpu_ms: burst.broker_cpu_ms,
+        client_cpu_ms: burst.client_cpu_ms,
+    })
+}
+
+/// One Kafka setting's figures.
+#[derive(Clone, Debug)]
+pub struct KafkaRow {
+    /// The producer's `linger.ms`.
+    pub linger_ms: u64,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// Messages sent and acknowledged.
+    pub messages: usize,
+    /// What the burst cost.
+    pub burst: Burst,
+}
+
+/// Measures one Kafka setting on a namespace of its own (`bootstrap` of the broker whose
+/// process is `pid`).
+pub async fn measure_kafka(
+    bootstrap: &str,
+    pid: u32,
+    linger: Duration,
+    partitions: i32,
+    messages: usize,
+) -> anyhow::Result<KafkaRow> {
+    use baton::components::transport::{KafkaConfig, KafkaTransport};
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let config = KafkaConfig {
+        bootstrap_servers: bootstrap.to_string(),
+        namespace: format!(
+            "broker-l{}-p{partitions}-{}-{run}.",
+            linger.as_millis(),
+            std::process::id()
+        ),
+        partitions,
+        linger,
+        ..KafkaConfig::default()
+    };
+    let transport: Arc<dyn Transport> = Arc::new(KafkaTransport::connect(config)?);
+    let burst = burst(transport, pid, messages).await?;
+    Ok(KafkaRow {
+        linger_ms: u64::try_from(linger.as_millis()).unwrap_or(u64::MAX),
+        partitions,
+        messages,
+        burst,
+    })
+}
+
+/// What a burst cost.
+#[derive(Clone, Debug)]
+pub struct Burst {
+    /// Messages per second, first publish to last acknowledgement.
+    pub per_second: f64,
+    /// Broker CPU per message, in milliseconds.
+    pub broker_cpu_ms: f64,
+    /// This process's CPU per message, in milliseconds.
+    pub client_cpu_ms: f64,
+}
+
+/// Publishes `messages` from [`PUBLISHERS`] concurrent publishers to a fresh keyed topic while
+/// one consumer acknowledges each, after one warm-up message each way.
+async fn burst(transport: Arc<dyn Transport>, broker_pid: u32, messages: usize) -> anyhow::Result<Burst> {
     let topic = "bench-broker";
     let mut consumer = transport.subscribe(topic, "bench", SubscriptionKind::Keyed).await?;
     // A warm-up message each way opens the producers and the consumer.
@@ -77,7 +153,7 @@ pub async fn measure(broker: &Broker, batch_messages: u32, partitions: u32, mess
         .ack()
         .await;
 
-    let broker_before = process_cpu_seconds(broker.pid)?;
+    let broker_before = process_cpu_seconds(broker_pid)?;
     let client_before = process_cpu_seconds(std::process::id())?;
     let began = Instant::now();
     let consuming = tokio::spawn(async move {
@@ -106,17 +182,9 @@ pub async fn measure(broker: &Broker, batch_messages: u32, partitions: u32, mess
     }
     consuming.await??;
     let elapsed = began.elapsed();
-    let broker_cpu = process_cpu_seconds(broker.pid)? - broker_before;
+    let broker_cpu = process_cpu_seconds(broker_pid)? - broker_before;
     let client_cpu = process_cpu_seconds(std::process::id())? - client_before;
-    // The entries of every topic of the namespace (the partitions, and the warm-up's one).
-    let entries = entries_written(&broker.admin_url, &tenant, &namespace)
-        .await?
-        .saturating_sub(1);
-    Ok(Row {
-        batch_messages,
-        partitions,
-        messages,
-        entries,
+    Ok(Burst {
         per_second: messages as f64 / elapsed.as_secs_f64(),
         broker_cpu_ms: broker_cpu * 1e3 / messages as f64,
         client_cpu_ms: client_cpu * 1e3 / messages as f64,

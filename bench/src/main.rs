@@ -164,14 +164,21 @@ enum Command {
         #[arg(long, value_enum, default_value = "quick")]
         broker_jvm: BrokerJvm,
     },
-    /// What a message costs durable Pulsar through Baton's transport, by messages per batched
-    /// entry and partitions per topic: messages/s, the entries written, and broker and client
-    /// CPU per message, as a table.
+    /// What a message costs the broker through Baton's transport: on durable Pulsar by
+    /// messages per batched entry and partitions per topic (with the entries written), on Kafka
+    /// by `linger.ms` and partitions; messages/s and broker and client CPU per message, as a
+    /// table.
     Broker {
+        /// The broker.
+        #[arg(long, value_enum, default_value = "pulsar")]
+        transport: Transport,
+        /// Kafka: the producer's `linger.ms` values, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,1,5")]
+        lingers: Vec<u64>,
         /// Messages per setting.
         #[arg(short = 'n', long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(64..))]
         n: u64,
-        /// The producer's most messages per batched entry, comma separated.
+        /// Pulsar: the producer's most messages per batched entry, comma separated.
         #[arg(long, value_delimiter = ',', default_value = "1,2,5,10,20")]
         batches: Vec<u32>,
         /// Partitions per topic, comma separated.
@@ -796,10 +803,56 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Broker {
+            transport: Transport::Kafka,
+            lingers,
+            n,
+            partitions,
+            broker_jvm,
+            ..
+        } => {
+            let broker = KafkaBroker::start_with(broker_jvm.jvm());
+            let pid = broker.pid().context("the broker has no process")?;
+            let n = usize::try_from(n)?;
+            baton_bench::broker::measure_kafka(&broker.bootstrap, pid, Duration::ZERO, 1, n).await?;
+            println!(
+                "broker-kafka ({}; offsets committed as the transport does today)",
+                broker_jvm.describe()
+            );
+            println!(
+                "| linger.ms | partitions | messages | messages/s | broker CPU ms/message | client CPU ms/message |"
+            );
+            println!("|---|---|---|---|---|---|");
+            for &linger in &lingers {
+                for &partitions in &partitions {
+                    let partitions = i32::try_from(partitions.max(1))?;
+                    let row = baton_bench::broker::measure_kafka(
+                        &broker.bootstrap,
+                        pid,
+                        Duration::from_millis(linger),
+                        partitions,
+                        n,
+                    )
+                    .await?;
+                    println!(
+                        "| {} | {} | {} | {:.0} | {:.3} | {:.3} |",
+                        row.linger_ms,
+                        row.partitions,
+                        row.messages,
+                        row.burst.per_second,
+                        row.burst.broker_cpu_ms,
+                        row.burst.client_cpu_ms
+                    );
+                }
+            }
+            drop(broker);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Broker {
             n,
             batches,
             partitions,
             broker_jvm,
+            ..
         } => {
             let broker = PulsarBroker::start_with(true, broker_jvm.jvm());
             let target = baton_bench::broker::Broker {
