@@ -24,13 +24,8 @@ pub struct Row {
     pub messages: usize,
     /// Entries the broker wrote for them.
     pub entries: u64,
-    /// Messages per second, first publish to last acknowledgement.
-    pub per_second: f64,
-    /// Broker CPU per message, in milliseconds.
-    pub broker_cpu_ms: f64,
-    /// This process's CPU per message (publishers, consumer, acknowledgements), in
-    /// milliseconds.
-    pub client_cpu_ms: f64,
+    /// What the burst cost.
+    pub burst: Burst,
 }
 
 /// What the runs need to know about the broker.
@@ -66,7 +61,7 @@ pub async fn measure(broker: &Broker, batch_messages: u32, partitions: u32, mess
     };
     let tenant = config.tenant.clone();
     let transport: Arc<dyn Transport> = Arc::new(PulsarTransport::connect(config).await?);
-    let burst = burst(transport, broker.pid, messages).await?;
+    let cost = burst(transport, broker.pid, messages).await?;
     // The entries of every topic of the namespace (the partitions, and the warm-up's one).
     let entries = entries_written(&broker.admin_url, &tenant, &namespace)
         .await?
@@ -76,9 +71,7 @@ pub async fn measure(broker: &Broker, batch_messages: u32, partitions: u32, mess
         partitions,
         messages,
         entries,
-        per_second: burst.per_second,
-        broker_cpu_ms: burst.broker_cpu_ms,
-        client_cpu_ms: burst.client_cpu_ms,
+        burst: cost,
     })
 }
 
@@ -135,7 +128,8 @@ pub struct Burst {
     pub per_second: f64,
     /// Broker CPU per message, in milliseconds.
     pub broker_cpu_ms: f64,
-    /// This process's CPU per message, in milliseconds.
+    /// This process's CPU per message (publishers, consumer, acknowledgements), in
+    /// milliseconds.
     pub client_cpu_ms: f64,
 }
 

@@ -883,9 +883,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                         row.messages,
                         row.entries,
                         row.messages as f64 / row.entries.max(1) as f64,
-                        row.per_second,
-                        row.broker_cpu_ms,
-                        row.client_cpu_ms
+                        row.burst.per_second,
+                        row.burst.broker_cpu_ms,
+                        row.burst.client_cpu_ms
                     );
                 }
             }

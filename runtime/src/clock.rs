@@ -110,6 +110,9 @@ pub const CLOCK_LEAD_WARNING: Duration = Duration::from_secs(1);
 /// a timer service's, runs ahead of this one by at least that much.
 pub struct ClockLead {
     windows: std::sync::Mutex<LeadWindows>,
+    /// The lead last reported by [`observe`](Self::observe): while it is zero and messages
+    /// come on time, observing takes no lock.
+    reported_ms: AtomicU64,
 }
 
 struct LeadWindows {
@@ -125,18 +128,25 @@ pub static CLOCK_LEAD: ClockLead = ClockLead {
         current_ms: 0,
         previous_ms: 0,
     }),
+    reported_ms: AtomicU64::new(0),
 };
 
 impl ClockLead {
     const WINDOW: Duration = Duration::from_secs(30);
 
-    /// Records that a message emitted at `emitted_at` was consumed at `now`.
-    pub fn observe(&self, emitted_at: Timestamp, now: Timestamp) {
-        if emitted_at > now {
-            let lead = emitted_at.0 - now.0;
-            let mut w = self.lock();
-            w.current_ms = w.current_ms.max(lead);
+    /// Records that a message emitted at `emitted_at` was consumed at `now`. Returns the
+    /// largest lead seen lately when it may have changed (for a gauge to show), `None` while
+    /// messages come on time and none came early lately: then it costs one atomic load.
+    pub fn observe(&self, emitted_at: Timestamp, now: Timestamp) -> Option<Duration> {
+        let lead = emitted_at.0.saturating_sub(now.0);
+        if lead == 0 && self.reported_ms.load(Ordering::Relaxed) == 0 {
+            return None;
         }
+        let mut w = self.lock();
+        w.current_ms = w.current_ms.max(lead);
+        let recent = w.current_ms.max(w.previous_ms);
+        self.reported_ms.store(recent, Ordering::Relaxed);
+        Some(Duration::from_millis(recent))
     }
 
     /// The largest lead seen lately (zero when none).

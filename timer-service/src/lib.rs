@@ -121,13 +121,7 @@ impl Handler<TimerMessage> for Service {
     type Error = TimerError;
 
     async fn handle_one(&mut self, message: &Incoming<TimerMessage>) -> Result<(), TimerError> {
-        match decide(&message.envelope.body)? {
-            TimerWrite::Store(timer) => self.store.add(timer).await?,
-            TimerWrite::Cancel(id) => self.store.cancel(id).await?,
-        };
-        // A new timer may be due before the one the firing loop sleeps towards.
-        self.wake.notify_one();
-        Ok(())
+        self.handle(std::slice::from_ref(message)).await.pop().unwrap_or(Ok(()))
     }
 
     /// Stores a batch's timers together (one round trip to the store), in order: a cancel
@@ -182,9 +176,7 @@ impl Service {
         self.wake.notify_one();
         Ok(())
     }
-}
 
-impl Service {
     /// Claims due timers, fires them together and completes them together; returns how many
     /// were claimed. Three round trips for a whole batch: the claim, the publish (the
     /// transport sends a batch per topic and waits for all receipts at once), the completion.

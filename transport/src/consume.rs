@@ -182,7 +182,7 @@ impl ConsumeLoop {
                         batch.push(incoming);
                         settled.push_back(delivery);
                     }
-                    Err(e) => self.dead_letter_undecodable(delivery, e).await,
+                    Err(e) => self.settle_undecodable(delivery, e).await,
                 }
             }
             if !batch.is_empty() {
@@ -228,7 +228,7 @@ impl ConsumeLoop {
                             .await;
                         drop(span);
                     }
-                    Err(e) => this.dead_letter_undecodable(delivery, e).await,
+                    Err(e) => this.settle_undecodable(delivery, e).await,
                 }
                 drop(permit);
             });
@@ -245,9 +245,12 @@ impl ConsumeLoop {
             metrics::counter!(names::REDELIVERED, "topic" => topic).increment(1);
         }
         let envelope = baton_shared_schemas::decode_envelope::<M>(&delivery.payload)?;
-        if let Some(clock) = &self.clock {
-            CLOCK_LEAD.observe(envelope.emitted_at, clock.now());
-            metrics::gauge!(names::CLOCK_LEAD).set(CLOCK_LEAD.recent().as_secs_f64());
+        if let Some(lead) = self
+            .clock
+            .as_ref()
+            .and_then(|clock| CLOCK_LEAD.observe(envelope.emitted_at, clock.now()))
+        {
+            metrics::gauge!(names::CLOCK_LEAD).set(lead.as_secs_f64());
         }
         Ok(Incoming {
             envelope,
@@ -278,7 +281,9 @@ impl ConsumeLoop {
         Some(span)
     }
 
-    async fn dead_letter_undecodable(&self, delivery: Delivery, error: CodecError) {
+    /// Settles a delivery that did not decode: dead-lettered with the reason, or, written by a
+    /// newer schema version, nacked.
+    async fn settle_undecodable(&self, delivery: Delivery, error: CodecError) {
         if let CodecError::NewerSchema { .. } = error {
             // Written by a newer build during a rolling upgrade: left for a replica that reads
             // it (redelivery may reach one), dead-lettered with this reason once redeliveries

@@ -32,7 +32,7 @@ pub use baton_config::EngineConfig;
 
 use crate::EngineError;
 use crate::state::{OutboxMessage, WorkflowState};
-use crate::transition::{Next, TransitionContext, apply, early_by, refusal};
+use crate::transition::{Next, TransitionContext, apply, refusal};
 
 /// Subscription name the engine consumes with.
 pub const SUBSCRIPTION: &str = "workflow-engine";
@@ -259,12 +259,12 @@ impl Shard {
             };
             // The engine subscribes to its workflows' engine topics only, so the name is there.
             let workflow = Topic::workflow_of(&batch[i].topic).unwrap_or_default();
-            if let Some(early) = early_by(envelope, now) {
+            ctx.fired_at = batch[i].fired_at;
+            let decision = apply(state, workflow, envelope, &ctx);
+            if let Some(early) = decision.early {
                 metrics::counter!(names::TIMERS_EARLY, "consumer" => "engine").increment(1);
                 tracing::warn!(workflow = %id, kind = envelope.body.kind(), early_ms = early.as_millis() as u64, "a timer fired before its due time by this engine's clock (the timer service's clock runs ahead); held until then");
             }
-            ctx.fired_at = batch[i].fired_at;
-            let decision = apply(state, workflow, envelope, &ctx);
             tracing::debug!(workflow = %id, kind = envelope.body.kind(), note = decision.note, "transition");
             let publish = match Cause::of(envelope, now).encode_all(&decision.effects) {
                 Ok(publish) => publish,

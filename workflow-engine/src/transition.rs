@@ -124,6 +124,9 @@ pub struct Decision {
     pub effects: Vec<Effect>,
     /// A short note for logs and metrics (`applied`, `duplicate result`, …).
     pub note: &'static str,
+    /// How early the message, one a timer held, came by the engine's clock: it was held
+    /// again until its due time (see [`early_by`]).
+    pub early: Option<Duration>,
 }
 
 /// Collects the effects a transition emits.
@@ -203,7 +206,8 @@ pub fn apply(
         message_id: message.message_id,
         effects: Vec::new(),
     };
-    let (next, note) = match early_by(message, ctx.now) {
+    let early = early_by(message, ctx.now);
+    let (next, note) = match early {
         Some(_) => handlers::held::hold_until_due(state, message, &mut out),
         None => handlers::handle(state, &message.body, &mut out),
     };
@@ -211,6 +215,7 @@ pub fn apply(
         next,
         effects: out.effects,
         note,
+        early,
     }
 }
 
